@@ -1,0 +1,146 @@
+"""`bika list` and `bika show`: what the repository holds, read from manifests only.
+
+Neither needs a key. --json output is stable and documented in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bika.cli.app import STATE, JsonOption, RepoOption, app
+from bika.cli.progress import size
+from bika.repository import Manifest, Repository
+from bika.storage import open_storage
+
+
+def summary(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "id": manifest.id,
+        "kind": manifest.kind,
+        "label": manifest.label,
+        "started_at": manifest.started_at.isoformat(),
+        "finished_at": manifest.finished_at.isoformat(),
+        "duration_seconds": round((manifest.finished_at - manifest.started_at).total_seconds(), 3),
+        "database": manifest.source.database,
+        "server_version": manifest.source.server_version,
+        "pg_dump_version": manifest.source.pg_dump_version,
+        "database_size": manifest.source.database_size,
+        "stored_size": manifest.stored_size,
+        "plain_size": manifest.plain_size,
+        "tables": len(manifest.tables),
+        "rows": manifest.total_rows,
+        "roles": manifest.roles.status,
+    }
+
+
+def _open(repo: str | None) -> Repository:
+    return Repository.open(open_storage(STATE.settings(repo=repo).require_repo()))
+
+
+@app.command("list")
+def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
+    """List the repository's backups, oldest first."""
+    repository = _open(repo)
+    manifests = repository.manifests()
+    if as_json:
+        payload = {"repository": repository.url, "backups": [summary(m) for m in manifests]}
+        STATE.out.print_json(json.dumps(payload))
+        return
+    if not manifests:
+        STATE.say(f"{repository.url} holds no backups yet")
+        return
+    table = Table(title=f"backups in {repository.url}", title_justify="left")
+    for column in (
+        "id",
+        "kind",
+        "started (UTC)",
+        "took",
+        "database",
+        "tables",
+        "rows",
+        "dumped",
+        "stored",
+        "label",
+    ):
+        table.add_column(
+            column,
+            justify="right" if column in ("tables", "rows", "dumped", "stored", "took") else "left",
+        )
+    for m in manifests:
+        took = (m.finished_at - m.started_at).total_seconds()
+        table.add_row(
+            m.id,
+            m.kind,
+            f"{m.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{took:.1f}s",
+            m.source.database,
+            str(len(m.tables)),
+            f"{m.total_rows:,}",
+            size(m.plain_size),
+            size(m.stored_size),
+            m.label or "",
+        )
+    STATE.out.print(table)
+
+
+@app.command("show")
+def show(
+    backup_id: Annotated[str, typer.Argument(help="backup id, a unique prefix, or 'latest'")],
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one backup's manifest: source, artifacts, and every table's exact rows."""
+    repository = _open(repo)
+    manifest = repository.manifest(repository.resolve(backup_id))
+    if as_json:
+        STATE.out.print_json(manifest.to_json())
+        return
+    s = manifest.source
+    out = STATE.out
+    out.print(f"backup      {manifest.id}")
+    out.print(
+        f"kind        {manifest.kind}" + (f"  label: {manifest.label}" if manifest.label else "")
+    )
+    out.print(
+        f"started     {manifest.started_at:%Y-%m-%d %H:%M:%S} UTC, took "
+        f"{(manifest.finished_at - manifest.started_at).total_seconds():.1f}s"
+    )
+    out.print(
+        f"source      database {s.database}, PostgreSQL {s.server_version}, "
+        f"host #{s.host_hash[:8]}, size {size(s.database_size or 0)}"
+    )
+    out.print(
+        f"made by     pg_dump {s.pg_dump_version} ({manifest.tool}); restore needs "
+        f"pg_restore {s.pg_dump_version.split('.')[0]} or newer"
+    )
+    out.print(
+        f"roles       {manifest.roles.status}"
+        + (f" ({manifest.roles.detail})" if manifest.roles.detail else "")
+    )
+    if manifest.large_objects.count:
+        out.print(
+            f"large objs  {manifest.large_objects.count} ({size(manifest.large_objects.bytes)})"
+        )
+    artifacts = Table(title="artifacts", title_justify="left")
+    for column in ("name", "key", "content", "plain", "stored", "stored sha256"):
+        artifacts.add_column(column)
+    for name, a in manifest.artifacts.items():
+        artifacts.add_row(
+            name,
+            a.key,
+            a.content,
+            size(a.plain_size),
+            size(a.stored_size),
+            a.stored_sha256[:16] + "…",
+        )
+    out.print(artifacts)
+    tables = Table(title=f"tables ({len(manifest.tables)})", title_justify="left")
+    for column in ("schema", "table", "rows", "data", "sha256"):
+        tables.add_column(column, justify="right" if column in ("rows", "data") else "left")
+    for t in manifest.tables:
+        tables.add_row(t.schema_, t.name, f"{t.rows:,}", size(t.bytes), t.sha256[:16] + "…")
+    out.print(tables)

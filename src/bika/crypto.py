@@ -1,0 +1,99 @@
+"""age keys: generating identities, reading identity files, parsing recipients.
+
+Backup hosts need only recipients (public keys); the identity is needed to read data back.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyrage
+
+from bika.errors import IdentityError
+
+Identity = pyrage.x25519.Identity
+Recipient = pyrage.x25519.Recipient
+
+
+def generate_identity(out: Path) -> str:
+    """Write a new age identity to out (mode 0600, refusing to overwrite); return its recipient."""
+    identity = Identity.generate()
+    public = str(identity.to_public())
+    text = (
+        f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+        f"# public key: {public}\n"
+        f"{identity}\n"
+    )
+    out = out.expanduser()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise IdentityError(f"{out} already exists; bika never overwrites a key file") from exc
+    except OSError as exc:
+        raise IdentityError(f"cannot write key file {out}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return public
+
+
+def load_identities(path: Path) -> list[object]:
+    """Every AGE-SECRET-KEY line of an age identity file (as written by age-keygen or bika)."""
+    path = path.expanduser()
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError as exc:
+        raise IdentityError(
+            f"identity file {path} does not exist; pass --identity with the key from"
+            " 'bika key generate'"
+        ) from exc
+    except OSError as exc:
+        raise IdentityError(f"cannot read identity file {path}: {exc.strerror}") from exc
+    identities: list[object] = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            identities.append(Identity.from_str(line))
+        except Exception as exc:
+            raise IdentityError(
+                f"{path} line {number} is not an age identity (AGE-SECRET-KEY-1…)"
+            ) from exc
+    if not identities:
+        raise IdentityError(f"{path} holds no age identity (AGE-SECRET-KEY-1…)")
+    return identities
+
+
+def recipient_strings(values: list[str]) -> list[str]:
+    """age1… strings, given directly or as files holding them (one per line)."""
+    return [item for value in values for item in _expand(value)]
+
+
+def parse_recipients(values: list[str]) -> list[object]:
+    """Recipients given as age1… strings (or files holding them, one per line)."""
+    recipients: list[object] = []
+    for item in recipient_strings(values):
+        try:
+            recipients.append(Recipient.from_str(item))
+        except Exception as exc:
+            raise IdentityError(
+                f"{item[:20]!r} is not an age recipient; expected a public key age1…"
+            ) from exc
+    return recipients
+
+
+def _expand(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("age1"):
+        return [value]
+    path = Path(value).expanduser()
+    if path.is_file():
+        return [
+            line.strip()
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    return [value]

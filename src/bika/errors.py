@@ -1,0 +1,57 @@
+"""Exceptions a user can act on.
+
+Each carries a one-line message saying what failed, on what, and what to do; the CLI prints it
+without a traceback and maps the type to an exit code.
+"""
+
+
+class BikaError(Exception):
+    """Base of every error bika reports to a person."""
+
+    exit_code = 1
+
+
+class ConfigError(BikaError):
+    """A setting is missing or malformed."""
+
+    exit_code = 2
+
+
+class StorageError(BikaError):
+    """The repository's storage refused or failed an operation."""
+
+
+class ObjectNotFound(StorageError):
+    """An object the caller expected is not in the storage."""
+
+
+class ObjectExists(StorageError):
+    """A create-only write found the object already present."""
+
+
+class RepositoryError(BikaError):
+    """The repository is missing, of another format, or inconsistent."""
+
+
+class BackupNotFound(RepositoryError):
+    """No backup with the requested id."""
+
+
+class DumpError(BikaError):
+    """pg_dump / pg_dumpall failed or produced something unreadable."""
+
+
+class RestoreError(BikaError):
+    """pg_restore or the restore preflight failed."""
+
+
+class IntegrityError(BikaError):
+    """Stored bytes do not match what the manifest recorded."""
+
+
+class IdentityError(BikaError):
+    """A key (age identity or recipient) is missing, malformed or does not fit."""
+
+
+class PostgresError(BikaError):
+    """A PostgreSQL server could not be reached, started or queried."""

@@ -1,0 +1,1 @@
+"""Operations: backup, verify, restore, demo; each a function over plain objects."""

@@ -1,0 +1,165 @@
+"""Taking a backup: pg_dump → fingerprint → zstd → age → storage, then the manifest, last.
+
+If anything fails before the manifest is written, the backup does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bika
+from bika.errors import DumpError
+from bika.postgres import binaries, catalog
+from bika.postgres.archive import ArchiveTap
+from bika.postgres.connection import ConnInfo
+from bika.postgres.process import last_error_lines, run
+from bika.repository import Artifact, Manifest, Repository, TableStats
+from bika.repository.manifest import LargeObjects, Roles, Source
+from bika.repository.repository import new_backup_id
+from bika.stream import CODECS, Progress, StreamStats, encode
+
+DATABASE_ARTIFACT = "database.pgdump.zst.age"
+GLOBALS_ARTIFACT = "globals.sql.zst.age"
+
+
+@dataclass
+class BackupOptions:
+    kind: str = "manual"
+    label: str | None = None
+    compression_level: int = 3
+    compression_threads: int = 0
+    pg_bin_dir: str | None = None
+
+
+def take_backup(
+    repo: Repository,
+    conn: ConnInfo,
+    options: BackupOptions,
+    progress: Progress | None = None,
+) -> Manifest:
+    recipients = _recipients(repo)
+    bin_dir = binaries.find_bin_dir(options.pg_bin_dir)
+    pg_dump = binaries.tool("pg_dump", bin_dir)
+    started = datetime.now(UTC)
+    facts = catalog.server_facts(conn)
+    backup_id = new_backup_id(options.kind, started)
+    conninfo, env = conn.libpq_args()
+    threads = options.compression_threads or -1
+
+    tap = ArchiveTap()
+    key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
+    argv: list[str | Path] = [
+        pg_dump,
+        "--format=custom",
+        "--compress=0",
+        "--no-sync",
+        f"--dbname={conninfo}",
+    ]
+    with run(argv, conn=conn, env=env) as child, repo.storage.create(key) as sink:
+        stats = encode(
+            child.stdout,
+            sink,
+            recipients,
+            level=options.compression_level,
+            threads=threads,
+            tap=tap.feed,
+            progress=progress,
+        )
+        if child.wait() != 0:
+            raise DumpError(
+                f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
+            )
+        summary = tap.finish()
+    artifacts = {"database": _artifact(key, "pg_dump-custom", stats)}
+
+    roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options)
+    if isinstance(roles, Artifact):
+        artifacts["globals"] = roles
+        roles_note = Roles(status="saved")
+    else:
+        roles_note = Roles(status="skipped", detail=roles)
+
+    manifest = Manifest(
+        tool=f"bika {bika.__version__}",
+        id=backup_id,
+        repository_id=repo.id,
+        kind=options.kind,
+        label=options.label,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        source=Source(
+            database=summary.header.database or conn.database,
+            host_hash=conn.host_hash(),
+            server_version=facts.version,
+            pg_dump_version=summary.header.dump_version,
+            database_size=facts.database_size,
+        ),
+        artifacts=artifacts,
+        tables=[
+            TableStats(
+                schema=t.schema,
+                name=t.name,
+                rows=t.rows,
+                sha256=t.sha256,
+                bytes=t.size,
+                estimated_rows=facts.estimated_rows.get((t.schema, t.name)),
+            )
+            for t in summary.tables
+        ],
+        large_objects=LargeObjects(count=summary.large_objects, bytes=summary.large_object_bytes),
+        roles=roles_note,
+    )
+    repo.commit(manifest)
+    return manifest
+
+
+def _recipients(repo: Repository) -> list[object]:
+    from bika.crypto import parse_recipients
+
+    return parse_recipients(repo.recipients)
+
+
+def _artifact(key: str, content: str, stats: StreamStats) -> Artifact:
+    return Artifact(
+        key=key,
+        content=content,
+        codecs=CODECS,
+        stored_size=stats.stored_size,
+        stored_sha256=stats.stored_sha256,
+        plain_size=stats.plain_size,
+        plain_sha256=stats.plain_sha256,
+    )
+
+
+class _RolesRefused(Exception):
+    pass
+
+
+def _dump_roles(
+    repo: Repository,
+    conn: ConnInfo,
+    bin_dir: Path,
+    backup_id: str,
+    recipients: list[object],
+    options: BackupOptions,
+) -> Artifact | str:
+    """The cluster's roles without passwords, or why the server would not give them."""
+    pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
+    conninfo, env = conn.libpq_args()
+    key = repo.artifact_key(backup_id, GLOBALS_ARTIFACT)
+    argv: list[str | Path] = [
+        pg_dumpall,
+        "--roles-only",
+        "--no-role-passwords",
+        f"--dbname={conninfo}",
+    ]
+    try:
+        with run(argv, conn=conn, env=env) as child, repo.storage.create(key) as sink:
+            stats = encode(child.stdout, sink, recipients, level=options.compression_level)
+            if child.wait() != 0:
+                raise _RolesRefused(last_error_lines(child.stderr_text()))
+    except _RolesRefused as refused:
+        return f"pg_dumpall --roles-only refused: {refused}"
+    return _artifact(key, "sql", stats)

@@ -1,0 +1,171 @@
+"""Checking backups: every artifact is there with its size, and with --read-data every byte
+decrypts, decompresses, hashes as recorded and holds the tables the manifest lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bika.errors import BikaError, DumpError
+from bika.postgres import binaries
+from bika.postgres.archive import ArchiveTap
+from bika.postgres.process import run
+from bika.repository import Artifact, Manifest, Repository
+from bika.storage import Source
+from bika.stream import StreamStats, decode
+
+
+@dataclass
+class Problem:
+    artifact: str
+    message: str
+
+
+@dataclass
+class VerifyResult:
+    backup_id: str
+    read_data: bool
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_backup(
+    repo: Repository,
+    manifest: Manifest,
+    *,
+    identities: list[object] | None = None,
+    pg_bin_dir: str | None = None,
+) -> VerifyResult:
+    """Without identities: presence and sizes. With them: every byte (--read-data)."""
+    result = VerifyResult(manifest.id, read_data=identities is not None)
+    for name, artifact in manifest.artifacts.items():
+        info = repo.storage.stat(artifact.key)
+        if info is None:
+            result.problems.append(Problem(name, f"{artifact.key} is missing"))
+            continue
+        if info.size != artifact.stored_size:
+            result.problems.append(
+                Problem(
+                    name,
+                    f"{artifact.key} is {info.size} bytes, the manifest says"
+                    f" {artifact.stored_size} (truncated or replaced)",
+                )
+            )
+            continue
+        if identities is not None:
+            try:
+                _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir)
+            except BikaError as exc:
+                result.problems.append(Problem(name, str(exc)))
+    return result
+
+
+def _read_artifact(
+    repo: Repository,
+    manifest: Manifest,
+    name: str,
+    artifact: Artifact,
+    identities: list[object],
+    pg_bin_dir: str | None,
+) -> None:
+    label = f"{manifest.id}/{name}"
+    tap = ArchiveTap() if artifact.content == "pg_dump-custom" else None
+    with repo.storage.open(artifact.key) as source:
+        if tap is None:
+            stats = decode(source, _Discard(), identities, name=label)
+            toc_tables: set[str] | None = None
+        else:
+            stats, toc_tables = _decode_listing(source, tap, identities, label, pg_bin_dir)
+    if stats.stored_sha256 != artifact.stored_sha256 or stats.stored_size != artifact.stored_size:
+        raise _mismatch(label, "stored bytes", artifact.stored_sha256, stats.stored_sha256)
+    if stats.plain_sha256 != artifact.plain_sha256 or stats.plain_size != artifact.plain_size:
+        raise _mismatch(label, "plaintext", artifact.plain_sha256, stats.plain_sha256)
+    if tap is None:
+        return
+    summary = tap.finish()
+    found = {(t.schema, t.name): t for t in summary.tables}
+    for table in manifest.tables:
+        got = found.pop((table.schema_, table.name), None)
+        if got is None:
+            raise DumpError(f"{label}: table {table.qualified} is not in the dump")
+        if got.rows != table.rows or got.sha256 != table.sha256:
+            raise DumpError(
+                f"{label}: table {table.qualified} holds {got.rows} rows (hash"
+                f" {got.sha256[:12]}), the manifest says {table.rows} ({table.sha256[:12]})"
+            )
+    if found:
+        raise DumpError(f"{label}: the dump holds tables the manifest lacks: {sorted(found)}")
+    if toc_tables is not None:
+        expected = {f"{t.schema_} {t.name}" for t in manifest.tables}
+        if toc_tables != expected:
+            missing = sorted(expected - toc_tables) or sorted(toc_tables - expected)
+            raise DumpError(
+                f"{label}: pg_restore --list shows different tables than the manifest: {missing}"
+            )
+
+
+def _mismatch(label: str, what: str, expected: str, got: str) -> BikaError:
+    from bika.errors import IntegrityError
+
+    return IntegrityError(
+        f"{label}: sha256 of the {what} is {got[:16]}…, the manifest says {expected[:16]}…"
+    )
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+class _TeeToList:
+    """Feeds the plaintext to the archive reader and to `pg_restore --list` until it has
+    read the table of contents and exits."""
+
+    def __init__(self, tap: ArchiveTap, write: Callable[[bytes], object]) -> None:
+        self._tap = tap
+        self._write: Callable[[bytes], object] | None = write
+
+    def write(self, data: bytes) -> int:
+        self._tap.feed(data)
+        if self._write is not None:
+            try:
+                self._write(data)
+            except (BrokenPipeError, ValueError):
+                self._write = None  # pg_restore has what it needs
+        return len(data)
+
+
+def _decode_listing(
+    source: Source,
+    tap: ArchiveTap,
+    identities: list[object],
+    label: str,
+    pg_bin_dir: str | None,
+) -> tuple[StreamStats, set[str]]:
+    pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(pg_bin_dir))
+    with run([pg_restore, "--list", "--file=-"], stdin=True) as child:
+        listing: list[bytes] = []
+        reader = threading.Thread(target=lambda: listing.extend(child.stdout), daemon=True)
+        reader.start()
+        stats = decode(source, _TeeToList(tap, child.stdin.write), identities, name=label)
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+        code = child.wait()
+        reader.join(timeout=30)
+        if code != 0:
+            raise DumpError(f"{label}: pg_restore --list failed: {child.stderr_text().strip()}")
+    tables = set()
+    for raw in listing:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        rest = line.split(" TABLE DATA ", 1)[1]
+        # "<schema> <table> <owner>": the owner is the last word
+        tables.add(rest.rsplit(" ", 1)[0])
+    return stats, tables

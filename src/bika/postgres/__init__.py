@@ -1,0 +1,1 @@
+"""PostgreSQL programs, servers and catalogs: everything bika asks of PostgreSQL itself."""

@@ -1,0 +1,335 @@
+"""Reads pg_dump's custom archive format (-Fc -Z0) as it streams past.
+
+It learns the table of contents and, from each table's data block, the exact row count and a
+content hash, without buffering more than the TOC and one read chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+from bika.errors import DumpError
+
+MAGIC = b"PGDMP"
+BLK_DATA = 1
+BLK_BLOBS = 3
+# Archive versions this reader understands (pg_dump 12 wrote 1.14; 17 and 18 write 1.16).
+MIN_VERSION = (1, 14)
+MAX_VERSION = (1, 16)
+_ROW_HEADER = struct.Struct("<xI")  # sign byte, then a 4-byte little-endian length
+ROW_FRAME = 5
+END_OF_COPY = b"\\.\n\n\n"
+
+
+def row_frame(row: bytes) -> bytes:
+    """The framing of one COPY row inside a data block: 0x00, 4-byte LE length, the row."""
+    return b"\x00" + len(row).to_bytes(4, "little") + row
+
+
+@dataclass
+class TocEntry:
+    dump_id: int
+    had_dumper: bool
+    tag: str
+    desc: str
+    section: int
+    namespace: str | None
+    owner: str | None
+    copy_stmt: str | None
+
+
+@dataclass
+class TableData:
+    """What one TABLE DATA block held: rows and a hash of their framed COPY text."""
+
+    schema: str
+    name: str
+    rows: int = 0
+    size: int = 0
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return self.hasher.hexdigest()
+
+
+@dataclass
+class Header:
+    version: tuple[int, int, int]
+    int_size: int
+    off_size: int
+    compression: int
+    database: str
+    server_version: str
+    dump_version: str
+    entries: list[TocEntry]
+
+
+class _NeedMore(Exception):
+    """The buffer ends before the structure being parsed does."""
+
+
+class _Reader:
+    def __init__(self, buf: bytes, pos: int = 0) -> None:
+        self.buf = buf
+        self.pos = pos
+        self.int_size = 4
+        self.off_size = 8
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.buf):
+            raise _NeedMore
+        out = self.buf[self.pos : end]
+        self.pos = end
+        return out
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def int(self) -> int:
+        sign = self.byte()
+        value = int.from_bytes(self.take(self.int_size), "little")
+        return -value if sign else value
+
+    def str(self) -> str | None:
+        length = self.int()
+        if length < 0:
+            return None
+        return self.take(length).decode("utf-8", errors="replace")
+
+
+def _parse_header(buf: bytes) -> tuple[Header, int]:
+    """Header and TOC from the start of an archive; raises _NeedMore if incomplete."""
+    r = _Reader(buf)
+    if r.take(5) != MAGIC:
+        raise DumpError("pg_dump output is not a custom-format archive (bad magic)")
+    version = (r.byte(), r.byte(), r.byte())
+    if not MIN_VERSION <= version[:2] <= MAX_VERSION:
+        raise DumpError(
+            f"pg_dump wrote archive version {'.'.join(map(str, version))}, which this bika"
+            " cannot read; upgrade bika or use pg_dump 12-18 (pg_bin_dir)"
+        )
+    r.int_size = r.byte()
+    r.off_size = r.byte()
+    if r.byte() != 1:
+        raise DumpError("pg_dump output is not in custom format (-Fc)")
+    compression = r.byte() if version[:2] >= (1, 15) else r.int()
+    if compression != 0:
+        raise DumpError("pg_dump compressed its archive; bika needs -Z0 output")
+    for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
+        r.int()
+    database = r.str() or ""
+    server_version = r.str() or ""
+    dump_version = r.str() or ""
+    entries = []
+    for _ in range(r.int()):
+        dump_id = r.int()
+        had_dumper = bool(r.int())
+        r.str()  # table oid
+        r.str()  # oid
+        tag = r.str() or ""
+        desc = r.str() or ""
+        section = r.int()
+        r.str()  # defn
+        r.str()  # drop statement
+        copy_stmt = r.str()
+        namespace = r.str()
+        r.str()  # tablespace
+        r.str()  # table access method
+        if version[:2] >= (1, 16):
+            r.int()  # relkind
+        owner = r.str()
+        r.str()  # "false": WITH OIDS
+        while r.str() is not None:  # dependencies
+            pass
+        r.take(1 + r.off_size)  # data offset flag and position (unset when streamed)
+        entries.append(
+            TocEntry(dump_id, had_dumper, tag, desc, section, namespace, owner, copy_stmt)
+        )
+    header = Header(
+        version,
+        r.int_size,
+        r.off_size,
+        compression,
+        database,
+        server_version,
+        dump_version,
+        entries,
+    )
+    return header, r.pos
+
+
+@dataclass
+class ArchiveSummary:
+    header: Header
+    tables: list[TableData]
+    large_objects: int
+    large_object_bytes: int
+
+
+class ArchiveTap:
+    """Feed it the archive's bytes in order; it keeps the header, the TOC and table stats.
+
+    Data blocks are walked row by row with no copy: the hash covers each row's framing and
+    text (see row_frame), updated once per fed chunk.
+    """
+
+    def __init__(self) -> None:
+        self.header: Header | None = None
+        self._pending = b""  # bytes not yet parsed (TOC, or a partial structure)
+        self._next_attempt = 0
+        self._by_id: dict[int, TocEntry] = {}
+        self.tables: list[TableData] = []
+        self.large_objects = 0
+        self.large_object_bytes = 0
+        self._table: TableData | None = None
+        self._skip = 0  # bytes of the current row (or blob chunk) still to come
+        self._state = "header"
+
+    def feed(self, chunk: bytes) -> None:
+        if self._state == "header":
+            self._pending += chunk
+            if len(self._pending) < self._next_attempt:
+                return
+            try:
+                self.header, pos = _parse_header(self._pending)
+            except _NeedMore:
+                self._next_attempt = len(self._pending) * 3 // 2
+                return
+            self._by_id = {e.dump_id: e for e in self.header.entries}
+            self._state = "block"
+            buf, self._pending = self._pending[pos:], b""
+            self._walk(buf)
+            return
+        if self._pending:
+            buf, self._pending = self._pending + chunk, b""
+            self._walk(buf)
+        else:
+            self._walk(chunk)
+
+    def _walk(self, buf: bytes) -> None:
+        pos, end = 0, len(buf)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                if self._table is not None:
+                    self._table.hasher.update(memoryview(buf)[pos : pos + step])
+                    self._table.size += step
+                else:
+                    self.large_object_bytes += step
+                self._skip -= step
+                pos += step
+                continue
+            state = self._state
+            try:
+                if state == "rows":
+                    pos = self._rows(buf, pos, end)
+                    if self._state == "rows" and not self._skip and pos < end:
+                        raise _NeedMore
+                elif state == "block":
+                    if buf[pos] not in (BLK_DATA, BLK_BLOBS):
+                        # pg_dump may append a second copy of the TOC after the data
+                        self._state = "trailer"
+                        return
+                    r = _Reader(buf, pos)
+                    r.int_size = self._int_size
+                    kind, dump_id = r.byte(), r.int()
+                    pos = r.pos
+                    self._start_block(kind, dump_id)
+                elif state == "trailer":
+                    return
+                elif state == "blob_oid":
+                    r = _Reader(buf, pos)
+                    r.int_size = self._int_size
+                    oid = r.int()
+                    pos = r.pos
+                    if oid == 0:
+                        self._state = "block"
+                    else:
+                        self.large_objects += 1
+                        self._state = "blob_chunks"
+                elif state == "blob_chunks":
+                    r = _Reader(buf, pos)
+                    r.int_size = self._int_size
+                    length = r.int()
+                    pos = r.pos
+                    if length == 0:
+                        self._state = "blob_oid"
+                    else:
+                        self._skip = length
+                else:
+                    raise DumpError(f"pg_dump archive: unexpected bytes after the end ({state})")
+            except _NeedMore:
+                self._pending = buf[pos:]
+                return
+
+    @property
+    def _int_size(self) -> int:
+        assert self.header is not None
+        return self.header.int_size
+
+    def _start_block(self, kind: int, dump_id: int) -> None:
+        entry = self._by_id.get(dump_id)
+        if entry is None:
+            raise DumpError(f"pg_dump archive: data block for unknown TOC entry {dump_id}")
+        if kind == BLK_DATA:
+            self._table = TableData(entry.namespace or "", entry.tag)
+            self.tables.append(self._table)
+            self._state = "rows"
+        elif kind == BLK_BLOBS:
+            self._table = None
+            self._state = "blob_oid"
+        else:
+            raise DumpError(f"pg_dump archive: unknown block type {kind} for entry {dump_id}")
+
+    def _rows(self, buf: bytes, pos: int, end: int) -> int:
+        """Walk framed rows from pos and hash them in one update; returns where it stopped.
+
+        It stops at the block's terminator (consumed), inside a row (self._skip is set), or
+        before a row header cut by the chunk's end (the caller keeps those bytes)."""
+        table = self._table
+        assert table is not None
+        unpack = _ROW_HEADER.unpack_from
+        start = pos
+        rows = 0
+        terminated = False
+        while pos + ROW_FRAME <= end:
+            (length,) = unpack(buf, pos)
+            if length == 0:
+                terminated = True
+                break
+            if length <= len(END_OF_COPY):
+                # pg_dump 18 frames COPY's end marker like a row; it is not data
+                if pos + ROW_FRAME + length > end:
+                    break  # cut by the chunk's end: decide once the rest arrives
+                if buf.startswith(b"\\.\n", pos + ROW_FRAME):
+                    if pos > start:
+                        table.hasher.update(memoryview(buf)[start:pos])
+                        table.size += pos - start
+                    pos += ROW_FRAME + length
+                    start = pos
+                    continue
+            rows += 1
+            pos += ROW_FRAME + length
+        if pos > end:  # the last row continues in the next chunk
+            self._skip = pos - end
+            pos = end
+        table.rows += rows
+        if pos > start:
+            table.hasher.update(memoryview(buf)[start:pos])
+            table.size += pos - start
+        if terminated:
+            self._table = None
+            self._state = "block"
+            return pos + ROW_FRAME
+        return pos
+
+    def finish(self) -> ArchiveSummary:
+        if self.header is None:
+            raise DumpError("pg_dump produced no archive header (empty or truncated output)")
+        if self._state not in ("block", "trailer") or self._pending or self._skip:
+            raise DumpError("pg_dump archive ended in the middle of a data block (truncated)")
+        return ArchiveSummary(self.header, self.tables, self.large_objects, self.large_object_bytes)

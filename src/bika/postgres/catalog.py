@@ -1,0 +1,69 @@
+"""Questions asked of a live database: versions, sizes, emptiness, exact row counts.
+
+Used before a backup (what is being dumped) and after a restore (did the rows arrive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from bika.postgres.connection import ConnInfo
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    version: str
+    version_num: int
+    database_size: int
+    estimated_rows: dict[tuple[str, str], int]
+
+
+def server_facts(conn: ConnInfo) -> ServerFacts:
+    with conn.connect() as db:
+        version = str(db.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+        num = int(db.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+        size = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        rows = db.execute(
+            "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s)",
+            (list(SYSTEM_SCHEMAS),),
+        ).fetchall()
+    return ServerFacts(version, num, size, {(s, t): int(r) for s, t, r in rows})
+
+
+def user_relations(conn: ConnInfo) -> int:
+    """How many tables, views, sequences and functions live outside the system schemas."""
+    with conn.connect() as db:
+        row = db.execute(
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "        WHERE c.relkind IN ('r','p','v','m','S','f') AND n.nspname <> ALL(%s)"
+            "          AND n.nspname NOT LIKE 'pg_temp%%')"
+            " + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            "        WHERE n.nspname <> ALL(%s))",
+            (list(SYSTEM_SCHEMAS), list(SYSTEM_SCHEMAS)),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def exact_rows(conn: ConnInfo, tables: list[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+    """count(*) of each table; None where the table does not exist."""
+    counts: dict[tuple[str, str], int | None] = {}
+    with conn.connect(autocommit=True) as db:
+        for schema, name in tables:
+            exists = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL",
+                (sql.Identifier(schema, name).as_string(db),),
+            ).fetchone()
+            if not exists or not exists[0]:
+                counts[(schema, name)] = None
+                continue
+            row = db.execute(
+                sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, name))
+            ).fetchone()
+            counts[(schema, name)] = int(row[0]) if row else 0
+    return counts

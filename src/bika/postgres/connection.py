@@ -1,0 +1,97 @@
+"""Connection strings: parsed once, passwords kept out of argv, messages and manifests.
+
+pg_dump and friends get the password through PGPASSWORD, never on their command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bika.errors import ConfigError, PostgresError
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    url: str
+
+    @classmethod
+    def parse(cls, url: str) -> ConnInfo:
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"database URL {redact(url)!r} is malformed; expected"
+                " postgresql://user@host:port/dbname"
+            ) from exc
+        return cls(url)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(conninfo_to_dict(self.url))
+
+    @property
+    def database(self) -> str:
+        return str(self.params.get("dbname") or self.params.get("user") or "postgres")
+
+    @property
+    def password(self) -> str | None:
+        value = self.params.get("password")
+        return str(value) if value else None
+
+    def with_database(self, dbname: str) -> ConnInfo:
+        return ConnInfo(make_conninfo(self.url, dbname=dbname))
+
+    def libpq_args(self) -> tuple[str, dict[str, str]]:
+        """A conninfo string without the password, and the environment that carries it."""
+        params = {k: str(v) for k, v in self.params.items() if k != "password"}
+        params.setdefault("dbname", self.database)
+        env = {"PGPASSWORD": self.password} if self.password else {}
+        env["PGAPPNAME"] = "bika"
+        return make_conninfo("", **params), env
+
+    def redacted(self) -> str:
+        return redact(self.url)
+
+    def host_hash(self) -> str:
+        p = self.params
+        where = f"{p.get('host', '')}:{p.get('port', '5432')}"
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, connect_timeout=15, application_name="bika", **kwargs)
+        except psycopg.OperationalError as exc:
+            raise PostgresError(
+                f"cannot connect to {self.redacted()}: {first_line(scrub(str(exc), self))}"
+            ) from None
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self)
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs and key=value connection strings."""
+    text = _URL_PASSWORD.sub(r"\1***\3", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def scrub(text: str, conn: ConnInfo | None) -> str:
+    text = redact(text)
+    if conn is not None and conn.password:
+        text = text.replace(conn.password, "***")
+    return text
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return "; ".join(lines[:2]) if lines else "no details"

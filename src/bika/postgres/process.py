@@ -1,0 +1,104 @@
+"""Running PostgreSQL's client programs with their output streamed and their stderr kept.
+
+A child that fails becomes one clear error carrying its own last words; a child that is
+abandoned (an exception upstream) is killed, never left running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+from bika.errors import BikaError
+from bika.postgres.connection import ConnInfo, scrub
+
+
+class Child:
+    def __init__(self, proc: subprocess.Popen[bytes], name: str, conn: ConnInfo | None) -> None:
+        self.proc = proc
+        self.name = name
+        self._conn = conn
+        self._stderr: list[bytes] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    def stderr_text(self) -> str:
+        self._reader.join(timeout=10)
+        return scrub(b"".join(self._stderr).decode("utf-8", "replace"), self._conn)
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def run(
+    argv: Sequence[str | Path],
+    *,
+    conn: ConnInfo | None = None,
+    env: dict[str, str] | None = None,
+    stdin: bool = False,
+    stdout: bool = True,
+) -> Iterator[Child]:
+    """Start a child with piped stdout (and stdin if asked); kill it if the block raises."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("LC_MESSAGES", "C")
+    try:
+        proc = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
+    except OSError as exc:
+        raise BikaError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+    child = Child(proc, Path(str(argv[0])).name, conn)
+    try:
+        yield child
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with suppress(OSError):
+                    stream.close()
+        if proc.poll() is None:
+            child.kill()
+        if proc.stderr is not None:
+            child._reader.join(timeout=10)
+            proc.stderr.close()
+
+
+def last_error_lines(text: str, limit: int = 3) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
+    chosen = (errors or lines)[-limit:]
+    return "; ".join(chosen) if chosen else "no message"

@@ -1,0 +1,6 @@
+"""The repository: its format, backup ids, manifests and listing. Knows nothing of PostgreSQL."""
+
+from bika.repository.manifest import Artifact, Manifest, Source, TableStats
+from bika.repository.repository import Repository
+
+__all__ = ["Artifact", "Manifest", "Repository", "Source", "TableStats"]

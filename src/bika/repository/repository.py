@@ -1,0 +1,143 @@
+"""A repository on a storage: bika.json, backups/<id>/…, and the rule that a backup exists
+only once its manifest does.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from bika.errors import (
+    BackupNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    RepositoryError,
+)
+from bika.repository.manifest import FORMAT_VERSION, Manifest
+from bika.storage import Storage
+
+CONFIG_KEY = "bika.json"
+BACKUPS = "backups/"
+MANIFEST = "manifest.json"
+
+
+def new_backup_id(kind: str, now: datetime | None = None) -> str:
+    """Ids sort by time: 20261124T020003Z-daily-7f3a."""
+    now = now or datetime.now(UTC)
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(2)}"
+
+
+class Repository:
+    def __init__(self, storage: Storage, config: dict[str, object]) -> None:
+        self.storage = storage
+        self.config = config
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    @property
+    def recipients(self) -> list[str]:
+        return [str(r) for r in self.config.get("recipients", [])]  # type: ignore[attr-defined]
+
+    @property
+    def url(self) -> str:
+        return self.storage.url
+
+    @classmethod
+    def init(cls, storage: Storage, recipients: list[str]) -> Repository:
+        config: dict[str, object] = {
+            "format": "bika",
+            "version": FORMAT_VERSION,
+            "id": str(uuid.uuid4()),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "recipients": recipients,
+        }
+        data = (json.dumps(config, indent=2) + "\n").encode()
+        try:
+            storage.write_bytes(CONFIG_KEY, data)
+        except ObjectExists as exc:
+            raise RepositoryError(
+                f"{storage.url} already holds a bika repository; use it, or choose another --repo"
+            ) from exc
+        return cls(storage, config)
+
+    @classmethod
+    def open(cls, storage: Storage) -> Repository:
+        try:
+            raw = storage.read_bytes(CONFIG_KEY)
+        except ObjectNotFound as exc:
+            raise RepositoryError(
+                f"no bika repository at {storage.url}; create one with 'bika init --repo"
+                f" {storage.url} --recipient age1…'"
+            ) from exc
+        try:
+            config = json.loads(raw)
+        except ValueError as exc:
+            raise RepositoryError(f"{storage.url}/{CONFIG_KEY} is not valid JSON") from exc
+        if config.get("format") != "bika":
+            raise RepositoryError(f"{storage.url}/{CONFIG_KEY} is not a bika repository file")
+        if config.get("version") != FORMAT_VERSION:
+            raise RepositoryError(
+                f"{storage.url} uses repository format {config.get('version')}; this bika"
+                f" reads format {FORMAT_VERSION}: upgrade bika"
+            )
+        return cls(storage, config)
+
+    # backups -------------------------------------------------------------------------
+
+    def backup_prefix(self, backup_id: str) -> str:
+        return f"{BACKUPS}{backup_id}/"
+
+    def artifact_key(self, backup_id: str, name: str) -> str:
+        return f"{self.backup_prefix(backup_id)}{name}"
+
+    def commit(self, manifest: Manifest) -> None:
+        """Write the manifest, which makes the backup exist. Never overwrites one."""
+        key = self.artifact_key(manifest.id, MANIFEST)
+        self.storage.write_bytes(key, manifest.to_json().encode())
+
+    def backup_ids(self) -> list[str]:
+        """Ids of complete backups (those with a manifest), oldest first."""
+        ids = []
+        for info in self.storage.list(BACKUPS):
+            parts = info.key[len(BACKUPS) :].split("/")
+            if len(parts) == 2 and parts[1] == MANIFEST:
+                ids.append(parts[0])
+        return sorted(ids)
+
+    def manifest(self, backup_id: str) -> Manifest:
+        key = self.artifact_key(backup_id, MANIFEST)
+        try:
+            raw = self.storage.read_bytes(key)
+        except ObjectNotFound as exc:
+            raise BackupNotFound(
+                f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
+            ) from exc
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RepositoryError(f"{self.url}/{key} is not a valid manifest: {exc}") from exc
+
+    def manifests(self) -> list[Manifest]:
+        return [self.manifest(backup_id) for backup_id in self.backup_ids()]
+
+    def resolve(self, ref: str) -> str:
+        """A full id, a unique prefix of one, or 'latest'."""
+        ids = self.backup_ids()
+        if ref == "latest":
+            if not ids:
+                raise BackupNotFound(f"{self.url} holds no backups yet")
+            return ids[-1]
+        if ref in ids:
+            return ref
+        matches = [i for i in ids if i.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise BackupNotFound(f"{ref!r} matches {len(matches)} backups; give more of the id")
+        raise BackupNotFound(f"no backup {ref!r} in {self.url}; 'bika list' shows the ids")

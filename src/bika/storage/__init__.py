@@ -1,0 +1,142 @@
+"""The Storage protocol every backend implements, and opening a storage from a URL.
+
+A storage is a flat key space under a prefix; keys use '/' separators. Objects are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class Sink(Protocol):
+    """Where a streamed write goes: write() chunks; the owning context commits or aborts."""
+
+    def write(self, data: bytes) -> int: ...
+
+
+class Source(Protocol):
+    """A streamed read: read(n) returns up to n bytes, b'' at the end."""
+
+    def read(self, n: int = -1) -> bytes: ...
+
+
+class Storage(Protocol):
+    """What bika needs of a place to keep objects. Backends: local, s3, azure, gcs."""
+
+    url: str
+    """Where it points, for messages; never holds a credential."""
+
+    def create(
+        self, key: str, *, overwrite: bool = False, storage_class: str | None = None
+    ) -> AbstractContextManager[Sink]:
+        """Stream a new object. It becomes visible only when the context exits cleanly; an
+        exception inside the context aborts it and leaves nothing (or an orphan part that
+        the backend's own cleanup removes). Without overwrite, an existing key raises
+        ObjectExists at commit at the latest."""
+        ...
+
+    def open(self, key: str) -> AbstractContextManager[Source]:
+        """Stream an object's bytes. Raises ObjectNotFound."""
+        ...
+
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing one is not an error."""
+        ...
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How to reach an off-site storage. Every field left None falls back to the cloud's usual
+    environment variables and credential chain, so StorageSettings() means "as the CLIs would".
+    Secrets are kept out of repr() so a settings object can be logged."""
+
+    endpoint: str | None = None
+    """S3-compatible endpoint (B2, R2, MinIO, Wasabi), Azure blob endpoint or GCS API/emulator
+    URL. Default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, the Azure connection string's
+    BlobEndpoint, STORAGE_EMULATOR_HOST."""
+    region: str | None = None
+    """S3 region. Default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1."""
+    path_style: bool | None = None
+    """S3 path-style addressing (endpoint/bucket/key); False asks for virtual-hosted style."""
+    allow_http: bool | None = None
+    """Allow a plain-http endpoint. Default: yes when the endpoint itself says http://."""
+    profile: str | None = None
+    """AWS profile in ~/.aws/credentials and ~/.aws/config. Default: AWS_PROFILE."""
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    sse: str | None = None
+    """S3 server-side encryption: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS)."""
+    sse_kms_key_id: str | None = None
+    """KMS key id or ARN for SSE-KMS; implies sse="aws:kms"."""
+    azure_account: str | None = None
+    azure_key: str | None = field(default=None, repr=False)
+    azure_sas: str | None = field(default=None, repr=False)
+    azure_connection_string: str | None = field(default=None, repr=False)
+    """Default: AZURE_STORAGE_CONNECTION_STRING."""
+    gcs_credentials_file: str | None = None
+    """Service-account key file. Default: GOOGLE_APPLICATION_CREDENTIALS, then application
+    default credentials."""
+    gcs_project: str | None = None
+    part_size: int = 16 * 1024 * 1024
+    """Multipart / block / resumable chunk size; memory use is about part_size times
+    (upload_concurrency + 1). 16 MiB allows objects up to 160 GB on S3 (10,000 parts)."""
+    upload_concurrency: int = 4
+    max_retries: int = 10
+    """Transient failures (5xx, 429, resets) are retried with exponential backoff."""
+    retry_timeout: float = 180.0
+    """Seconds after which a failing request is no longer retried."""
+    connect_timeout: float = 10.0
+    timeout: float = 120.0
+    """Seconds one request (one part, one ranged read) may take."""
+
+
+def open_storage(url: str, settings: StorageSettings | None = None) -> Storage:
+    """The storage a repository URL or local path names: a local path or file://, s3://,
+    gs://, az://container/prefix or azure://account/container/prefix."""
+    from bika.errors import ConfigError
+    from bika.storage.local import LocalStorage
+
+    if "://" not in url:
+        return LocalStorage(url)
+    scheme = url.split("://", 1)[0].lower()
+    settings = settings or StorageSettings()
+    if scheme == "file":
+        return LocalStorage(url.split("://", 1)[1])
+    if scheme == "s3":
+        from bika.storage.s3 import S3Storage
+
+        return S3Storage(url, settings)
+    if scheme in ("az", "azure"):
+        from bika.storage.azure import AzureStorage
+
+        return AzureStorage(url, settings)
+    if scheme == "gs":
+        from bika.storage.gcs import GCSStorage
+
+        return GCSStorage(url, settings)
+    raise ConfigError(
+        f"repository {url!r}: unsupported scheme {scheme!r}; use a local path, s3://bucket/prefix,"
+        " gs://bucket/prefix, az://container/prefix or azure://account/container/prefix"
+    )

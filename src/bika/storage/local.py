@@ -1,0 +1,157 @@
+"""Local-disk storage: a folder holds the objects as files.
+
+Writes go to a hidden temp file that is fsynced, then linked or renamed into place, then the
+folder is fsynced, so a crash leaves either the whole object or no object under its name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from bika.errors import ObjectExists, ObjectNotFound, StorageError
+from bika.storage import ObjectInfo
+
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalStorage:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"{self.url}: invalid object key {key!r}")
+        return self.root / key
+
+    def _fail(self, action: str, key: str, exc: OSError) -> StorageError:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = "; check that this user may write there, or choose another --repo"
+        elif exc.errno == errno.ENOSPC:
+            hint = "; free some space or choose another --repo"
+        return StorageError(f"cannot {action} {self.root / key}: {reason}{hint}")
+
+    @contextmanager
+    def create(
+        self, key: str, *, overwrite: bool = False, storage_class: str | None = None
+    ) -> Iterator[_FileSink]:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not overwrite and path.exists():
+                raise ObjectExists(f"{path} already exists; bika never overwrites an object")
+            tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+            handle = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+        except OSError as exc:
+            raise self._fail("write", key, exc) from exc
+        try:
+            yield _FileSink(handle, self, key)
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError as exc:
+                    raise ObjectExists(
+                        f"{path} already exists; bika never overwrites an object"
+                    ) from exc
+                os.unlink(tmp)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise self._fail("write", key, exc) from exc
+        finally:
+            if not handle.closed:
+                handle.close()
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{path} does not exist") from exc
+        except OSError as exc:
+            raise self._fail("read", key, exc) from exc
+        with handle:
+            yield handle
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with self.open(key) as handle:
+            handle.seek(start)
+            return handle.read(length)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as handle:
+            return handle.read()
+
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        with self.create(key, overwrite=overwrite) as sink:
+            sink.write(data)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root
+        if not base.is_dir():
+            return
+        found: list[ObjectInfo] = []
+        try:
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    if name.startswith(TEMP_PREFIX):
+                        continue
+                    full = Path(dirpath) / name
+                    key = full.relative_to(base).as_posix()
+                    if key.startswith(prefix):
+                        found.append(ObjectInfo(key, full.stat().st_size))
+        except OSError as exc:
+            raise self._fail("list", prefix, exc) from exc
+        yield from sorted(found, key=lambda info: info.key)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(key, self._path(key).stat().st_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._fail("stat", key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._fail("delete", key, exc) from exc
+
+
+class _FileSink:
+    def __init__(self, handle: BinaryIO, storage: LocalStorage, key: str) -> None:
+        self._handle = handle
+        self._storage = storage
+        self._key = key
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            raise self._storage._fail("write", self._key, exc) from exc
+
+    def flush(self) -> None:
+        """pyrage calls flush() on its writer; durability comes from the commit's fsync."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

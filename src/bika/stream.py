@@ -1,0 +1,205 @@
+"""The streaming pipeline: plaintext → zstd → age → storage, and back.
+
+Both directions hash what passes (plaintext and stored bytes) so an artifact's manifest entry
+is known the moment its last byte is written, with no temp file and bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyrage
+import zstandard
+
+from bika.errors import IdentityError, IntegrityError
+from bika.storage import Sink, Source
+
+CODECS = ["zstd", "age"]
+READ_SIZE = 1 << 20
+
+Progress = Callable[[int, int], None]
+"""Called with (plaintext bytes so far, stored bytes so far)."""
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+@dataclass
+class StreamStats:
+    plain_size: int
+    plain_sha256: str
+    stored_size: int
+    stored_sha256: str
+
+
+class _HashingReader:
+    """Reads plaintext from a source, hashing it and showing it to a tap on the way."""
+
+    def __init__(
+        self,
+        source: Readable,
+        tap: Callable[[bytes], None] | None,
+        progress: Callable[[], None] | None,
+    ) -> None:
+        self._source = source
+        self._tap = tap
+        self._progress = progress
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._source.read(READ_SIZE if n is None or n < 0 else n)
+            if data:
+                self.hash.update(data)
+                self.size += len(data)
+                if self._tap is not None:
+                    self._tap(data)
+                if self._progress is not None:
+                    self._progress()
+            return data
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+class _HashingWriter:
+    """Passes bytes to a sink, hashing and counting them."""
+
+    def __init__(self, sink: Sink, progress: Callable[[], None] | None = None) -> None:
+        self._sink = sink
+        self._progress = progress
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._sink.write(data)
+            self.hash.update(data)
+            self.size += len(data)
+            if self._progress is not None:
+                self._progress()
+            return len(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        pass
+
+
+def encode(
+    source: Readable,
+    sink: Sink,
+    recipients: list[object],
+    *,
+    level: int = 3,
+    threads: int = -1,
+    tap: Callable[[bytes], None] | None = None,
+    progress: Progress | None = None,
+) -> StreamStats:
+    """Compress and encrypt everything source yields into sink."""
+    writer = _HashingWriter(sink)
+    reader = _HashingReader(source, tap, None)
+    if progress is not None:
+
+        def report() -> None:
+            progress(reader.size, writer.size)
+
+        reader._progress = report
+        writer._progress = report
+    compressor = zstandard.ZstdCompressor(level=level, threads=threads)
+    compressed = compressor.stream_reader(reader, read_size=READ_SIZE)  # type: ignore[arg-type]
+    try:
+        pyrage.encrypt_io(compressed, writer, recipients)
+    except pyrage.EncryptError as exc:
+        # an exception raised in our reader or writer comes back wrapped; raise the original
+        cause = reader.error or writer.error
+        if cause is not None:
+            raise cause from None
+        raise IntegrityError(f"age encryption failed: {exc}") from exc
+    for side in (reader, writer):
+        if side.error is not None:
+            raise side.error
+    return StreamStats(reader.size, reader.hash.hexdigest(), writer.size, writer.hash.hexdigest())
+
+
+class _CountingSource:
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._source.read(READ_SIZE if n is None or n < 0 else n)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+
+def decode(
+    source: Source,
+    sink: Sink,
+    identities: list[object],
+    *,
+    name: str,
+    progress: Progress | None = None,
+) -> StreamStats:
+    """Decrypt and decompress source into sink; name says which artifact, for messages."""
+    counting = _CountingSource(source)
+    plain = _HashingWriter(sink)
+    if progress is not None:
+
+        def report() -> None:
+            progress(plain.size, counting.size)
+
+        plain._progress = report
+    decompressor = zstandard.ZstdDecompressor().stream_writer(plain, closefd=False)  # type: ignore[arg-type]
+    guarded = _HashingWriter(_GuardedWriter(decompressor, name))
+    try:
+        pyrage.decrypt_io(counting, guarded, identities)
+        decompressor.flush()  # type: ignore[no-untyped-call]
+    except (pyrage.DecryptError, OSError) as exc:
+        # pyrage reports a bad payload chunk as OSError and wraps our callbacks' exceptions
+        cause = counting.error or plain.error or guarded.error
+        if cause is not None:
+            raise cause from None
+        if "No matching keys" in str(exc):
+            raise IdentityError(
+                f"{name}: none of the given identities can decrypt it; use the key whose"
+                " recipient the repository was initialised with"
+            ) from exc
+        raise IntegrityError(
+            f"{name}: decryption failed at stored byte ~{counting.size}: the object is"
+            " corrupted or truncated"
+        ) from exc
+    for side in (counting, plain, guarded):
+        if side.error is not None:
+            raise side.error
+    return StreamStats(plain.size, plain.hash.hexdigest(), counting.size, counting.hash.hexdigest())
+
+
+class _GuardedWriter:
+    """Turns zstd's errors on bad compressed data into an IntegrityError naming the artifact."""
+
+    def __init__(self, writer: zstandard.ZstdDecompressionWriter, name: str) -> None:
+        self._writer = writer
+        self._name = name
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._writer.write(data)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{self._name}: zstd data is corrupt ({exc})") from exc
+        return len(data)
