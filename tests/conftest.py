@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster, start_cluster
+from helpers import KeyedRepo, run_bika
 
 PASSWORD = "s3cret-pw"
 # Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.
@@ -55,3 +57,14 @@ def new_database(request: pytest.FixtureRequest) -> Iterator[Callable[[Cluster],
     yield make
     for cluster, name in made:
         cluster.drop_database(name)
+
+
+@pytest.fixture
+def keyed_repo(tmp_path: Path) -> KeyedRepo:
+    """A fresh local repository and the age key it encrypts to, initialised through the CLI."""
+    key = tmp_path / "key.txt"
+    recipient = generate_identity(key)
+    repo = tmp_path / "repo"
+    result = run_bika("init", "--repo", str(repo), "--recipient", recipient)
+    assert result.returncode == 0, result.stderr
+    return KeyedRepo(repo=repo, key=key, recipient=recipient)

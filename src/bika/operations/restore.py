@@ -95,7 +95,8 @@ def check_identity(repo: Repository, key: str, identities: list[object], label: 
     end = head.find(b"\n---")
     if end < 0:
         raise RestoreError(f"{label}: not an age file (no header found)")
-    header = head[: head.index(b"\n", end + 1) + 1]
+    # the header and the payload nonce after it: enough for age to try each identity
+    header = head[: head.index(b"\n", end + 1) + 1 + 16]
     try:
         pyrage.decrypt(header, identities)
     except pyrage.DecryptError as exc:

@@ -1,0 +1,343 @@
+"""Google Cloud Storage for gs://bucket/prefix, through google-cloud-storage's JSON API.
+
+Streams resumable uploads. Not obstore: its XML-API writes fail against fake-gcs-server.
+
+Credentials: settings.gcs_credentials_file or GOOGLE_APPLICATION_CREDENTIALS, else application
+default credentials (gcloud auth application-default login, workload identity, the metadata
+server). An endpoint from STORAGE_EMULATOR_HOST, or any http:// endpoint, is an emulator and
+gets anonymous credentials. Create-only writes send ifGenerationMatch=0, which GCS enforces at
+commit for simple and resumable uploads alike (fake-gcs-server only for simple ones, hence the
+shared pre-commit check in transfer.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import google.auth
+import google.auth.exceptions
+import google.oauth2.credentials
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import storage  # type: ignore[import-untyped]
+from google.cloud.storage.fileio import BlobWriter  # type: ignore[import-untyped]
+from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-untyped]
+from google.oauth2 import service_account
+
+from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
+from bika.storage import ObjectInfo, StorageSettings
+from bika.storage.cloud import check_key
+from bika.storage.transfer import RangedReader, Upload
+
+_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
+_RESUMABLE_MULTIPLE = 256 * 1024
+_JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+_CREDENTIALS_HINT = (
+    "; check the credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key"
+    " file, or run `gcloud auth application-default login`"
+)
+
+
+class GCSStorage:
+    url: str
+
+    def __init__(self, url: str, settings: StorageSettings) -> None:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ConfigError(f"repository {url!r}: name the bucket, as in gs://bucket/prefix")
+        self.url = url
+        self.bucket_name = parts.netloc
+        prefix = parts.path.strip("/")
+        self._prefix = f"{prefix}/" if prefix else ""
+        self._settings = settings
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        endpoint = settings.endpoint or emulator
+        if endpoint and "://" not in endpoint:
+            endpoint = f"http://{endpoint}"
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        # An emulator takes no credentials; a credentials file asks for them anyway.
+        self._anonymous = bool(
+            self.endpoint
+            and not settings.gcs_credentials_file
+            and (self.endpoint.startswith("http://") or (emulator and not settings.endpoint))
+        )
+        self._part_size = -(-settings.part_size // _RESUMABLE_MULTIPLE) * _RESUMABLE_MULTIPLE
+        self._retry: Retry = DEFAULT_RETRY.with_timeout(settings.retry_timeout).with_delay(
+            initial=0.1, maximum=15.0, multiplier=2.0
+        )
+        self._timeout = (settings.connect_timeout, settings.timeout)
+        self._client: Any = None
+
+    # --- client, made on first use so that opening a storage never fails on credentials ---
+
+    def _bucket(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client.bucket(self.bucket_name)
+
+    def _make_client(self) -> Any:
+        settings = self._settings
+        credentials: Credentials
+        project = settings.gcs_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if self._anonymous:
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            project = project or "bika"
+        else:
+            path = settings.gcs_credentials_file
+            try:
+                if path:
+                    credentials, found = _credentials_from_file(path)
+                else:
+                    credentials, found = google.auth.default(scopes=_SCOPES)
+            except (google.auth.exceptions.GoogleAuthError, ValueError, OSError) as exc:
+                raise StorageError(
+                    f"cannot open {self.url}: no usable Google credentials"
+                    f" ({_first_line(exc)}){_CREDENTIALS_HINT}"
+                ) from exc
+            project = project or found
+        options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        return storage.Client(project=project, credentials=credentials, client_options=options)
+
+    def _blob(self, key: str) -> Any:
+        return self._bucket().blob(self._prefix + check_key(self.url, key))
+
+    # --- errors ---
+
+    def _fail(self, action: str, key: str, exc: BaseException) -> StorageError:
+        if isinstance(exc, StorageError):
+            return exc
+        status, text = _reply(exc)
+        hint = ""
+        if status == 401 or isinstance(exc, google.auth.exceptions.RefreshError):
+            hint = _CREDENTIALS_HINT
+        elif status == 403:
+            hint = (
+                "; these credentials may not do this: grant roles/storage.objectAdmin"
+                f" on gs://{self.bucket_name}"
+            )
+        elif status == 404 and action in ("write", "list"):
+            hint = (
+                f"; the bucket gs://{self.bucket_name} does not exist: create it with"
+                f" gcloud storage buckets create gs://{self.bucket_name}"
+            )
+        elif status == 400 and "class" in text.lower():
+            hint = "; use a GCS storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE"
+        elif status is None:
+            where = self.endpoint or "storage.googleapis.com"
+            hint = f"; check that {where} is reachable"
+        where = f"{key} in {self.url}" if key else self.url
+        return StorageError(f"cannot {action} {where}: {text}{hint}")
+
+    def _refuse(self, key: str) -> StorageError:
+        return ObjectExists(f"{key} already exists in {self.url}; bika never overwrites an object")
+
+    # --- the protocol ---
+
+    @contextmanager
+    def create(
+        self, key: str, *, overwrite: bool = False, storage_class: str | None = None
+    ) -> Iterator[Upload]:
+        blob = self._blob(key)
+        if storage_class:
+            blob.storage_class = storage_class.upper()
+        generation = None if overwrite else 0
+
+        def put_whole(data: bytes) -> None:
+            try:
+                blob.upload_from_string(
+                    data,
+                    content_type="application/octet-stream",
+                    if_generation_match=generation,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
+            except api_exceptions.PreconditionFailed as exc:
+                raise self._refuse(key) from exc
+
+        def put_stream(chunks: Iterator[bytes]) -> None:
+            writer = BlobWriter(
+                blob,
+                chunk_size=self._part_size,
+                ignore_flush=True,
+                retry=self._retry,
+                content_type="application/octet-stream",
+                if_generation_match=generation,
+                timeout=self._timeout,
+            )
+            try:
+                for chunk in chunks:
+                    writer.write(chunk)
+            except BaseException:
+                # Cancel the resumable session so nothing is stored; should that fail too,
+                # GCS drops the unfinished session after a week.
+                with contextlib.suppress(Exception):
+                    writer.terminate()
+                raise
+            try:
+                writer.close()
+            except api_exceptions.PreconditionFailed as exc:
+                raise self._refuse(key) from exc
+
+        upload = Upload(
+            part_size=self._part_size,
+            put_whole=put_whole,
+            put_stream=put_stream,
+            exists=lambda: self._find(key, "write") is not None,
+            refuse=lambda: self._refuse(key),
+            fail=lambda exc: self._fail("write", key, exc),
+            overwrite=overwrite,
+        )
+        try:
+            yield upload
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[RangedReader]:
+        blob = self._find(key, "read")
+        if blob is None:
+            raise ObjectNotFound(f"{key} does not exist in {self.url}")
+        # The blob carries its generation now, so every range reads that same version.
+        reader = RangedReader(
+            lambda start, length: self._download(blob, key, start, length),
+            int(blob.size or 0),
+            self._part_size,
+        )
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def _download(self, blob: Any, key: str, start: int, length: int) -> bytes:
+        try:
+            data: bytes = blob.download_as_bytes(
+                start=start,
+                end=start + length - 1,
+                raw_download=True,
+                checksum=None,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+        except api_exceptions.NotFound as exc:
+            raise ObjectNotFound(f"{key} does not exist in {self.url}") from exc
+        except Exception as exc:
+            raise self._fail("read", key, exc) from exc
+        return data
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            check_key(self.url, key)
+            return b""
+        try:
+            return self._download(self._blob(key), key, start, length)
+        except ObjectNotFound:
+            raise
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_exceptions.RequestRangeNotSatisfiable):
+                info = self.stat(key)
+                if info is None:
+                    raise ObjectNotFound(f"{key} does not exist in {self.url}") from exc
+                if start >= info.size:
+                    return b""
+            raise
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as source:
+            return source.read()
+
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        with self.create(key, overwrite=overwrite) as sink:
+            sink.write(data)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        try:
+            client = self._bucket().client
+            for blob in client.list_blobs(
+                self.bucket_name,
+                prefix=self._prefix + prefix,
+                retry=self._retry,
+                timeout=self._timeout,
+            ):
+                found.append(ObjectInfo(blob.name[len(self._prefix) :], int(blob.size or 0)))
+        except Exception as exc:
+            raise self._fail("list", prefix or "objects", exc) from exc
+        yield from sorted(found, key=lambda info: info.key)
+
+    def _find(self, key: str, action: str) -> Any:
+        path = self._prefix + check_key(self.url, key)
+        try:
+            return self._bucket().get_blob(path, retry=self._retry, timeout=self._timeout)
+        except Exception as exc:
+            raise self._fail(action, key, exc) from exc
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        blob = self._find(key, "stat")
+        return None if blob is None else ObjectInfo(key, int(blob.size or 0))
+
+    def delete(self, key: str) -> None:
+        blob = self._blob(key)
+        try:
+            blob.delete(retry=self._retry, timeout=self._timeout)
+        except api_exceptions.NotFound:
+            return
+        except Exception as exc:
+            raise self._fail("delete", key, exc) from exc
+
+
+def _credentials_from_file(path: str) -> tuple[Credentials, str | None]:
+    """A service-account key or an authorized-user file (what gcloud writes)."""
+    with open(path, encoding="utf-8") as handle:
+        info = json.load(handle)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        account = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=_SCOPES
+        )
+        return account, info.get("project_id")
+    if kind == "authorized_user":
+        user = google.oauth2.credentials.Credentials.from_authorized_user_info(  # type: ignore[no-untyped-call]
+            info, _SCOPES
+        )
+        return user, info.get("quota_project_id")
+    raise ValueError(
+        f"{path} holds {kind!r} credentials; give a service_account or authorized_user file,"
+        " or set GOOGLE_APPLICATION_CREDENTIALS for other kinds"
+    )
+
+
+def _reply(exc: BaseException) -> tuple[int | None, str]:
+    """HTTP status and one line of what the server (or the network) said."""
+    status: int | None = None
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        status = exc.code
+        match = _JSON_MESSAGE.search(str(exc))
+        message = match.group(1) if match else (exc.message or "").split(":")[0]
+        text = f"HTTP {status}: {message}" if status else message
+    else:
+        response = getattr(exc, "response", None)
+        code = getattr(response, "status_code", None)
+        if isinstance(code, int):
+            status = code
+            body = getattr(response, "text", "") or ""
+            match = _JSON_MESSAGE.search(body)
+            text = f"HTTP {code}" + (f": {match.group(1)}" if match else "")
+        else:
+            text = _first_line(exc)
+    return status, " ".join(_URL_QUERY.sub(r"\1", text).split())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,218 @@
+"""S3 storage for s3://bucket/prefix: AWS and S3-compatibles (B2, R2, MinIO, Wasabi by endpoint).
+
+Streams multipart uploads through obstore; credentials come from settings, env or an AWS profile.
+
+Credentials, in the order the AWS CLI uses them: explicit settings, AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the profile (settings.profile or AWS_PROFILE) from
+~/.aws/credentials and ~/.aws/config, then whatever obstore finds itself (web identity, ECS/EKS
+container credentials, EC2 instance role). A profile without static keys (SSO, assume-role) is
+resolved through boto3 when it is installed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from obstore.store import S3Store
+
+from bika.errors import ConfigError
+from bika.storage import StorageSettings
+from bika.storage.cloud import CloudStorage, ServerReply, client_options, retry_config
+
+if TYPE_CHECKING:
+    from obstore.store import S3Config, S3CredentialProvider
+
+_CREDENTIALS_HINT = (
+    "; check the credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    " (and AWS_SESSION_TOKEN for temporary ones) or AWS_PROFILE"
+)
+_AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+}
+_REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint"}
+
+
+class S3Storage(CloudStorage):
+    def __init__(self, url: str, settings: StorageSettings) -> None:
+        parts = urlsplit(url)
+        bucket = parts.netloc
+        prefix = parts.path.strip("/")
+        if not bucket:
+            raise ConfigError(f"repository {url!r}: name the bucket, as in s3://bucket/prefix")
+        self.bucket = bucket
+        environ = os.environ
+        endpoint = (
+            settings.endpoint
+            or environ.get("AWS_ENDPOINT_URL_S3")
+            or environ.get("AWS_ENDPOINT_URL")
+            or environ.get("AWS_ENDPOINT")
+        )
+        region = settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        config: S3Config = {}
+        provider: S3CredentialProvider | None = None
+        key_id, secret, token = _explicit_credentials(settings, environ)
+        if key_id and secret:
+            config["access_key_id"] = key_id
+            config["secret_access_key"] = secret
+            if token:
+                config["session_token"] = token
+        profile = settings.profile or (None if key_id else environ.get("AWS_PROFILE"))
+        if profile:
+            static, profile_region, provider = _profile(profile, environ)
+            config.update(static)
+            region = region or profile_region
+        config["region"] = region or "us-east-1"
+        if endpoint:
+            if settings.path_style is False:
+                config["virtual_hosted_style_request"] = True
+                endpoint = _with_bucket_host(endpoint, bucket)
+            config["endpoint"] = endpoint
+        elif settings.path_style is False:
+            config["virtual_hosted_style_request"] = True
+        sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
+        if sse:
+            config["server_side_encryption"] = sse
+        if settings.sse_kms_key_id:
+            config["sse_kms_key_id"] = settings.sse_kms_key_id
+        allow_http = settings.allow_http
+        if allow_http is None:
+            allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
+        self.endpoint = endpoint
+        store = S3Store(
+            bucket,
+            prefix=prefix or None,
+            config=config,
+            client_options=client_options(settings, allow_http),
+            retry_config=retry_config(settings),
+            credential_provider=provider,
+        )
+        secrets = (config.get("secret_access_key", ""), config.get("session_token", ""))
+        super().__init__(
+            url,
+            store,
+            settings,
+            prefix=prefix,
+            secrets=tuple(s for s in secrets if s),
+            missing_container_codes=("NoSuchBucket",),
+        )
+
+    def _storage_class(self, storage_class: str) -> str:
+        return storage_class.upper()
+
+    def _hint(self, reply: ServerReply, exc: BaseException, name: str) -> str:
+        code = reply.code or ""
+        if code == "NoSuchBucket":
+            endpoint = f" --endpoint-url {self.endpoint}" if self.endpoint else ""
+            return f"; create the bucket first: aws s3 mb s3://{self.bucket}{endpoint}"
+        if code == "InvalidObjectState":
+            return (
+                "; the object is in an archive storage class: restore it first with"
+                f" aws s3api restore-object --bucket {self.bucket} --key {name}"
+                " --restore-request Days=7, and retry once the restore has completed"
+            )
+        if code == "InvalidStorageClass":
+            return "; use an S3 storage class such as STANDARD_IA, GLACIER_IR or DEEP_ARCHIVE"
+        if code in _REGION_CODES or reply.status == 301:
+            return "; the bucket is in another region: set AWS_REGION (or region) to it"
+        if code in _AUTH_CODES or reply.status == 401:
+            return _CREDENTIALS_HINT
+        if code == "AccessDenied":
+            return f"; these credentials may not do this: {self._permissions()}"
+        if reply.status == 403:  # a HEAD's 403 has no body to tell bad keys from no right
+            return f"{_CREDENTIALS_HINT}, and {self._permissions()}"
+        if reply.status == 501 or code == "NotImplemented":
+            return "; this S3-compatible server lacks a feature bika needs (conditional put?)"
+        if reply.status is None:
+            where = self.endpoint or "AWS S3"
+            return f"; check that {where} is reachable and the endpoint/region are right"
+        return ""
+
+    def _permissions(self) -> str:
+        return (
+            "allow s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject and"
+            f" s3:AbortMultipartUpload on {self.bucket}"
+        )
+
+
+def _explicit_credentials(
+    settings: StorageSettings, environ: Mapping[str, str]
+) -> tuple[str | None, str | None, str | None]:
+    if settings.access_key_id or settings.secret_access_key:
+        return settings.access_key_id, settings.secret_access_key, settings.session_token
+    if settings.profile:
+        return None, None, None
+    return (
+        environ.get("AWS_ACCESS_KEY_ID"),
+        environ.get("AWS_SECRET_ACCESS_KEY"),
+        environ.get("AWS_SESSION_TOKEN"),
+    )
+
+
+def _profile(
+    name: str, environ: Mapping[str, str]
+) -> tuple[S3Config, str | None, S3CredentialProvider | None]:
+    """Static keys and region of an AWS profile, or boto3's provider for the others."""
+    home = Path.home()
+    credentials_file = Path(
+        environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials"
+    )
+    config_file = Path(environ.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    credentials = _read_ini(credentials_file)
+    config = _read_ini(config_file)
+    section_in_config = name if name == "default" else f"profile {name}"
+    found = credentials.get(name, {}) | {
+        k: v for k, v in config.get(section_in_config, {}).items() if k not in credentials
+    }
+    region = config.get(section_in_config, {}).get("region")
+    if not found and name not in credentials and section_in_config not in config:
+        raise ConfigError(
+            f"AWS profile {name!r} is not in {credentials_file} or {config_file};"
+            " run `aws configure --profile NAME` or unset AWS_PROFILE"
+        )
+    key_id = found.get("aws_access_key_id")
+    secret = found.get("aws_secret_access_key")
+    if key_id and secret:
+        static: S3Config = {"access_key_id": key_id, "secret_access_key": secret}
+        token = found.get("aws_session_token")
+        if token:
+            static["session_token"] = token
+        return static, region, None
+    try:
+        boto3 = importlib.import_module("boto3")
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError as exc:
+        raise ConfigError(
+            f"AWS profile {name!r} has no access keys (SSO or assume-role); install boto3"
+            " (pip install boto3) so bika can use it, or export AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY"
+        ) from exc
+    provider = Boto3CredentialProvider(boto3.Session(profile_name=name))
+    return {}, region, provider
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error) as exc:
+        raise ConfigError(f"cannot read AWS settings from {path}: {exc}") from exc
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _with_bucket_host(endpoint: str, bucket: str) -> str:
+    """Virtual-hosted style wants the bucket in the endpoint's host name."""
+    parts = urlsplit(endpoint)
+    if parts.hostname and parts.hostname.startswith(f"{bucket}."):
+        return endpoint
+    return urlunsplit(parts._replace(netloc=f"{bucket}.{parts.netloc}"))

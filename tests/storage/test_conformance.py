@@ -1,0 +1,143 @@
+"""One storage conformance suite, run against local disk, S3, Azure Blob and GCS alike.
+
+What a backend must do for bika's repository to trust it; objects stay small for moto's sake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from bika.errors import ObjectExists, ObjectNotFound
+from bika.storage import Storage
+
+MiB = 1024 * 1024
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Incompressible but reproducible bytes."""
+    blocks = []
+    counter = 0
+    while sum(map(len, blocks)) < size:
+        blocks.append(hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64)
+        counter += 1
+    return b"".join(blocks)[:size]
+
+
+def stream_into(storage: Storage, key: str, data: bytes, write_size: int = 64 * 1024) -> None:
+    with storage.create(key) as sink:
+        for start in range(0, len(data), write_size):
+            sink.write(data[start : start + write_size])
+
+
+def test_streamed_put_then_streamed_get_returns_the_same_bytes(storage: Storage) -> None:
+    data = payload(3 * MiB + 12345)
+    stream_into(storage, "backups/one/database.pgdump.zst.age", data)
+
+    read = bytearray()
+    with storage.open("backups/one/database.pgdump.zst.age") as source:
+        while chunk := source.read(100_000):
+            read += chunk
+    assert bytes(read) == data
+    info = storage.stat("backups/one/database.pgdump.zst.age")
+    assert info is not None and info.size == len(data)
+
+
+def test_ranged_get_returns_the_requested_bytes(storage: Storage) -> None:
+    data = payload(MiB + 7)
+    stream_into(storage, "blob", data)
+
+    assert storage.read_range("blob", 0, 10) == data[:10]
+    assert storage.read_range("blob", 500_000, 70_000) == data[500_000:570_000]
+    assert storage.read_range("blob", len(data) - 5, 100) == data[-5:]
+    assert storage.read_range("blob", len(data), 10) == b""
+
+
+def test_list_gives_keys_under_a_prefix_in_key_order(storage: Storage) -> None:
+    for key in ["backups/b/manifest.json", "backups/a/x", "backups/a/manifest.json", "bika.json"]:
+        storage.write_bytes(key, key.encode())
+    storage.write_bytes("backupsX/other", b"not under backups/")
+    storage.write_bytes("events/e1.json", b"{}")
+
+    listed = list(storage.list("backups/"))
+    assert [info.key for info in listed] == [
+        "backups/a/manifest.json",
+        "backups/a/x",
+        "backups/b/manifest.json",
+    ]
+    assert [info.size for info in listed] == [len(info.key) for info in listed]
+    assert [info.key for info in storage.list("backups/a/m")] == ["backups/a/manifest.json"]
+    assert [info.key for info in storage.list("back")] == [
+        "backups/a/manifest.json",
+        "backups/a/x",
+        "backups/b/manifest.json",
+        "backupsX/other",
+    ]
+    everything = [info.key for info in storage.list()]
+    assert everything == sorted(everything) and len(everything) == 6
+
+
+def test_delete_removes_an_object_and_ignores_a_missing_one(storage: Storage) -> None:
+    storage.write_bytes("drills/1.json", b"{}")
+    storage.delete("drills/1.json")
+    assert storage.stat("drills/1.json") is None
+    assert list(storage.list("drills/")) == []
+    storage.delete("drills/1.json")
+    storage.delete("never/was/there")
+
+
+def test_stat_gives_the_size_or_none(storage: Storage) -> None:
+    storage.write_bytes("empty", b"")
+    storage.write_bytes("small", b"12345")
+    small = storage.stat("small")
+    empty = storage.stat("empty")
+    assert small is not None and (small.key, small.size) == ("small", 5)
+    assert empty is not None and empty.size == 0
+    assert storage.read_bytes("empty") == b""
+    assert storage.stat("absent") is None
+
+
+def test_create_only_put_refuses_to_overwrite(storage: Storage) -> None:
+    storage.write_bytes("bika.json", b"first")
+    with pytest.raises(ObjectExists):
+        storage.write_bytes("bika.json", b"second")
+    assert storage.read_bytes("bika.json") == b"first"
+
+    big = payload(MiB + 1, seed=1)
+    stream_into(storage, "big", big)
+    with pytest.raises(ObjectExists):
+        stream_into(storage, "big", payload(MiB + 1, seed=2))
+    assert storage.read_bytes("big") == big
+
+    storage.write_bytes("bika.json", b"third", overwrite=True)
+    assert storage.read_bytes("bika.json") == b"third"
+
+
+def test_failed_streamed_put_leaves_nothing_visible(storage: Storage) -> None:
+    class ProducerFailed(Exception):
+        pass
+
+    for size in (1000, 2 * MiB):  # within the first part, and past it (multipart)
+        key = f"backups/failed-{size}/database.pgdump.zst.age"
+        with pytest.raises(ProducerFailed), storage.create(key) as sink:
+            sink.write(payload(size))
+            raise ProducerFailed()
+        assert storage.stat(key) is None
+        assert list(storage.list("backups/")) == []
+
+
+def test_write_bytes_and_read_bytes(storage: Storage) -> None:
+    data = os.urandom(70_000)
+    storage.write_bytes("events/20261124T020003Z-host-1a2b.json", data)
+    assert storage.read_bytes("events/20261124T020003Z-host-1a2b.json") == data
+
+
+def test_missing_object_raises_object_not_found(storage: Storage) -> None:
+    with pytest.raises(ObjectNotFound):
+        storage.read_bytes("backups/nope/manifest.json")
+    with pytest.raises(ObjectNotFound), storage.open("backups/nope/manifest.json"):
+        pass
+    with pytest.raises(ObjectNotFound):
+        storage.read_range("backups/nope/manifest.json", 0, 10)
