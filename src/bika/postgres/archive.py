@@ -21,6 +21,7 @@ MAX_VERSION = (1, 16)
 _ROW_HEADER = struct.Struct("<xI")  # sign byte, then a 4-byte little-endian length
 ROW_FRAME = 5
 END_OF_COPY = b"\\.\n\n\n"
+END_OF_COPY_LEN = len(END_OF_COPY)
 
 
 def row_frame(row: bytes) -> bytes:
@@ -38,6 +39,9 @@ class TocEntry:
     namespace: str | None
     owner: str | None
     copy_stmt: str | None
+    # the SQL pg_restore runs for the entry (a drill reads SEQUENCE SET values and ENCODING)
+    defn: str | None = None
+    dependencies: tuple[int, ...] = ()
 
 
 @dataclass
@@ -133,7 +137,7 @@ def _parse_header(buf: bytes) -> tuple[Header, int]:
         tag = r.str() or ""
         desc = r.str() or ""
         section = r.int()
-        r.str()  # defn
+        defn = r.str()
         r.str()  # drop statement
         copy_stmt = r.str()
         namespace = r.str()
@@ -143,11 +147,23 @@ def _parse_header(buf: bytes) -> tuple[Header, int]:
             r.int()  # relkind
         owner = r.str()
         r.str()  # "false": WITH OIDS
-        while r.str() is not None:  # dependencies
-            pass
+        dependencies = []
+        while (dependency := r.str()) is not None:
+            dependencies.append(int(dependency))
         r.take(1 + r.off_size)  # data offset flag and position (unset when streamed)
         entries.append(
-            TocEntry(dump_id, had_dumper, tag, desc, section, namespace, owner, copy_stmt)
+            TocEntry(
+                dump_id,
+                had_dumper,
+                tag,
+                desc,
+                section,
+                namespace,
+                owner,
+                copy_stmt,
+                defn,
+                tuple(dependencies),
+            )
         )
     header = Header(
         version,
@@ -296,12 +312,14 @@ class ArchiveTap:
         start = pos
         rows = 0
         terminated = False
-        while pos + ROW_FRAME <= end:
-            (length,) = unpack(buf, pos)
-            if length == 0:
-                terminated = True
-                break
-            if length <= len(END_OF_COPY):
+        last = end - ROW_FRAME
+        short = END_OF_COPY_LEN
+        while pos <= last:  # the hot loop: one iteration per row of the whole database
+            length = unpack(buf, pos)[0]
+            if length <= short:
+                if length == 0:
+                    terminated = True
+                    break
                 # pg_dump 18 frames COPY's end marker like a row; it is not data
                 if pos + ROW_FRAME + length > end:
                     break  # cut by the chunk's end: decide once the rest arrives
@@ -312,8 +330,8 @@ class ArchiveTap:
                     pos += ROW_FRAME + length
                     start = pos
                     continue
-            rows += 1
             pos += ROW_FRAME + length
+            rows += 1
         if pos > end:  # the last row continues in the next chunk
             self._skip = pos - end
             pos = end

@@ -1,0 +1,306 @@
+"""Benchmark bika against the tools a user would otherwise run, in one run, as ratios.
+
+Usage: python bench/run.py --url postgresql://postgres@127.0.0.1:PORT/ibimina [--repeat 2]
+Load the dataset first with ../shared/bench/dataset.sh (MEDIUM ≈ 1 GB). Every row uses the same
+pg_dump/pg_restore (bika's, PostgreSQL 18). Writes a Markdown table (default bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import sql
+
+from bika.crypto import generate_identity
+from bika.postgres import binaries
+from bika.postgres.connection import ConnInfo
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    step: str
+    what: str
+    wall: float
+    client_cpu: float
+    server_cpu: float
+    rss_mb: float
+    output: int | None = None
+    note: str = ""
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime: the postmaster's own and its reaped backends'
+    return sum(int(f) for f in fields[11:15]) / TICK
+
+
+def server_cpu(postmaster: int) -> float:
+    total = _proc_cpu(postmaster)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == postmaster:
+                total += (int(stat[11]) + int(stat[12])) / TICK
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measure(
+    step: str,
+    what: str,
+    command: str,
+    postmaster: int,
+    env: dict[str, str],
+    output: Path | None = None,
+    note: str = "",
+) -> Row:
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
+        before = server_cpu(postmaster)
+        started = time.perf_counter()
+        subprocess.run(
+            ["/usr/bin/time", "-v", "-o", timing.name, "bash", "-o", "pipefail", "-c", command],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - started
+        after = server_cpu(postmaster)
+        stats = dict(
+            line.strip().split(": ", 1) for line in timing.read().splitlines() if ": " in line
+        )
+    cpu = float(stats["User time (seconds)"]) + float(stats["System time (seconds)"])
+    rss = int(stats["Maximum resident set size (kbytes)"]) / 1024
+    size = None
+    if output is not None:
+        size = (
+            sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
+            if output.is_dir()
+            else output.stat().st_size
+        )
+    return Row(step, what, wall, cpu, after - before, rss, size, note)
+
+
+def best(rows: list[Row]) -> Row:
+    """The median run by wall time (the noise here is other processes, not the tools)."""
+    ordered = sorted(rows, key=lambda r: r.wall)
+    return ordered[len(ordered) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="database holding the dataset")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("bench/work"))
+    parser.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
+    parser.add_argument("--only", help="comma-separated steps to run (default: all)")
+    args = parser.parse_args()
+
+    conn = ConnInfo.parse(args.url)
+    conninfo, pgenv = conn.libpq_args()
+    env = {**os.environ, **pgenv}
+    bin_dir = binaries.find_bin_dir()
+    pg_dump = binaries.tool("pg_dump", bin_dir)
+    pg_restore = binaries.tool("pg_restore", bin_dir)
+    bika = Path(sys.executable).parent / "bika"
+    with conn.connect() as db:
+        db_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        data_dir = Path(str(db.execute("SHOW data_directory").fetchone()[0]))  # type: ignore[index]
+        server = str(db.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+
+    work = args.work.absolute()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    key = work / "key.txt"
+    recipient = generate_identity(key)
+    dump_file = work / "out.dump"
+    q = shlex.quote
+    d = f"--dbname={q(conninfo)}"
+
+    def fresh_repo() -> Path:
+        repo = work / f"repo-{time.monotonic_ns()}"
+        subprocess.run(
+            [bika, "init", "--repo", repo, "--recipient", recipient],
+            check=True,
+            capture_output=True,
+        )
+        return repo
+
+    steps: dict[str, tuple[str, object]] = {
+        "a1": (
+            "pg_dump -Fc -Z0 > /dev/null (raw logical read ceiling)",
+            lambda: measure("a1", "", f"{pg_dump} -Fc -Z0 {d} > /dev/null", postmaster, env),
+        ),
+        "d1": (
+            "pg_dump -Fc (gzip level 6 inside pg_dump)",
+            lambda: measure(
+                "d1", "", f"{pg_dump} -Fc {d} -f {dump_file}", postmaster, env, dump_file
+            ),
+        ),
+        "c1": (
+            "pg_dump -Fp | gzip -6 (the seed procedure, streamed)",
+            lambda: measure(
+                "c1",
+                "",
+                f"{pg_dump} -Fp {d} | gzip -6 > {work}/out.sql.gz",
+                postmaster,
+                env,
+                work / "out.sql.gz",
+            ),
+        ),
+        "c3": (
+            "pg_dump -Fc -Z0 | zstd -3 -T0 | age (shell pipe)",
+            lambda: measure(
+                "c3",
+                "",
+                f"{pg_dump} -Fc -Z0 {d} | zstd -3 -T0 -q | age -r"
+                f" {recipient} > {work}/pipe.zst.age",
+                postmaster,
+                env,
+                work / "pipe.zst.age",
+            ),
+        ),
+        "k1": (
+            "bika backup (pg_dump -Fc -Z0 → fingerprint → zstd -3 → age → local repo)",
+            lambda: (
+                lambda repo: measure(
+                    "k1",
+                    "",
+                    f"{bika} -q backup --repo {repo} --db {q(args.url)}",
+                    postmaster,
+                    env,
+                    repo / "backups",
+                )
+            )(fresh_repo()),
+        ),
+    }
+    wanted = args.only.split(",") if args.only else list(steps)
+    rows: dict[str, Row] = {}
+    for name in wanted:
+        what, run = steps[name]
+        runs = [run() for _ in range(args.repeat)]  # type: ignore[operator]
+        row = best(runs)
+        row.what = what
+        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs)
+        rows[name] = row
+        print(json.dumps(row.__dict__), flush=True)
+
+    if "k1" in wanted and ("h1" not in (args.only or "") or True):
+        rows.update(
+            restore_rows(
+                args, conn, postmaster, env, pg_restore, bika, work, key, dump_file, wanted
+            )
+        )
+    write_results(args.out, rows, db_bytes, server, pg_dump)
+
+
+def restore_rows(
+    args: argparse.Namespace,
+    conn: ConnInfo,
+    postmaster: int,
+    env: dict[str, str],
+    pg_restore: Path,
+    bika: Path,
+    work: Path,
+    key: Path,
+    dump_file: Path,
+    wanted: list[str],
+) -> dict[str, Row]:
+    repos = sorted(work.glob("repo-*"))
+    if not repos or not dump_file.exists():
+        return {}
+    repo = repos[-1]
+    out: dict[str, Row] = {}
+    for step, what in (
+        ("h1", "pg_restore -j2 of the pg_dump -Fc file into a new database"),
+        ("k2", "bika restore --jobs 2 (decrypt to temp file, pg_restore -j2, row checks)"),
+        ("k3", "bika restore (streamed, single transaction, row checks)"),
+    ):
+        runs = []
+        for _ in range(args.repeat):
+            target = conn.with_database(f"bench_restore_{step}")
+            _drop(conn, target.database)
+            conninfo, _ = target.libpq_args()
+            if step == "h1":
+                _create(conn, target.database)
+                command = f"{pg_restore} -j2 --dbname={shlex.quote(conninfo)} {dump_file}"
+            else:
+                jobs = "--jobs 2" if step == "k2" else ""
+                command = (
+                    f"{bika} -q restore latest --repo {repo} --identity {key} --create"
+                    f" {jobs} --to {shlex.quote(target.url)}"
+                )
+            runs.append(measure(step, what, command, postmaster, env))
+            _drop(conn, target.database)
+        row = best(runs)
+        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs)
+        out[step] = row
+        print(json.dumps(row.__dict__), flush=True)
+    return out
+
+
+def _drop(conn: ConnInfo, name: str) -> None:
+    with conn.with_database("postgres").connect(autocommit=True) as db:
+        db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _create(conn: ConnInfo, name: str) -> None:
+    with conn.with_database("postgres").connect(autocommit=True) as db:
+        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def write_results(
+    out: Path, rows: dict[str, Row], db_bytes: int, server: str, pg_dump: Path
+) -> None:
+    raw = rows.get("a1")
+    fc = rows.get("d1")
+    restore = rows.get("h1")
+    lines = [
+        "# bika benchmark results",
+        "",
+        f"Generated by `bench/run.py` at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}."
+        f" Database: {db_bytes / 1e6:,.0f} MB (`pg_database_size`), PostgreSQL {server};"
+        f" every row uses {binaries.tool_version(pg_dump)}'s pg_dump/pg_restore."
+        f" {os.cpu_count()} cores. Median of the runs listed in *notes*.",
+        "",
+        "| step | command | wall s | × raw | × pg_dump -Fc | client CPU s | server CPU s |"
+        " peak RSS MB | output MB | × -Fc size | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows.values():
+        base = restore if row.step.startswith(("h", "k2", "k3")) else raw
+        ratio_raw = f"{row.wall / base.wall:.2f}" if base else "—"
+        ratio_fc = (
+            f"{row.wall / fc.wall:.2f}"
+            if fc and not row.step.startswith(("h", "k2", "k3"))
+            else "—"
+        )
+        size = f"{row.output / 2**20:,.1f}" if row.output else "—"
+        size_ratio = f"{row.output / fc.output:.2f}" if row.output and fc and fc.output else "—"
+        lines.append(
+            f"| {row.step} | {row.what} | {row.wall:.1f} | {ratio_raw} | {ratio_fc} |"
+            f" {row.client_cpu:.1f} | {row.server_cpu:.1f} | {row.rss_mb:.0f} | {size} |"
+            f" {size_ratio} | {row.note} |"
+        )
+    lines += ["", "*× raw* is wall time over a1 (backups) or over h1, pg_restore -j2 (restores)."]
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
