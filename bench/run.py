@@ -200,11 +200,9 @@ def main() -> None:
         rows[name] = row
         print(json.dumps(row.__dict__), flush=True)
 
-    if "k1" in wanted and ("h1" not in (args.only or "") or True):
+    if "k1" in wanted and "d1" in wanted:  # restores need bika's backup and the -Fc file
         rows.update(
-            restore_rows(
-                args, conn, postmaster, env, pg_restore, bika, work, key, dump_file, wanted
-            )
+            restore_rows(args, conn, postmaster, env, pg_restore, bika, work, key, dump_file)
         )
     write_results(args.out, rows, db_bytes, server, pg_dump)
 
@@ -219,7 +217,6 @@ def restore_rows(
     work: Path,
     key: Path,
     dump_file: Path,
-    wanted: list[str],
 ) -> dict[str, Row]:
     repos = sorted(work.glob("repo-*"))
     if not repos or not dump_file.exists():
