@@ -92,13 +92,13 @@ def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[st
             return open_storage(str(tmp_path / prefix))
         if backend == "s3":
             server = request.getfixturevalue("moto")
-            return open_storage(f"s3://{BUCKET}/{prefix}", s3_settings(server))
+            return open_storage(f"s3://{BUCKET}/{prefix}", s3_settings(server.endpoint))
         if backend == "azure":
             server = request.getfixturevalue("azurite")
-            return open_storage(f"az://{BUCKET}/{prefix}", azure_settings(server))
+            return open_storage(f"az://{BUCKET}/{prefix}", azure_settings(server.endpoint))
         if backend == "gcs":
             server = request.getfixturevalue("fake_gcs")
-            return open_storage(f"gs://{BUCKET}/{prefix}", gcs_settings(server))
+            return open_storage(f"gs://{BUCKET}/{prefix}", gcs_settings(server.endpoint))
         raise ValueError(backend)
 
     return make

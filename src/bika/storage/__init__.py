@@ -87,7 +87,7 @@ class StorageSettings:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     sse: str | None = None
-    """S3 server-side encryption: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS)."""
+    """S3 server-side encryption: "SSE-S3" (AES256) or "SSE-KMS" (aws:kms)."""
     sse_kms_key_id: str | None = None
     """KMS key id or ARN for SSE-KMS; implies sse="aws:kms"."""
     azure_account: str | None = None
@@ -99,9 +99,10 @@ class StorageSettings:
     """Service-account key file. Default: GOOGLE_APPLICATION_CREDENTIALS, then application
     default credentials."""
     gcs_project: str | None = None
-    part_size: int = 16 * 1024 * 1024
-    """Multipart / block / resumable chunk size; memory use is about part_size times
-    (upload_concurrency + 1). 16 MiB allows objects up to 160 GB on S3 (10,000 parts)."""
+    part_size: int = 8 * 1024 * 1024
+    """Multipart / block / resumable chunk size. An upload holds about part_size times
+    (upload_concurrency + 2) in memory (8 MiB x 4: ~50 MB); S3 allows 10,000 parts, so 8 MiB
+    parts carry objects up to 80 GB: raise it for larger backups."""
     upload_concurrency: int = 4
     max_retries: int = 10
     """Transient failures (5xx, 429, resets) are retried with exponential backoff."""

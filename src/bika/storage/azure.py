@@ -21,7 +21,14 @@ from obstore.store import AzureStore
 
 from bika.errors import ConfigError
 from bika.storage import StorageSettings
-from bika.storage.cloud import CloudStorage, ServerReply, client_options, retry_config
+from bika.storage.cloud import (
+    CloudStorage,
+    ServerReply,
+    check_endpoint,
+    client_options,
+    retry_config,
+    settings_error,
+)
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig
@@ -146,18 +153,21 @@ class AzureStorage(CloudStorage):
         elif sas:
             config["sas_key"] = sas.lstrip("?")
         if endpoint:
-            config["endpoint"] = endpoint.rstrip("/")
+            config["endpoint"] = check_endpoint(url, endpoint).rstrip("/")
         allow_http = settings.allow_http
         if allow_http is None:
             allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
         self.endpoint = endpoint
-        store = AzureStore(
-            container,
-            prefix=prefix or None,
-            config=config,
-            client_options=client_options(settings, allow_http),
-            retry_config=retry_config(settings),
-        )
+        try:
+            store = AzureStore(
+                container,
+                prefix=prefix or None,
+                config=config,
+                client_options=client_options(settings, allow_http),
+                retry_config=retry_config(settings),
+            )
+        except Exception as exc:
+            raise settings_error(url, exc, tuple(s for s in (key, sas) if s)) from exc
         super().__init__(
             url,
             store,

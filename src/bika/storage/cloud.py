@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import (
@@ -23,7 +24,7 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 
-from bika.errors import ObjectExists, ObjectNotFound, StorageError
+from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
 from bika.storage import ObjectInfo, StorageSettings
 from bika.storage.transfer import RangedReader, Upload
 
@@ -35,6 +36,8 @@ _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 _XML_MESSAGE = re.compile(r"<Message>([^<\n]+)")
 _JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
 _URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
+_RETRIES = re.compile(r"after (\d+) retries")
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,46 @@ def server_reply(exc: BaseException, secrets: tuple[str, ...] = ()) -> ServerRep
             parts.append(message_match.group(1).strip().rstrip("."))
         text = ": ".join(parts)
     else:
-        # No HTTP answer (connection refused, timeout, DNS): the last clause says why.
+        # No HTTP answer (connection refused, timeout, DNS): the last clause says what, the
+        # debug dump's innermost message why.
         first = head.strip().splitlines()[0] if head.strip() else type(exc).__name__
         text = first.rsplit(" - ", 1)[-1].strip() if " - " in first else first
+        detail = _OS_MESSAGE.findall(raw)
+        if detail:
+            text += f" ({detail[-1]})"
+        retries = _RETRIES.search(head)
+        if retries and retries.group(1) != "0":
+            text += f", after {retries.group(1)} retries"
     text = _URL_QUERY.sub(r"\1", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return ServerReply(status, code, " ".join(text.split()))
+
+
+def check_endpoint(url: str, endpoint: str) -> str:
+    """An endpoint must be a full http(s) URL; say so before any request goes astray."""
+    try:
+        parts = urlsplit(endpoint)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"repository {url!r}: endpoint {endpoint!r} is not a URL; write it in full,"
+            " as https://host[:port] (or http:// for a local server)"
+        )
+    return endpoint
+
+
+def settings_error(url: str, exc: BaseException, secrets: tuple[str, ...]) -> ConfigError:
+    """obstore refused the settings themselves (a malformed endpoint, an unknown option)."""
+    reason = server_reply(exc, secrets).text.split(" Debug source:")[0]
+    return ConfigError(
+        f"repository {url!r}: {reason}; check the endpoint (with http:// or https://),"
+        " region and credential settings"
+    )
 
 
 def client_options(settings: StorageSettings, allow_http: bool) -> ClientConfig:
@@ -248,12 +283,14 @@ class CloudStorage:
             raise self._not_found("read", key, exc) from exc
         except Exception as exc:
             # A range that starts at or past the end is an error to S3 and Azure, but an
-            # empty read to a file; find out which it was.
-            info = self.stat(key)
-            if info is None:
-                raise ObjectNotFound(f"{key} does not exist in {self.url}") from exc
-            if start >= info.size:
-                return b""
+            # empty read to a file.
+            text = str(exc)
+            if server_reply(exc).status == 416 or "Wanted range starting at" in text:
+                info = self._head(path, key, "read")
+                if info is None:
+                    raise ObjectNotFound(f"{key} does not exist in {self.url}") from exc
+                if start >= info.size:
+                    return b""
             raise self._fail("read", key, exc) from exc
 
     def read_bytes(self, key: str) -> bytes:

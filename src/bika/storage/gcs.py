@@ -34,13 +34,15 @@ from google.oauth2 import service_account
 
 from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
 from bika.storage import ObjectInfo, StorageSettings
-from bika.storage.cloud import check_key
+from bika.storage.cloud import check_endpoint, check_key
 from bika.storage.transfer import RangedReader, Upload
 
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _RESUMABLE_MULTIPLE = 256 * 1024
 _JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
 _URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_GAVE_UP = re.compile(r"Timeout of ([\d.]+)s exceeded")
 _CREDENTIALS_HINT = (
     "; check the credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key"
     " file, or run `gcloud auth application-default login`"
@@ -63,7 +65,7 @@ class GCSStorage:
         endpoint = settings.endpoint or emulator
         if endpoint and "://" not in endpoint:
             endpoint = f"http://{endpoint}"
-        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.endpoint = check_endpoint(url, endpoint).rstrip("/") if endpoint else None
         # An emulator takes no credentials; a credentials file asks for them anyway.
         self._anonymous = bool(
             self.endpoint
@@ -176,16 +178,20 @@ class GCSStorage:
             try:
                 for chunk in chunks:
                     writer.write(chunk)
-            except BaseException:
+            except BaseException as exc:
                 # Cancel the resumable session so nothing is stored; should that fail too,
                 # GCS drops the unfinished session after a week.
                 with contextlib.suppress(Exception):
                     writer.terminate()
+                if _reply(exc)[0] == 412:  # GCS checks ifGenerationMatch=0 at the start too
+                    raise self._refuse(key) from exc
                 raise
             try:
                 writer.close()
-            except api_exceptions.PreconditionFailed as exc:
-                raise self._refuse(key) from exc
+            except Exception as exc:
+                if _reply(exc)[0] == 412:  # and at the commit, atomically
+                    raise self._refuse(key) from exc
+                raise
 
         upload = Upload(
             part_size=self._part_size,
@@ -334,8 +340,21 @@ def _reply(exc: BaseException) -> tuple[int | None, str]:
             match = _JSON_MESSAGE.search(body)
             text = f"HTTP {code}" + (f": {match.group(1)}" if match else "")
         else:
-            text = _first_line(exc)
+            text = _network_failure(str(exc)) or _first_line(exc)
     return status, " ".join(_URL_QUERY.sub(r"\1", text).split())
+
+
+def _network_failure(text: str) -> str | None:
+    """'connection failed: Connection refused' out of requests' nested error text."""
+    reason = _ERRNO.findall(text)
+    if reason:
+        summary = f"connection failed: {reason[-1].strip()}"
+    elif "timed out" in text.lower():
+        summary = "connection timed out"
+    else:
+        return None
+    gave_up = _GAVE_UP.search(text)
+    return summary + (f" (gave up after {gave_up.group(1)}s)" if gave_up else "")
 
 
 def _first_line(exc: BaseException) -> str:

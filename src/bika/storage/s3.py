@@ -23,7 +23,14 @@ from obstore.store import S3Store
 
 from bika.errors import ConfigError
 from bika.storage import StorageSettings
-from bika.storage.cloud import CloudStorage, ServerReply, client_options, retry_config
+from bika.storage.cloud import (
+    CloudStorage,
+    ServerReply,
+    check_endpoint,
+    client_options,
+    retry_config,
+    settings_error,
+)
 
 if TYPE_CHECKING:
     from obstore.store import S3Config, S3CredentialProvider
@@ -39,6 +46,15 @@ _AUTH_CODES = {
     "InvalidToken",
     "TokenRefreshRequired",
     "InvalidClientTokenId",
+}
+# What people call them -> what S3's x-amz-server-side-encryption header says.
+_SSE_NAMES = {
+    "sse-s3": "AES256",
+    "aes256": "AES256",
+    "sse-kms": "aws:kms",
+    "kms": "aws:kms",
+    "aws:kms": "aws:kms",
+    "dsse-kms": "aws:kms:dsse",
 }
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint"}
 
@@ -73,7 +89,9 @@ class S3Storage(CloudStorage):
             config.update(static)
             region = region or profile_region
         config["region"] = region or "us-east-1"
+        self.endpoint = endpoint
         if endpoint:
+            check_endpoint(url, endpoint)
             if settings.path_style is False:
                 config["virtual_hosted_style_request"] = True
                 endpoint = _with_bucket_host(endpoint, bucket)
@@ -82,22 +100,24 @@ class S3Storage(CloudStorage):
             config["virtual_hosted_style_request"] = True
         sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
         if sse:
-            config["server_side_encryption"] = sse
+            config["server_side_encryption"] = _SSE_NAMES.get(sse.lower(), sse)
         if settings.sse_kms_key_id:
             config["sse_kms_key_id"] = settings.sse_kms_key_id
         allow_http = settings.allow_http
         if allow_http is None:
             allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
-        self.endpoint = endpoint
-        store = S3Store(
-            bucket,
-            prefix=prefix or None,
-            config=config,
-            client_options=client_options(settings, allow_http),
-            retry_config=retry_config(settings),
-            credential_provider=provider,
-        )
         secrets = (config.get("secret_access_key", ""), config.get("session_token", ""))
+        try:
+            store = S3Store(
+                bucket,
+                prefix=prefix or None,
+                config=config,
+                client_options=client_options(settings, allow_http),
+                retry_config=retry_config(settings),
+                credential_provider=provider,
+            )
+        except Exception as exc:
+            raise settings_error(url, exc, secrets) from exc
         super().__init__(
             url,
             store,
@@ -171,9 +191,8 @@ def _profile(
     credentials = _read_ini(credentials_file)
     config = _read_ini(config_file)
     section_in_config = name if name == "default" else f"profile {name}"
-    found = credentials.get(name, {}) | {
-        k: v for k, v in config.get(section_in_config, {}).items() if k not in credentials
-    }
+    # Keys may sit in either file; the credentials file wins, as with the AWS CLI.
+    found = config.get(section_in_config, {}) | credentials.get(name, {})
     region = config.get(section_in_config, {}).get("region")
     if not found and name not in credentials and section_in_config not in config:
         raise ConfigError(

@@ -9,8 +9,8 @@ block list, GCS resumable) while the producer goes on writing; memory stays boun
 and the backend's part buffers. A longer create-only upload checks that the key is free before
 the first part and again just before the commit, because S3 and Azure multipart commits (as
 obstore drives them) carry no If-None-Match: a writer that slips in between the last check and
-the commit is overwritten. bika's keys are unique per backup, so this window only matters
-against a concurrent writer of the same key, which the repository lock already excludes.
+the commit is overwritten. bika's keys are unique per backup, so the window only matters
+for two writers of the same key at the same moment.
 """
 
 from __future__ import annotations
