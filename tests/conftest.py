@@ -15,6 +15,7 @@ import pytest
 
 from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster, start_cluster
+
 from helpers import KeyedRepo, run_bika
 
 PASSWORD = "s3cret-pw"

@@ -22,7 +22,9 @@ def _dump(url: str, *extra: str) -> bytes:
     pg_dump = binaries.tool("pg_dump", binaries.find_bin_dir())
     return subprocess.run(
         [str(pg_dump), "-Fc", *extra, f"--dbname={conninfo}"],
-        capture_output=True, check=True, env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+        env={**env, "PATH": "/usr/bin:/bin"},
     ).stdout
 
 
@@ -79,7 +81,7 @@ def test_rows_are_exact_and_hash_is_the_framed_copy_text(awkward_dump: tuple[str
 def test_truncated_archive_is_an_error(awkward_dump: tuple[str, bytes]) -> None:
     _, data = awkward_dump
     tap = _read(data[: len(data) * 2 // 3], lambda: 8192)
-    with pytest.raises(DumpError, match="truncated|middle"):
+    with pytest.raises(DumpError, match=r"truncated|middle"):
         tap.finish()
 
 

@@ -12,8 +12,15 @@ from bika.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("BIKA_REPO", "BIKA_DATABASE_URL", "DATABASE_URL", "BIKA_IDENTITY",
-                 "BIKA_RECIPIENTS", "BIKA_PG_BIN_DIR", "BIKA_COMPRESSION_LEVEL"):
+    for name in (
+        "BIKA_REPO",
+        "BIKA_DATABASE_URL",
+        "DATABASE_URL",
+        "BIKA_IDENTITY",
+        "BIKA_RECIPIENTS",
+        "BIKA_PG_BIN_DIR",
+        "BIKA_COMPRESSION_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 

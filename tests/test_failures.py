@@ -15,11 +15,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import KeyedRepo, assert_clean_error, run_bika
 
 from bika.crypto import generate_identity
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
+
+from helpers import KeyedRepo, assert_clean_error, run_bika
 
 
 @pytest.fixture
@@ -34,8 +35,9 @@ def backed_up(
 
 def assert_previous_intact(repo: KeyedRepo, backup_id: str) -> None:
     assert [b["id"] for b in repo.list()] == [backup_id]
-    result = run_bika("verify", "--repo", str(repo.repo), "--read-data", "--identity",
-                      str(repo.key))
+    result = run_bika(
+        "verify", "--repo", str(repo.repo), "--read-data", "--identity", str(repo.key)
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -43,8 +45,10 @@ def _url_with(url: str, **parts: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     params = {**conninfo_to_dict(url), **parts}
-    return (f"postgresql://{params['user']}:{params.get('password', '')}@{params['host']}:"
-            f"{params['port']}/{params['dbname']}")
+    return (
+        f"postgresql://{params['user']}:{params.get('password', '')}@{params['host']}:"
+        f"{params['port']}/{params['dbname']}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +90,10 @@ def _start_backup(repo: KeyedRepo, url: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
     return subprocess.Popen(
         [sys.executable, "-m", "bika", "backup", "--repo", str(repo.repo), "--db", url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -196,8 +203,17 @@ def test_restore_with_wrong_key_fails_before_touching_the_target(
     other = tmp_path / "other.txt"
     generate_identity(other)
     target = pg18.url("never_created")
-    result = run_bika("restore", backup_id, "--repo", str(repo.repo), "--identity", str(other),
-                      "--to", target, "--create")
+    result = run_bika(
+        "restore",
+        backup_id,
+        "--repo",
+        str(repo.repo),
+        "--identity",
+        str(other),
+        "--to",
+        target,
+        "--create",
+    )
     assert_clean_error(result, "cannot decrypt")
     assert not pg18.query("SELECT 1 FROM pg_database WHERE datname = 'never_created'")
 
@@ -206,17 +222,24 @@ def test_restore_of_unknown_id_fails_cleanly(
     backed_up: tuple[KeyedRepo, str, str], pg18: Cluster
 ) -> None:
     repo, _, _ = backed_up
-    result = run_bika("restore", "20990101T000000Z-manual-0000", "--repo", str(repo.repo),
-                      "--identity", str(repo.key), "--to", pg18.url("x"))
+    result = run_bika(
+        "restore",
+        "20990101T000000Z-manual-0000",
+        "--repo",
+        str(repo.repo),
+        "--identity",
+        str(repo.key),
+        "--to",
+        pg18.url("x"),
+    )
     assert_clean_error(result, "no backup", "bika list")
 
 
-def test_restore_into_non_empty_database_is_refused(
-    backed_up: tuple[KeyedRepo, str, str]
-) -> None:
+def test_restore_into_non_empty_database_is_refused(backed_up: tuple[KeyedRepo, str, str]) -> None:
     repo, url, backup_id = backed_up
-    result = run_bika("restore", backup_id, "--repo", str(repo.repo), "--identity", str(repo.key),
-                      "--to", url)
+    result = run_bika(
+        "restore", backup_id, "--repo", str(repo.repo), "--identity", str(repo.key), "--to", url
+    )
     assert_clean_error(result, "not empty", "--clean")
 
 
@@ -228,9 +251,7 @@ def test_malformed_config_file_fails_cleanly(tmp_path: Path) -> None:
     assert_clean_error(run_bika("list", cwd=tmp_path), "unknown setting 'repository'")
 
 
-def test_passwords_never_reach_output_or_repository(
-    backed_up: tuple[KeyedRepo, str, str]
-) -> None:
+def test_passwords_never_reach_output_or_repository(backed_up: tuple[KeyedRepo, str, str]) -> None:
     repo, url, _ = backed_up
     assert "s3cret-pw" in url
     result = run_bika("backup", "--repo", str(repo.repo), "--db", url)

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import psycopg
 import zstandard
-from helpers import KeyedRepo
 
 from bika.postgres import binaries, sample
 from bika.postgres.cluster import Cluster
+
+from helpers import KeyedRepo
 
 AGE_HEADER = b"age-encryption.org/v1\n"
 
@@ -50,8 +51,9 @@ def test_stock_tools_restore_an_artifact_without_bika(
         f"age -d -i {keyed_repo.key} {artifact} | zstd -d | {pg_restore} --no-owner"
         f" --dbname '{target}'"
     )
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True
+    )
     # pg_restore 18 sets transaction_timeout, which PostgreSQL 15 does not know: the one
     # error docs/RESTORE.md tells users to expect; everything else must be clean
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -60,6 +62,7 @@ def test_stock_tools_restore_an_artifact_without_bika(
     )
     for schema, table in sample.SAVINGS_GROUP_TABLES:
         query = psycopg.sql.SQL("SELECT count(*) FROM {}").format(
-            psycopg.sql.Identifier(schema, table))
+            psycopg.sql.Identifier(schema, table)
+        )
         with psycopg.connect(url) as a, psycopg.connect(target) as b:
             assert a.execute(query).fetchone() == b.execute(query).fetchone()

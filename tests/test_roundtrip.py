@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from helpers import KeyedRepo, run_bika
 
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
+
+from helpers import KeyedRepo, run_bika
 
 
 def _counts(url: str, tables: tuple[tuple[str, str], ...]) -> dict[str, int]:
@@ -57,14 +58,24 @@ def test_backup_verify_restore_round_trip(
     assert shown["large_objects"]["count"] == len(sample.AWKWARD_LARGE_OBJECTS)
     assert set(shown["artifacts"]) == {"database", "globals"}
 
-    verified = run_bika("verify", "--repo", str(keyed_repo.repo), "--read-data",
-                        "--identity", str(keyed_repo.key))
+    verified = run_bika(
+        "verify", "--repo", str(keyed_repo.repo), "--read-data", "--identity", str(keyed_repo.key)
+    )
     assert verified.returncode == 0, verified.stderr
 
     restored_url = dst.url(f"restored_{backup_id[-4:]}_{source}")
     try:
-        result = run_bika("restore", backup_id, "--repo", str(keyed_repo.repo), "--identity",
-                          str(keyed_repo.key), "--to", restored_url, "--create")
+        result = run_bika(
+            "restore",
+            backup_id,
+            "--repo",
+            str(keyed_repo.repo),
+            "--identity",
+            str(keyed_repo.key),
+            "--to",
+            restored_url,
+            "--create",
+        )
         assert result.returncode == 0, result.stderr
         assert "all row counts match" in result.stdout
         assert _counts(restored_url, sample.AWKWARD_TABLES) == expected
@@ -82,8 +93,18 @@ def test_parallel_restore_matches(
     sample.load(url, sample.SAVINGS_GROUP_SQL)
     backup_id = keyed_repo.backup(url)
     target = new_database(pg18)
-    result = run_bika("restore", backup_id, "--repo", str(keyed_repo.repo), "--identity",
-                      str(keyed_repo.key), "--to", target, "--jobs", "2")
+    result = run_bika(
+        "restore",
+        backup_id,
+        "--repo",
+        str(keyed_repo.repo),
+        "--identity",
+        str(keyed_repo.key),
+        "--to",
+        target,
+        "--jobs",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     assert _counts(target, sample.SAVINGS_GROUP_TABLES) == _counts(url, sample.SAVINGS_GROUP_TABLES)
 

@@ -130,24 +130,6 @@ def encode(
     return StreamStats(reader.size, reader.hash.hexdigest(), writer.size, writer.hash.hexdigest())
 
 
-class _CountingSource:
-    def __init__(self, source: Source) -> None:
-        self._source = source
-        self.hash = hashlib.sha256()
-        self.size = 0
-        self.error: BaseException | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._source.read(READ_SIZE if n is None or n < 0 else n)
-        except BaseException as exc:
-            self.error = exc
-            raise
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-
 def decode(
     source: Source,
     sink: Sink,
@@ -157,7 +139,7 @@ def decode(
     progress: Progress | None = None,
 ) -> StreamStats:
     """Decrypt and decompress source into sink; name says which artifact, for messages."""
-    counting = _CountingSource(source)
+    counting = _HashingReader(source, None, None)
     plain = _HashingWriter(sink)
     if progress is not None:
 
