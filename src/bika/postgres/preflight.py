@@ -1,0 +1,309 @@
+"""What a restore learns before it touches anything: the archive's table of contents, with
+each entry's dependencies, and the facts of the target server it is about to write into.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bika.errors import DumpError, PostgresError
+from bika.postgres import catalog
+from bika.postgres.archive import MAGIC, MAX_VERSION, MIN_VERSION, _NeedMore, _Reader
+from bika.postgres.connection import ConnInfo
+
+RELATIONS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "SEQUENCE"})
+_FUNCTION = (
+    "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    " WHERE n.nspname = %(ns)s"
+    " AND format('%%s(%%s)', p.proname, oidvectortypes(p.proargtypes)) = %(tag)s"
+)
+# Where pg_dump keeps the catalog row of each kind: lets inspect_target ask whether it exists.
+_LOOKUPS = {
+    "SCHEMA": "SELECT count(*) FROM pg_namespace WHERE nspname = %(tag)s",
+    "EXTENSION": "SELECT count(*) FROM pg_extension WHERE extname = %(tag)s",
+    "TYPE": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+    " WHERE n.nspname = %(ns)s AND t.typname = %(tag)s",
+    "DOMAIN": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+    " WHERE n.nspname = %(ns)s AND t.typname = %(tag)s",
+    # a function's tag is its signature with format_type's names: "f(integer, text)"
+    "FUNCTION": _FUNCTION,
+    "PROCEDURE": _FUNCTION,
+}
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One object of a pg_dump archive, as pg_restore --list shows it, plus what it needs."""
+
+    dump_id: int
+    desc: str
+    section: int
+    namespace: str | None
+    tag: str
+    owner: str | None
+    dependencies: tuple[int, ...]
+    drop: str | None = None  # pg_dump's statement that removes the object
+    large_objects: tuple[int, ...] = ()  # oids, for a BLOB METADATA entry
+
+    @property
+    def name(self) -> str:
+        """The entry as people read it: "TABLE public.groups", "COMMENT SCHEMA ledger"."""
+        where = f"{self.namespace}." if self.namespace else ""
+        return f"{self.desc} {where}{self.tag}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
+
+
+@dataclass(frozen=True)
+class ArchiveToc:
+    version: tuple[int, int, int]
+    database: str
+    server_version: str
+    dump_version: str
+    entries: tuple[TocEntry, ...]
+
+    def by_id(self) -> dict[int, TocEntry]:
+        return {e.dump_id: e for e in self.entries}
+
+
+def read_toc(data: bytes) -> ArchiveToc | None:
+    """The header and TOC at the start of a custom-format archive; None if data ends first.
+
+    ArchiveTap reads the same header while hashing table data; this reader keeps what a
+    restore plan needs instead (each entry's section, owner and dependencies)."""
+    r = _Reader(data)
+    try:
+        if r.take(5) != MAGIC:
+            raise DumpError("the backup's database artifact is not a pg_dump custom archive")
+        version = (r.byte(), r.byte(), r.byte())
+        if not MIN_VERSION <= version[:2] <= MAX_VERSION:
+            raise DumpError(
+                f"archive version {'.'.join(map(str, version))} is not one this bika reads;"
+                " upgrade bika"
+            )
+        r.int_size = r.byte()
+        r.off_size = r.byte()
+        r.byte()  # format
+        if version[:2] >= (1, 15):
+            r.byte()  # compression algorithm
+        else:
+            r.int()
+        for _ in range(7):  # creation time
+            r.int()
+        database = r.str() or ""
+        server_version = r.str() or ""
+        dump_version = r.str() or ""
+        entries = []
+        for _ in range(r.int()):
+            dump_id = r.int()
+            r.int()  # had dumper
+            r.str()  # table oid
+            r.str()  # oid
+            tag = r.str() or ""
+            desc = r.str() or ""
+            section = r.int()
+            definition = r.str()
+            drop = r.str()
+            r.str()  # copy statement
+            namespace = r.str()
+            r.str()  # tablespace
+            r.str()  # table access method
+            if version[:2] >= (1, 16):
+                r.int()  # relkind
+            owner = r.str()
+            r.str()  # with oids
+            deps = []
+            while (dep := r.str()) is not None:
+                deps.append(int(dep))
+            r.take(1 + r.off_size)
+            # pg_dump 17+ groups large objects; the entry's definition lists their oids
+            oids = definition.split() if desc == "BLOB METADATA" and definition else []
+            entries.append(
+                TocEntry(
+                    dump_id,
+                    desc,
+                    section,
+                    namespace or None,
+                    tag,
+                    owner,
+                    tuple(deps),
+                    drop,
+                    tuple(int(o) for o in oids if o.isdigit()),
+                )
+            )
+    except _NeedMore:
+        return None
+    return ArchiveToc(version, database, server_version, dump_version, tuple(entries))
+
+
+@dataclass
+class TargetFacts:
+    """The target server and database as a restore preflight sees them."""
+
+    database: str
+    database_exists: bool
+    server_version: str
+    server_major: int
+    role: str
+    superuser: bool
+    create_database: bool  # rolcreatedb
+    create_in_database: bool  # CREATE on the target database (to create schemas)
+    user_objects: int
+    present: set[int] = field(default_factory=set)  # dump ids of entries the target already has
+    create_in_schema: dict[str, bool] = field(default_factory=dict)
+    roles: set[str] = field(default_factory=set)  # owners of the archive that exist
+    member_of: set[str] = field(default_factory=set)  # owners this role may act as
+    extensions: dict[str, bool] = field(default_factory=dict)  # available → trusted
+    data_directory: str | None = None
+    free_bytes: int | None = None
+    free_unknown: str = ""  # why free_bytes is None
+
+
+def inspect_target(target: ConnInfo, toc: ArchiveToc) -> TargetFacts:
+    """Ask the target (read-only) what a restore of this archive would meet there."""
+    name = target.database
+    try:
+        db = target.connect(autocommit=True)
+        exists = True
+    except PostgresError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        db = target.with_database("postgres").connect(autocommit=True)
+        exists = False
+    with db:
+        facts = _server_facts(db, name, exists)
+        owners = sorted({e.owner for e in toc.entries if e.owner})
+        for role, found, member in db.execute(
+            "SELECT o, r.oid IS NOT NULL, r.oid IS NOT NULL AND pg_has_role(r.oid, 'MEMBER')"
+            " FROM unnest(%s::text[]) AS o LEFT JOIN pg_roles r ON r.rolname = o",
+            (owners,),
+        ).fetchall():
+            if found:
+                facts.roles.add(str(role))
+            if member:
+                facts.member_of.add(str(role))
+        for ext, trusted in db.execute(
+            "SELECT name, bool_or(trusted) FROM pg_available_extension_versions GROUP BY name"
+        ).fetchall():
+            facts.extensions[str(ext)] = bool(trusted)
+        if exists:
+            facts.user_objects = catalog.user_relations(target)
+            _present(db, toc, facts)
+            facts.create_in_schema = {
+                str(s): bool(c)
+                for s, c in db.execute(
+                    "SELECT nspname, has_schema_privilege(oid, 'CREATE') FROM pg_namespace"
+                ).fetchall()
+            }
+        else:
+            # a database created by the restore starts as a copy of template1, owned by us
+            facts.create_in_schema = {"public": True}
+        _free_space(db, target, facts)
+    return facts
+
+
+def _one(db: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = db.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _server_facts(db: psycopg.Connection[Any], name: str, exists: bool) -> TargetFacts:
+    version = str(_one(db, "SHOW server_version")).split()[0]
+    number = int(_one(db, "SHOW server_version_num"))
+    row = db.execute(
+        "SELECT current_user, rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    role, superuser, createdb = row if row else ("?", False, False)
+    create_here = bool(_one(db, "SELECT has_database_privilege(current_database(), 'CREATE')"))
+    return TargetFacts(
+        database=name,
+        database_exists=exists,
+        server_version=version,
+        server_major=number // 10000,
+        role=str(role),
+        superuser=bool(superuser),
+        create_database=bool(createdb) or bool(superuser),
+        # a database the restore creates is owned by the connecting role
+        create_in_database=create_here if exists else True,
+        user_objects=0,
+    )
+
+
+def _present(db: psycopg.Connection[Any], toc: ArchiveToc, facts: TargetFacts) -> None:
+    """Mark the archive's relations, schemas, types, functions and extensions already there."""
+    relations = {
+        (str(s), str(n))
+        for s, n in db.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
+        ).fetchall()
+    }
+    for entry in toc.entries:
+        if entry.desc in RELATIONS:
+            if (entry.namespace or "", entry.tag) in relations:
+                facts.present.add(entry.dump_id)
+        elif entry.desc in _LOOKUPS:
+            params = {"ns": entry.namespace or "", "tag": entry.tag}
+            if _one(db, _LOOKUPS[entry.desc], params):
+                facts.present.add(entry.dump_id)
+
+
+def _is_local(target: ConnInfo) -> bool:
+    hosts = str(target.params.get("host") or "").split(",")
+    return all(h in ("", "localhost", "127.0.0.1", "::1") or h.startswith("/") for h in hosts)
+
+
+def _free_space(db: psycopg.Connection[Any], target: ConnInfo, facts: TargetFacts) -> None:
+    """Free bytes on the server's data volume, when the server runs on this machine."""
+    if not _is_local(target):
+        facts.free_unknown = "the server is not on this machine"
+        return
+    try:
+        directory = str(_one(db, "SHOW data_directory"))
+    except psycopg.Error:
+        facts.free_unknown = (
+            f"role {facts.role} may not read data_directory (needs pg_read_all_settings)"
+        )
+        return
+    facts.data_directory = directory
+    path = Path(directory)
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError as exc:
+        facts.free_unknown = f"{directory} is not reachable here ({exc.strerror})"
+        return
+    try:
+        # the same path on this machine could belong to another server (a container's volume)
+        same = (path / "PG_VERSION").read_text().strip() == str(facts.server_major)
+    except PermissionError:
+        same = True  # a data directory is private to its server's OS user: that is expected
+    except OSError:
+        same = False
+    if not same:
+        facts.free_unknown = f"{directory} on this machine is not the target's data directory"
+        return
+    facts.free_bytes = free
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes on the volume holding path (or its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def writable_folder(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
