@@ -586,7 +586,16 @@ def test_before_is_utc_unless_the_time_says_otherwise() -> None:
 
 def test_clean_drops_tables_foreign_keys_and_defaults_but_not_what_goes_with_a_table() -> None:
     def entry(i: int, desc: str, tag: str, drop: str, *deps: int) -> TocEntry:
-        return TocEntry(i, desc, 2, "public", tag, "postgres", deps, drop)
+        return TocEntry(
+            dump_id=i,
+            desc=desc,
+            section=2,
+            namespace="public",
+            tag=tag,
+            owner="postgres",
+            dependencies=deps,
+            drop=drop,
+        )
 
     entries = [
         entry(1, "TABLE", "parent", "DROP TABLE public.parent;\n"),

@@ -29,19 +29,32 @@ def row_frame(row: bytes) -> bytes:
     return b"\x00" + len(row).to_bytes(4, "little") + row
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TocEntry:
+    """One object of the archive, as `pg_restore --list` shows it, plus what it needs."""
+
     dump_id: int
-    had_dumper: bool
-    tag: str
     desc: str
     section: int
     namespace: str | None
+    tag: str
     owner: str | None
-    copy_stmt: str | None
-    # the SQL pg_restore runs for the entry (a drill reads SEQUENCE SET values and ENCODING)
-    defn: str | None = None
     dependencies: tuple[int, ...] = ()
+    drop: str | None = None  # pg_dump's statement that removes the object
+    defn: str | None = None  # pg_dump's statement that creates (or sets) it
+    large_objects: tuple[int, ...] = ()  # oids, for a BLOB METADATA entry
+    had_dumper: bool = False  # a data block follows the TOC for it
+    copy_stmt: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The entry as people read it: "TABLE public.groups", "COMMENT SCHEMA ledger"."""
+        where = f"{self.namespace}." if self.namespace else ""
+        return f"{self.desc} {where}{self.tag}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
 
 
 @dataclass
@@ -59,16 +72,23 @@ class TableData:
         return self.hasher.hexdigest()
 
 
-@dataclass
-class Header:
+@dataclass(frozen=True)
+class ArchiveToc:
+    """The archive's header and table of contents."""
+
     version: tuple[int, int, int]
-    int_size: int
-    off_size: int
-    compression: int
     database: str
     server_version: str
     dump_version: str
-    entries: list[TocEntry]
+    entries: tuple[TocEntry, ...]
+    int_size: int = 4
+    off_size: int = 8
+
+    def by_id(self) -> dict[int, TocEntry]:
+        return {e.dump_id: e for e in self.entries}
+
+
+Header = ArchiveToc  # TODO(lead): drop once drill.py says ArchiveToc
 
 
 class _NeedMore(Exception):
@@ -105,8 +125,17 @@ class _Reader:
         return self.take(length).decode("utf-8", errors="replace")
 
 
-def _parse_header(buf: bytes) -> tuple[Header, int]:
-    """Header and TOC from the start of an archive; raises _NeedMore if incomplete."""
+def read_toc(data: bytes) -> ArchiveToc | None:
+    """The header and TOC at the start of an archive; None if data ends before they do."""
+    try:
+        return _parse_header(data)[0]
+    except _NeedMore:
+        return None
+
+
+def _parse_header(buf: bytes) -> tuple[ArchiveToc, int]:
+    """Header and TOC from the start of an archive, and where they end; raises _NeedMore
+    if buf ends first."""
     r = _Reader(buf)
     if r.take(5) != MAGIC:
         raise DumpError("pg_dump output is not a custom-format archive (bad magic)")
@@ -137,8 +166,8 @@ def _parse_header(buf: bytes) -> tuple[Header, int]:
         tag = r.str() or ""
         desc = r.str() or ""
         section = r.int()
-        defn = r.str()
-        r.str()  # drop statement
+        definition = r.str()
+        drop = r.str()
         copy_stmt = r.str()
         namespace = r.str()
         r.str()  # tablespace
@@ -151,36 +180,33 @@ def _parse_header(buf: bytes) -> tuple[Header, int]:
         while (dependency := r.str()) is not None:
             dependencies.append(int(dependency))
         r.take(1 + r.off_size)  # data offset flag and position (unset when streamed)
+        # pg_dump 17+ groups large objects; the entry's definition lists their oids
+        oids = definition.split() if desc == "BLOB METADATA" and definition else []
         entries.append(
             TocEntry(
-                dump_id,
-                had_dumper,
-                tag,
-                desc,
-                section,
-                namespace,
-                owner,
-                copy_stmt,
-                defn,
-                tuple(dependencies),
+                dump_id=dump_id,
+                desc=desc,
+                section=section,
+                namespace=namespace or None,
+                tag=tag,
+                owner=owner,
+                dependencies=tuple(dependencies),
+                drop=drop,
+                defn=definition,
+                large_objects=tuple(int(o) for o in oids if o.isdigit()),
+                had_dumper=had_dumper,
+                copy_stmt=copy_stmt,
             )
         )
-    header = Header(
-        version,
-        r.int_size,
-        r.off_size,
-        compression,
-        database,
-        server_version,
-        dump_version,
-        entries,
+    toc = ArchiveToc(
+        version, database, server_version, dump_version, tuple(entries), r.int_size, r.off_size
     )
-    return header, r.pos
+    return toc, r.pos
 
 
 @dataclass
 class ArchiveSummary:
-    header: Header
+    header: ArchiveToc
     tables: list[TableData]
     large_objects: int
     large_object_bytes: int
@@ -194,7 +220,7 @@ class ArchiveTap:
     """
 
     def __init__(self) -> None:
-        self.header: Header | None = None
+        self.header: ArchiveToc | None = None
         self._pending = b""  # bytes not yet parsed (TOC, or a partial structure)
         self._next_attempt = 0
         self._by_id: dict[int, TocEntry] = {}
@@ -215,7 +241,7 @@ class ArchiveTap:
             except _NeedMore:
                 self._next_attempt = len(self._pending) * 3 // 2
                 return
-            self._by_id = {e.dump_id: e for e in self.header.entries}
+            self._by_id = self.header.by_id()
             self._state = "block"
             buf, self._pending = self._pending[pos:], b""
             self._walk(buf)

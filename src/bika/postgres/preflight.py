@@ -1,5 +1,5 @@
-"""What a restore learns before it touches anything: the archive's table of contents, with
-each entry's dependencies, and the facts of the target server it is about to write into.
+"""What a restore learns before it touches anything: the archive's table of contents (read by
+bika.postgres.archive) and the facts of the target server it is about to write into.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any
 
 import psycopg
 
-from bika.errors import DumpError, PostgresError
+from bika.errors import PostgresError
 from bika.postgres import catalog
-from bika.postgres.archive import MAGIC, MAX_VERSION, MIN_VERSION, _NeedMore, _Reader
+from bika.postgres.archive import ArchiveToc, TocEntry, read_toc
 from bika.postgres.connection import ConnInfo
+
+__all__ = ["ArchiveToc", "TargetFacts", "TocEntry", "inspect_target", "read_toc"]
 
 RELATIONS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "SEQUENCE"})
 _FUNCTION = (
@@ -35,113 +37,6 @@ _LOOKUPS = {
     "FUNCTION": _FUNCTION,
     "PROCEDURE": _FUNCTION,
 }
-
-
-@dataclass(frozen=True)
-class TocEntry:
-    """One object of a pg_dump archive, as pg_restore --list shows it, plus what it needs."""
-
-    dump_id: int
-    desc: str
-    section: int
-    namespace: str | None
-    tag: str
-    owner: str | None
-    dependencies: tuple[int, ...]
-    drop: str | None = None  # pg_dump's statement that removes the object
-    large_objects: tuple[int, ...] = ()  # oids, for a BLOB METADATA entry
-
-    @property
-    def name(self) -> str:
-        """The entry as people read it: "TABLE public.groups", "COMMENT SCHEMA ledger"."""
-        where = f"{self.namespace}." if self.namespace else ""
-        return f"{self.desc} {where}{self.tag}"
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
-
-
-@dataclass(frozen=True)
-class ArchiveToc:
-    version: tuple[int, int, int]
-    database: str
-    server_version: str
-    dump_version: str
-    entries: tuple[TocEntry, ...]
-
-    def by_id(self) -> dict[int, TocEntry]:
-        return {e.dump_id: e for e in self.entries}
-
-
-def read_toc(data: bytes) -> ArchiveToc | None:
-    """The header and TOC at the start of a custom-format archive; None if data ends first.
-
-    ArchiveTap reads the same header while hashing table data; this reader keeps what a
-    restore plan needs instead (each entry's section, owner and dependencies)."""
-    r = _Reader(data)
-    try:
-        if r.take(5) != MAGIC:
-            raise DumpError("the backup's database artifact is not a pg_dump custom archive")
-        version = (r.byte(), r.byte(), r.byte())
-        if not MIN_VERSION <= version[:2] <= MAX_VERSION:
-            raise DumpError(
-                f"archive version {'.'.join(map(str, version))} is not one this bika reads;"
-                " upgrade bika"
-            )
-        r.int_size = r.byte()
-        r.off_size = r.byte()
-        r.byte()  # format
-        if version[:2] >= (1, 15):
-            r.byte()  # compression algorithm
-        else:
-            r.int()
-        for _ in range(7):  # creation time
-            r.int()
-        database = r.str() or ""
-        server_version = r.str() or ""
-        dump_version = r.str() or ""
-        entries = []
-        for _ in range(r.int()):
-            dump_id = r.int()
-            r.int()  # had dumper
-            r.str()  # table oid
-            r.str()  # oid
-            tag = r.str() or ""
-            desc = r.str() or ""
-            section = r.int()
-            definition = r.str()
-            drop = r.str()
-            r.str()  # copy statement
-            namespace = r.str()
-            r.str()  # tablespace
-            r.str()  # table access method
-            if version[:2] >= (1, 16):
-                r.int()  # relkind
-            owner = r.str()
-            r.str()  # with oids
-            deps = []
-            while (dep := r.str()) is not None:
-                deps.append(int(dep))
-            r.take(1 + r.off_size)
-            # pg_dump 17+ groups large objects; the entry's definition lists their oids
-            oids = definition.split() if desc == "BLOB METADATA" and definition else []
-            entries.append(
-                TocEntry(
-                    dump_id,
-                    desc,
-                    section,
-                    namespace or None,
-                    tag,
-                    owner,
-                    tuple(deps),
-                    drop,
-                    tuple(int(o) for o in oids if o.isdigit()),
-                )
-            )
-    except _NeedMore:
-        return None
-    return ArchiveToc(version, database, server_version, dump_version, tuple(entries))
 
 
 @dataclass
