@@ -1,6 +1,9 @@
-"""Shared fixtures: one PostgreSQL 18 (embedded) and one PostgreSQL 15 (Debian) per test session.
+"""Shared fixtures: one PostgreSQL 18 (embedded) and one PostgreSQL 15 (Debian) per test session,
+and the storage emulators (moto_server, azurite, fake-gcs-server) on 127.0.0.1.
 
-A server that cannot start is an error, never a skip: the suite is only meaningful against both.
+A server that cannot start is an error, never a skip: the suite is only meaningful against all.
+No test reaches a real cloud: inherited cloud settings are dropped and every credential chain's
+metadata service points at a closed loopback port (helpers.offline_env).
 """
 
 from __future__ import annotations
@@ -16,7 +19,28 @@ import pytest
 from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster, start_cluster
 
-from helpers import KeyedRepo, run_bika
+from helpers import KeyedRepo, Offsite, offline_env, run_bika
+from storage.servers import (
+    BUCKET,
+    AwsUser,
+    Server,
+    azure_env,
+    azure_request,
+    azurite_command,
+    create_gcs_bucket,
+    create_s3_bucket,
+    fake_gcs_command,
+    free_port,
+    gcs_env,
+    s3_env,
+    start_moto,
+    start_moto_with_auth,
+    start_server,
+)
+
+_offline = offline_env(dict(os.environ))
+os.environ.clear()
+os.environ.update(_offline)
 
 PASSWORD = "s3cret-pw"
 # Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.
@@ -69,3 +93,74 @@ def keyed_repo(tmp_path: Path) -> KeyedRepo:
     result = run_bika("init", "--repo", str(repo), "--recipient", recipient)
     assert result.returncode == 0, result.stderr
     return KeyedRepo(repo=repo, key=key, recipient=recipient)
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("storage-servers")
+
+
+@pytest.fixture(scope="session")
+def moto(server_logs: Path) -> Iterator[Server]:
+    server = start_moto(server_logs)
+    try:
+        create_s3_bucket(server.endpoint, BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_with_auth(server_logs: Path) -> Iterator[tuple[Server, AwsUser]]:
+    """A second moto_server, one that checks credentials (the main one accepts any)."""
+    server, user = start_moto_with_auth(server_logs, BUCKET)
+    try:
+        yield server, user
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(server_logs: Path) -> Iterator[Server]:
+    port = free_port()
+    server = start_server("azurite", azurite_command(port), port, server_logs)
+    try:
+        azure_request(server.endpoint, "PUT", BUCKET, {"restype": "container"})
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(server_logs: Path) -> Iterator[Server]:
+    port = free_port()
+    server = start_server("fake-gcs-server", fake_gcs_command(port), port, server_logs)
+    try:
+        create_gcs_bucket(server.endpoint, BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+OFFSITE_BACKENDS = ["s3", "azure", "gcs"]
+
+
+@pytest.fixture
+def offsite(request: pytest.FixtureRequest) -> Callable[[str], Offsite]:
+    """A fresh repository URL on an emulated cloud, and the environment a user would set for it
+    (AWS_* variables, an Azure connection string, STORAGE_EMULATOR_HOST)."""
+
+    def make(backend: str) -> Offsite:
+        prefix = f"cli-{uuid.uuid4().hex[:10]}"
+        if backend == "s3":
+            server: Server = request.getfixturevalue("moto")
+            return Offsite(backend, f"s3://{BUCKET}/{prefix}", s3_env(server.endpoint), server)
+        if backend == "azure":
+            server = request.getfixturevalue("azurite")
+            return Offsite(backend, f"az://{BUCKET}/{prefix}", azure_env(server.endpoint), server)
+        if backend == "gcs":
+            server = request.getfixturevalue("fake_gcs")
+            return Offsite(backend, f"gs://{BUCKET}/{prefix}", gcs_env(server.endpoint), server)
+        raise ValueError(backend)
+
+    return make

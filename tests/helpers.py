@@ -37,10 +37,45 @@ class KeyedRepo:
         return data
 
 
+@dataclass
+class Offsite:
+    """A repository URL on an emulated cloud and the environment that reaches it."""
+
+    backend: str
+    url: str
+    env: dict[str, str]
+    server: Any
+
+
+# Settings a developer's shell may hold that would send a test to a real cloud.
+_CLOUD_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GCE_")
+_CLOSED = "127.0.0.1:9"  # the discard port: nothing listens, a connection fails at once
+OFFLINE = {
+    "AWS_EC2_METADATA_DISABLED": "true",  # boto3
+    "AWS_METADATA_ENDPOINT": f"http://{_CLOSED}",  # obstore's instance-role lookup
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AZURE_MSI_ENDPOINT": f"http://{_CLOSED}/metadata/identity/oauth2/token",
+    "GCE_METADATA_HOST": _CLOSED,
+    "GCE_METADATA_IP": _CLOSED,
+    "NO_GCE_CHECK": "True",
+}
+
+
+def offline_env(environ: dict[str, str]) -> dict[str, str]:
+    """environ without cloud settings, and with every metadata service pointed nowhere."""
+    kept = {
+        k: v
+        for k, v in environ.items()
+        if not k.startswith(_CLOUD_PREFIXES) and k != "STORAGE_EMULATOR_HOST"
+    }
+    return {**kept, **OFFLINE}
+
+
 def run_bika(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+    base = offline_env({k: v for k, v in os.environ.items() if not k.startswith("BIKA_")})
     base.pop("DATABASE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "bika", *args],

@@ -1,83 +1,20 @@
-"""Session fixtures: moto_server, azurite and fake-gcs-server, each with a bucket or container.
+"""The storage fixture: a fresh, empty prefix on each backend, for the conformance suite.
 
-A server that cannot start fails the tests that need it; nothing is skipped.
+The servers themselves (moto_server, azurite, fake-gcs-server) are session fixtures in
+tests/conftest.py, shared with the command-line tests.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bika.storage import Storage, open_storage
 
-from .servers import (
-    BUCKET,
-    AwsUser,
-    Server,
-    azure_request,
-    azure_settings,
-    azurite_command,
-    create_gcs_bucket,
-    create_s3_bucket,
-    fake_gcs_command,
-    free_port,
-    gcs_settings,
-    s3_settings,
-    start_moto,
-    start_moto_with_auth,
-    start_server,
-)
-
-
-@pytest.fixture(scope="session")
-def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("storage-servers")
-
-
-@pytest.fixture(scope="session")
-def moto(server_logs: Path) -> Iterator[Server]:
-    server = start_moto(server_logs)
-    try:
-        create_s3_bucket(server.endpoint, BUCKET)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto_with_auth(server_logs: Path) -> Iterator[tuple[Server, AwsUser]]:
-    """A second moto_server, one that checks credentials (the main one accepts any)."""
-    server, user = start_moto_with_auth(server_logs, BUCKET)
-    try:
-        yield server, user
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("azurite", azurite_command(port), port, server_logs)
-    try:
-        azure_request(server.endpoint, "PUT", BUCKET, {"restype": "container"})
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def fake_gcs(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("fake-gcs-server", fake_gcs_command(port), port, server_logs)
-    try:
-        create_gcs_bucket(server.endpoint, BUCKET)
-        yield server
-    finally:
-        server.stop()
-
+from .servers import BUCKET, azure_settings, gcs_settings, s3_settings
 
 BACKENDS = ["local", "s3", "azure", "gcs"]
 

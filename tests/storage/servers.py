@@ -243,6 +243,29 @@ def gcs_settings(server_url: str, **changes: object) -> StorageSettings:
     return replace(TEST_SETTINGS, endpoint=server_url, **changes)  # type: ignore[arg-type]
 
 
+def s3_env(server_url: str) -> dict[str, str]:
+    """What a user sets to reach an S3-compatible server: the standard AWS variables."""
+    return {
+        "AWS_ENDPOINT_URL": server_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def azure_env(server_url: str) -> dict[str, str]:
+    return {
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={server_url}/{DEV_ACCOUNT};"
+        )
+    }
+
+
+def gcs_env(server_url: str) -> dict[str, str]:
+    return {"STORAGE_EMULATOR_HOST": server_url}
+
+
 @dataclass
 class AwsUser:
     access_key_id: str

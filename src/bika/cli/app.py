@@ -1,6 +1,7 @@
 """The typer application, its global options, and the shared state commands read.
 
-Commands live one per module (backup_cmd.py, …) and register themselves on `app`.
+Commands live one per module (backup_cmd.py, …) and register themselves on `app`; they open
+their repository through open_repository(), the one place settings become storage.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bika.config import Settings, load_settings
+from bika.config import Settings, StorageConfig, load_settings
+from bika.repository import Repository
+from bika.storage import Storage, open_storage
 
 app = typer.Typer(
     name="bika",
@@ -33,7 +36,12 @@ class State:
     out: Console = field(
         default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     )
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    # piped stderr keeps each message on one line, for logs and for grep
+    err: Console = field(
+        default_factory=lambda: Console(
+            stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()
+        )
+    )
 
     def settings(self, **flags: Any) -> Settings:
         return load_settings(self.config, **flags)
@@ -64,8 +72,29 @@ def main(
     STATE.quiet = quiet
 
 
+def open_repository_storage(settings: Settings) -> Storage:
+    """The storage the settings' repository lives on, configured by the [storage] table."""
+    return open_storage(settings.require_repo(), settings.storage.storage_settings())
+
+
+def open_repository(settings: Settings) -> Repository:
+    """The settings' repository, which must exist (bika init made it)."""
+    return Repository.open(open_repository_storage(settings))
+
+
+def open_other_storage(url: str, config: StorageConfig) -> Storage:
+    """A second repository's storage (bika copy --to), with its own storage settings."""
+    return open_storage(url, config.storage_settings())
+
+
 RepoOption = Annotated[
-    str | None, typer.Option("--repo", "-r", help="repository path [env: BIKA_REPO]")
+    str | None,
+    typer.Option(
+        "--repo",
+        "-r",
+        help="repository: a folder, s3://bucket/prefix, gs://bucket/prefix,"
+        r" az://container/prefix or azure://account/container/prefix \[env: BIKA_REPO]",
+    ),
 ]
 IdentityOption = Annotated[
     Path | None,

@@ -9,14 +9,12 @@ from typing import Annotated
 
 import typer
 
-from bika.cli.app import STATE, PgBinOption, RepoOption, app
+from bika.cli.app import STATE, PgBinOption, RepoOption, app, open_repository
 from bika.cli.progress import size, stream_progress
 from bika.errors import ConfigError
 from bika.operations.backup import BackupOptions, take_backup
 from bika.postgres.connection import ConnInfo
-from bika.repository import Repository
 from bika.repository.manifest import KINDS
-from bika.storage import open_storage
 
 
 @app.command("backup")
@@ -43,7 +41,7 @@ def backup(
     settings = STATE.settings(
         repo=repo, database_url=db, compression_level=compression_level, pg_bin_dir=pg_bin_dir
     )
-    repository = Repository.open(open_storage(settings.require_repo()))
+    repository = open_repository(settings)
     conn = ConnInfo.parse(settings.require_database_url())
     options = BackupOptions(
         kind=kind,
@@ -51,6 +49,7 @@ def backup(
         compression_level=settings.compression_level,
         compression_threads=settings.compression_threads,
         pg_bin_dir=settings.pg_bin_dir,
+        storage_class=settings.storage.storage_class(kind),
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     with stream_progress("dumped", "stored") as progress:

@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 
-from bika.cli.app import STATE, RepoOption, app
+from bika.cli.app import STATE, RepoOption, app, open_repository_storage
 from bika.crypto import generate_identity, parse_recipients, recipient_strings
 from bika.errors import ConfigError
 from bika.repository import Repository
-from bika.storage import open_storage
 
 key_app = typer.Typer(help="Manage age keys.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -47,5 +46,5 @@ def init(
         )
     recipients = recipient_strings(settings.recipients)
     parse_recipients(recipients)
-    repository = Repository.init(open_storage(settings.require_repo()), recipients)
+    repository = Repository.init(open_repository_storage(settings), recipients)
     STATE.say(f"created repository {repository.url} (id {repository.id})")

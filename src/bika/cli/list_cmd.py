@@ -11,13 +11,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bika.cli.app import STATE, JsonOption, RepoOption, app
+from bika.cli.app import STATE, JsonOption, RepoOption, app, open_repository
 from bika.cli.progress import size
 from bika.repository import Manifest, Repository
-from bika.storage import open_storage
+from bika.repository.drills import DrillRecord, drill_history, drill_summary, latest_drills
 
 
-def summary(manifest: Manifest) -> dict[str, Any]:
+def summary(manifest: Manifest, drill: DrillRecord | None = None) -> dict[str, Any]:
+    """One backup in `list --json`; `drill` is its newest drill, if any."""
     return {
         "id": manifest.id,
         "kind": manifest.kind,
@@ -34,11 +35,19 @@ def summary(manifest: Manifest) -> dict[str, Any]:
         "tables": len(manifest.tables),
         "rows": manifest.total_rows,
         "roles": manifest.roles.status,
+        "drill": drill_summary(drill),
     }
 
 
+def proven(drill: DrillRecord | None) -> str:
+    """The "proven" column: when the newest drill passed (✓) or failed (✗), or never."""
+    if drill is None:
+        return "never"
+    return f"{'✓' if drill.passed else '✗'} {drill.finished_at:%Y-%m-%d}"
+
+
 def _open(repo: str | None) -> Repository:
-    return Repository.open(open_storage(STATE.settings(repo=repo).require_repo()))
+    return open_repository(STATE.settings(repo=repo))
 
 
 @app.command("list")
@@ -46,8 +55,12 @@ def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
     """List the repository's backups, oldest first."""
     repository = _open(repo)
     manifests = repository.manifests()
+    drills = latest_drills(repository)
     if as_json:
-        payload = {"repository": repository.url, "backups": [summary(m) for m in manifests]}
+        payload = {
+            "repository": repository.url,
+            "backups": [summary(m, drills.get(m.id)) for m in manifests],
+        }
         STATE.out.print_json(json.dumps(payload))
         return
     if not manifests:
@@ -64,6 +77,7 @@ def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
         "rows",
         "dumped",
         "stored",
+        "proven",
         "label",
     ):
         table.add_column(
@@ -82,6 +96,7 @@ def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
             f"{m.total_rows:,}",
             size(m.plain_size),
             size(m.stored_size),
+            proven(drills.get(m.id)),
             m.label or "",
         )
     STATE.out.print(table)
@@ -144,3 +159,33 @@ def show(
     for t in manifest.tables:
         tables.add_row(t.schema_, t.name, f"{t.rows:,}", size(t.bytes), t.sha256[:16] + "…")
     out.print(tables)
+    _print_drills(drill_history(repository, manifest.id))
+
+
+def _print_drills(history: list[DrillRecord]) -> None:
+    if not history:
+        STATE.out.print("drills      never: prove it restores with 'bika drill ID'")
+        return
+    table = Table(title=f"drills ({len(history)})", title_justify="left")
+    for column in ("finished (UTC)", "result", "on", "restore (RTO)", "verify", "restored", ""):
+        table.add_column(column, justify="right" if column in ("verify", "restored") else "left")
+    for record in history:
+        if record.problems:
+            detail = record.problems[0] + (
+                f" (+{len(record.problems) - 1} more)" if len(record.problems) > 1 else ""
+            )
+        else:
+            skipped = sum(1 for t in record.tables if t.status == "skipped")
+            detail = f"{record.tables_checked} tables, {record.objects_checked} objects" + (
+                f"; {skipped} tables skipped" if skipped else ""
+            )
+        table.add_row(
+            f"{record.finished_at:%Y-%m-%d %H:%M:%S}",
+            "✓ passed" if record.passed else "✗ FAILED",
+            f"{record.target.kind} {record.target.server_version}",
+            f"{record.restore_seconds:.1f}s",
+            f"{record.verify_seconds:.1f}s",
+            size(record.restored_size or 0),
+            detail,
+        )
+    STATE.out.print(table)

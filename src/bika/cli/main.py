@@ -10,7 +10,17 @@ import sys
 
 import click
 
-from bika.cli import backup_cmd, demo_cmd, key_cmd, list_cmd, restore_cmd, verify_cmd  # noqa: F401
+from bika.cli import (  # noqa: F401
+    backup_cmd,
+    copy_cmd,
+    demo_cmd,
+    doctor_cmd,
+    drill_cmd,
+    key_cmd,
+    list_cmd,
+    restore_cmd,
+    verify_cmd,
+)
 from bika.cli.app import STATE, app
 from bika.errors import BikaError
 from bika.postgres.connection import redact

@@ -31,6 +31,9 @@ class BackupOptions:
     compression_level: int = 3
     compression_threads: int = 0
     pg_bin_dir: str | None = None
+    storage_class: str | None = None
+    """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
+    bucket's default so that listing and monitoring stay cheap and never need a restore."""
 
 
 def take_backup(
@@ -57,7 +60,10 @@ def take_backup(
         "--no-sync",
         f"--dbname={conninfo}",
     ]
-    with run(argv, conn=conn, env=env) as child, repo.storage.create(key) as sink:
+    with (
+        run(argv, conn=conn, env=env) as child,
+        repo.storage.create(key, storage_class=options.storage_class) as sink,
+    ):
         stats = encode(
             child.stdout,
             sink,
@@ -95,6 +101,7 @@ def take_backup(
             server_version=facts.version,
             pg_dump_version=summary.header.dump_version,
             database_size=facts.database_size,
+            output_settings=facts.output_settings,
         ),
         artifacts=artifacts,
         tables=[
@@ -156,7 +163,10 @@ def _dump_roles(
         f"--dbname={conninfo}",
     ]
     try:
-        with run(argv, conn=conn, env=env) as child, repo.storage.create(key) as sink:
+        with (
+            run(argv, conn=conn, env=env) as child,
+            repo.storage.create(key, storage_class=options.storage_class) as sink,
+        ):
             stats = encode(child.stdout, sink, recipients, level=options.compression_level)
             if child.wait() != 0:
                 raise _RolesRefused(last_error_lines(child.stderr_text()))

@@ -1,15 +1,20 @@
 """Checking backups: every artifact is there with its size, and with --read-data every byte
 decrypts, decompresses, hashes as recorded and holds the tables the manifest lists.
+
+--read-data-subset reads a deterministic share of the artifacts per run (see Subset).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
-from bika.errors import BikaError, DumpError
+from bika.errors import BikaError, ConfigError, DumpError
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.process import run
@@ -29,10 +34,65 @@ class VerifyResult:
     backup_id: str
     read_data: bool
     problems: list[Problem] = field(default_factory=list)
+    read: list[str] = field(default_factory=list)
+    """Artifacts whose every byte was read (all of them with --read-data, a share with a
+    subset)."""
+    read_bytes: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+_SPACE = 1 << 64
+_SHARE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A deterministic share of the repository's artifacts, for --read-data-subset.
+
+    Every artifact has a fixed place on a circle of 2**64 points: the first 8 bytes of the
+    sha256 of its key. `n/t` cuts the circle into t equal arcs and selects the n-th, so
+    running 1/t … t/t reads everything once. `P%` selects an arc of P % that moves on by P %
+    every UTC day (day d starts at d × P % of the circle, d counted from 1970-01-01), so a
+    daily run reads every artifact within ceil(100 / P) days: 15 % covers a week."""
+
+    start: int
+    width: int
+    text: str
+
+    def contains(self, key: str) -> bool:
+        return (place(key) - self.start) % _SPACE < self.width
+
+
+def place(key: str) -> int:
+    """Where an artifact sits on the circle (stable: it depends on its key only)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def parse_subset(text: str, today: date) -> Subset:
+    """`n/t` or `P%` (see Subset); `today` (UTC) places the arc of a percentage."""
+    share = _SHARE.match(text)
+    if share:
+        n, t = int(share.group(1)), int(share.group(2))
+        if not 1 <= n <= t:
+            raise ConfigError(f"--read-data-subset {text}: n/t needs 1 ≤ n ≤ t, e.g. 1/7")
+        start, end = (n - 1) * _SPACE // t, n * _SPACE // t
+        return Subset(start, end - start, f"{n}/{t}")
+    percent = _PERCENT.match(text)
+    if percent:
+        value = float(percent.group(1))
+        if not 0 < value <= 100:
+            raise ConfigError(f"--read-data-subset {text}: a percentage must be > 0 and ≤ 100")
+        width = min(_SPACE, round(value / 100 * _SPACE))
+        day = (today - date(1970, 1, 1)).days
+        return Subset(day * width % _SPACE, width, f"{percent.group(1)}%")
+    raise ConfigError(
+        f"--read-data-subset {text!r}: give n/t (the n-th of t groups, e.g. 1/7) or a"
+        " percentage (e.g. 10%)"
+    )
 
 
 def verify_backup(
@@ -41,8 +101,10 @@ def verify_backup(
     *,
     identities: list[object] | None = None,
     pg_bin_dir: str | None = None,
+    subset: Subset | None = None,
 ) -> VerifyResult:
-    """Without identities: presence and sizes. With them: every byte (--read-data)."""
+    """Without identities: presence and sizes. With them: every byte (--read-data) of every
+    artifact, or of those in `subset`."""
     result = VerifyResult(manifest.id, read_data=identities is not None)
     for name, artifact in manifest.artifacts.items():
         info = repo.storage.stat(artifact.key)
@@ -58,7 +120,9 @@ def verify_backup(
                 )
             )
             continue
-        if identities is not None:
+        if identities is not None and (subset is None or subset.contains(artifact.key)):
+            result.read.append(name)
+            result.read_bytes += artifact.stored_size
             try:
                 _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir)
             except BikaError as exc:

@@ -5,13 +5,16 @@ Used before a backup (what is being dumped) and after a restore (did the rows ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
 from bika.postgres.connection import ConnInfo
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# Settings that shape COPY's text and that pg_dump leaves as the session has them: a drill
+# recomputes table hashes under the same values (timestamptz, bytea and money output).
+OUTPUT_SETTINGS = ("TimeZone", "bytea_output", "lc_monetary")
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class ServerFacts:
     version_num: int
     database_size: int
     estimated_rows: dict[tuple[str, str], int]
+    output_settings: dict[str, str] = field(default_factory=dict)
 
 
 def server_facts(conn: ConnInfo) -> ServerFacts:
@@ -33,7 +37,11 @@ def server_facts(conn: ConnInfo) -> ServerFacts:
             " WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s)",
             (list(SYSTEM_SCHEMAS),),
         ).fetchall()
-    return ServerFacts(version, num, size, {(s, t): int(r) for s, t, r in rows})
+        output = {
+            name: str(db.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+            for name in OUTPUT_SETTINGS
+        }
+    return ServerFacts(version, num, size, {(s, t): int(r) for s, t, r in rows}, output)
 
 
 def user_relations(conn: ConnInfo) -> int:

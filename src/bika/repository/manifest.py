@@ -53,6 +53,11 @@ class Source(_Model):
     server_version: str
     pg_dump_version: str
     database_size: int | None = None
+    output_settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="TimeZone, bytea_output, lc_monetary of the dump's session: a drill"
+        " recomputes table hashes under the same",
+    )
 
 
 class Roles(_Model):

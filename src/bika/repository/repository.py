@@ -111,6 +111,10 @@ class Repository:
         return sorted(ids)
 
     def manifest(self, backup_id: str) -> Manifest:
+        return self.read_manifest(backup_id)[0]
+
+    def read_manifest(self, backup_id: str) -> tuple[Manifest, bytes]:
+        """The manifest and its stored bytes (which a copy reproduces exactly)."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
             raw = self.storage.read_bytes(key)
@@ -119,7 +123,7 @@ class Repository:
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
             ) from exc
         try:
-            return Manifest.model_validate_json(raw)
+            return Manifest.model_validate_json(raw), raw
         except ValidationError as exc:
             raise RepositoryError(f"{self.url}/{key} is not a valid manifest: {exc}") from exc
 

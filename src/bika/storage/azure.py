@@ -11,11 +11,17 @@ identity, az CLI) -- what DefaultAzureCredential would find.
 
 from __future__ import annotations
 
+import base64
+import email.utils
+import hashlib
+import hmac
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from obstore.store import AzureStore
 
@@ -65,6 +71,17 @@ class ConnectionString:
     key: str | None = None
     sas: str | None = None
     endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class RestReply:
+    status: int
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
 def parse_connection_string(text: str) -> ConnectionString:
@@ -176,6 +193,46 @@ class AzureStorage(CloudStorage):
             secrets=tuple(s for s in (key, sas) if s),
             missing_container_codes=("ContainerNotFound",),
         )
+        self.prefix = prefix
+        self._account_key = key
+        self._sas = sas.lstrip("?") if sas and not key else None
+
+    def rest(
+        self, method: str, path: str = "", query: dict[str, str] | None = None
+    ) -> RestReply | None:
+        """One signed data-plane request for what obstore does not cover (service and
+        container properties); path is relative to the account ("" for the service, the
+        container's name, or container/blob). None when only Azure AD credentials are at hand,
+        which this does not sign."""
+        if not self._account_key and not self._sas:
+            return None
+        query = dict(query or {})
+        base = (self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/")
+        url = f"{base}/{quote(path)}"
+        headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+        if self._account_key:
+            canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+            resource = f"/{self.account}{urlsplit(url).path}" + "".join(
+                f"\n{k.lower()}:{v}" for k, v in sorted(query.items())
+            )
+            to_sign = f"{method}\n" + "\n" * 11 + canonical_headers + resource
+            signature = base64.b64encode(
+                hmac.new(
+                    base64.b64decode(self._account_key), to_sign.encode(), hashlib.sha256
+                ).digest()
+            ).decode()
+            headers["Authorization"] = f"SharedKey {self.account}:{signature}"
+        query_text = urlencode(query)
+        if self._sas:
+            query_text = f"{query_text}&{self._sas}" if query_text else self._sas
+        request = urllib.request.Request(
+            f"{url}?{query_text}" if query_text else url, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._settings.timeout) as response:
+                return RestReply(response.status, dict(response.headers.items()), response.read())
+        except urllib.error.HTTPError as exc:
+            return RestReply(exc.code, dict(exc.headers.items()), exc.read())
 
     def _storage_class(self, storage_class: str) -> str:
         return _TIERS.get(storage_class.lower(), storage_class)

@@ -59,6 +59,7 @@ class GCSStorage:
         self.url = url
         self.bucket_name = parts.netloc
         prefix = parts.path.strip("/")
+        self.prefix = prefix
         self._prefix = f"{prefix}/" if prefix else ""
         self._settings = settings
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
@@ -108,6 +109,14 @@ class GCSStorage:
             project = project or found
         options = {"api_endpoint": self.endpoint} if self.endpoint else None
         return storage.Client(project=project, credentials=credentials, client_options=options)
+
+    def bucket_metadata(self) -> Any:
+        """The bucket's own settings (versioning, default KMS key, lifecycle, logging,
+        retention) as google-cloud-storage reads them; needs storage.buckets.get. Errors are
+        google-cloud-storage's own, for the caller to judge."""
+        return self._bucket().client.get_bucket(
+            self.bucket_name, retry=self._retry, timeout=self._timeout
+        )
 
     def _blob(self, key: str) -> Any:
         return self._bucket().blob(self._prefix + check_key(self.url, key))

@@ -16,7 +16,7 @@ import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from obstore.store import S3Store
@@ -125,6 +125,42 @@ class S3Storage(CloudStorage):
             prefix=prefix,
             secrets=tuple(s for s in secrets if s),
             missing_container_codes=("NoSuchBucket",),
+        )
+        self.prefix = prefix
+        self.region = config["region"]
+        self._profile = profile if provider is not None else None
+        self._path_style = settings.path_style
+        self._static = (
+            config.get("access_key_id"),
+            config.get("secret_access_key"),
+            config.get("session_token"),
+        )
+
+    def boto3_client(self) -> Any:
+        """A boto3 S3 client with the same endpoint, region and credentials, for the bucket
+        settings obstore cannot read (versioning, lifecycle, logging, object lock)."""
+        boto3 = importlib.import_module("boto3")
+        botocore_config = importlib.import_module("botocore.config")
+        key_id, secret, token = self._static
+        session = boto3.Session(profile_name=self._profile) if self._profile else boto3.Session()
+        if self._path_style is False:
+            style = "virtual"
+        else:
+            style = "path" if self.endpoint or self._path_style else "auto"
+        settings = self._settings
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            config=botocore_config.Config(
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.timeout,
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": style},
+            ),
         )
 
     def _storage_class(self, storage_class: str) -> str:

@@ -1,0 +1,94 @@
+"""`bika copy --to REPO2 [ID…]`: copy backups into a second repository, checking every hash.
+
+Exit 0 when every backup asked for is in the destination, 1 when one could not be copied.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from bika.cli.app import STATE, JsonOption, RepoOption, app, open_other_storage, open_repository
+from bika.cli.progress import size, stream_progress
+from bika.operations.copy import CopyResult, copy_backups, open_destination
+
+
+@app.command("copy")
+def copy(
+    backup_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="backups to copy (ids, unique prefixes or 'latest'); default: all"),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="destination repository, a folder or s3:// gs:// az:// URL; its storage"
+            r" settings come from \[copy.storage] in bika.toml, else \[storage]"
+            r" \[env: BIKA_COPY_TO]",
+        ),
+    ] = None,
+    repo: RepoOption = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init", help="create the destination repository, with the same recipients, if missing"
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy backups to a second repository; backups already there are skipped."""
+    settings = STATE.settings(repo=repo, **{"copy.to": to})
+    source = open_repository(settings)
+    storage = open_other_storage(settings.require_copy_to(), settings.copy_storage)
+    dest = open_destination(source, storage, init=init)
+    ids = [source.resolve(ref) for ref in backup_ids] if backup_ids else source.backup_ids()
+    classes = settings.copy_storage
+
+    def said(result: CopyResult) -> None:
+        if result.status == "copied":
+            STATE.say(f"copied {result.backup_id} ({size(result.stored_bytes)})")
+        elif result.status == "present":
+            STATE.say(f"skipped {result.backup_id}: {result.detail}")
+        else:
+            STATE.err.print(f"FAILED {result.backup_id}: {result.detail}", highlight=False)
+
+    STATE.say(f"copying {len(ids)} backup(s) from {source.url} to {dest.url}")
+    with stream_progress("read", "written") as progress:
+        report = copy_backups(
+            source,
+            dest,
+            ids,
+            storage_class=classes.storage_class,
+            progress=progress,
+            on_result=said,
+        )
+    if as_json:
+        STATE.out.print_json(
+            json.dumps(
+                {
+                    "source": report.source,
+                    "destination": report.destination,
+                    "backups": [
+                        {
+                            "id": r.backup_id,
+                            "status": r.status,
+                            "stored_bytes": r.stored_bytes,
+                            "detail": r.detail,
+                        }
+                        for r in report.results
+                    ],
+                }
+            )
+        )
+    else:
+        copied = [r for r in report.results if r.status == "copied"]
+        STATE.out.print(
+            f"{len(copied)} copied ({size(sum(r.stored_bytes for r in copied))}),"
+            f" {report.count('present')} already there, {report.count('failed')} failed:"
+            f" {report.source} → {report.destination}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)

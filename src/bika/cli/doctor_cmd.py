@@ -1,0 +1,128 @@
+"""`bika doctor`: can bika reach and write its repository, is the bucket protected, can it dump.
+
+Prints one line per check and the command that fixes each warning; exit 1 only on a failure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bika.cli.app import (
+    STATE,
+    JsonOption,
+    PgBinOption,
+    RepoOption,
+    app,
+    open_other_storage,
+    open_repository_storage,
+)
+from bika.config import Settings
+from bika.diagnosis import Check, diagnose, failed
+from bika.errors import BikaError
+from bika.operations.doctor import database_facts, storage_facts
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unknown": "dim"}
+
+
+@app.command("doctor")
+def doctor(
+    repo: RepoOption = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help=r"postgresql:// URL \[env: BIKA_DATABASE_URL, DATABASE_URL]"),
+    ] = None,
+    pg_bin_dir: PgBinOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the repository's storage and bucket settings, the copy destination and the database."""
+    settings = STATE.settings(repo=repo, database_url=db, pg_bin_dir=pg_bin_dir)
+    sections = [("repository", _repository_checks(settings))]
+    if settings.copy_.to:
+        sections.append(("copy destination", _copy_checks(settings)))
+    sections.append(("database", _database_checks(settings)))
+    every = [check for _, checks in sections for check in checks]
+    if as_json:
+        STATE.out.print_json(
+            json.dumps(
+                {
+                    "ok": not failed(every),
+                    "checks": [
+                        {
+                            "scope": scope,
+                            "name": c.name,
+                            "status": c.status,
+                            "detail": c.detail,
+                            "fix": c.fix,
+                        }
+                        for scope, checks in sections
+                        for c in checks
+                    ],
+                }
+            )
+        )
+    else:
+        _print(sections)
+    if failed(every):
+        raise typer.Exit(1)
+
+
+def _repository_checks(settings: Settings) -> list[Check]:
+    if not settings.repo:
+        return [Check("repository", "warn", "none configured", "pass --repo or set BIKA_REPO")]
+    try:
+        storage = open_repository_storage(settings)
+    except BikaError as exc:
+        return [Check("settings", "fail", str(exc))]
+    return diagnose(storage_facts(storage, settings.storage.classes), None)
+
+
+def _copy_checks(settings: Settings) -> list[Check]:
+    config = settings.copy_storage
+    try:
+        storage = open_other_storage(settings.require_copy_to(), config)
+    except BikaError as exc:
+        return [Check("settings", "fail", str(exc))]
+    return diagnose(storage_facts(storage, config.classes), None)
+
+
+def _database_checks(settings: Settings) -> list[Check]:
+    if settings.database_url is None:
+        return [
+            Check(
+                "database",
+                "info",
+                "none configured; give --db or set BIKA_DATABASE_URL to check it",
+            )
+        ]
+    try:
+        facts = database_facts(settings.database_url.get_secret_value(), settings.pg_bin_dir)
+    except BikaError as exc:
+        return [Check("database", "fail", str(exc))]
+    return diagnose(None, facts)
+
+
+def _print(sections: list[tuple[str, list[Check]]]) -> None:
+    table = Table(title="bika doctor", title_justify="left", show_lines=False)
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    fixes: list[str] = []
+    for scope, checks in sections:
+        table.add_row(f"[bold]{scope}[/]", "", "")
+        for check in checks:
+            mark = ""
+            if check.fix:
+                fixes.append(check.fix)
+                mark = f" [{len(fixes)}]"
+            style = _STYLE[check.status]
+            table.add_row(f"  {check.name}", f"[{style}]{check.status}[/]", check.detail + mark)
+    STATE.out.print(table)
+    if fixes:
+        STATE.out.print("fixes:")
+        for number, fix in enumerate(fixes, 1):
+            # soft_wrap: a command must stay one line to be copied whole
+            STATE.out.print(f"  [{number}] {fix}", soft_wrap=True, markup=False)
