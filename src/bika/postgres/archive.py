@@ -88,9 +88,6 @@ class ArchiveToc:
         return {e.dump_id: e for e in self.entries}
 
 
-Header = ArchiveToc  # TODO(lead): drop once drill.py says ArchiveToc
-
-
 class _NeedMore(Exception):
     """The buffer ends before the structure being parsed does."""
 

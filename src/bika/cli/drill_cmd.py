@@ -1,0 +1,100 @@
+"""`bika drill`: restore a backup into a scratch database and prove it matches, exactly.
+
+Exit 0 when the drill passed, 1 when it failed; the result is stored in the repository.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bika.cli.app import (
+    STATE,
+    IdentityOption,
+    JsonOption,
+    PgBinOption,
+    RepoOption,
+    app,
+    open_repository,
+)
+from bika.cli.progress import size, stream_progress
+from bika.crypto import load_identities
+from bika.errors import ConfigError
+from bika.operations.drill import DrillOptions, run_drill
+from bika.repository.drills import DrillRecord
+
+SHOWN_PROBLEMS = 10
+
+
+@app.command("drill")
+def drill(
+    backup_id: Annotated[
+        str | None, typer.Argument(help="backup id or unique prefix (default: the latest)")
+    ] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="drill the newest backup")] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="postgresql:// URL of a server to drill on: bika creates a new database there"
+            " and drops it afterwards (default: a throwaway embedded PostgreSQL)",
+        ),
+    ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="keep the scratch database (embedded: its stopped cluster)"),
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="parallel pg_restore jobs (default: cores, ≤ 4)")
+    ] = 0,
+    repo: RepoOption = None,
+    identity: IdentityOption = None,
+    pg_bin_dir: PgBinOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a backup into a scratch database and compare every table's exact rows and
+    content hash, and the schema, with the backup; record the result and the restore time."""
+    if backup_id and latest:
+        raise ConfigError("give a backup id or --latest, not both")
+    if jobs < 0:
+        raise ConfigError("--jobs must be 1 or more (0: one per core)")
+    settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
+    repository = open_repository(settings)
+    manifest = repository.manifest(repository.resolve(backup_id or "latest"))
+    identities = load_identities(settings.require_identity())
+    options = DrillOptions(target=target, keep=keep, jobs=jobs, pg_bin_dir=settings.pg_bin_dir)
+    with stream_progress("restored", "read") as progress:
+        outcome = run_drill(repository, manifest, identities, options, STATE.say, progress)
+    record = outcome.record
+    if as_json:
+        STATE.out.print_json(record.to_json())
+    else:
+        _print(record)
+    if outcome.kept:
+        STATE.say(outcome.kept)
+    if not record.passed:
+        raise typer.Exit(1)
+
+
+def _print(record: DrillRecord) -> None:
+    out = STATE.out
+    for note in record.notes:
+        STATE.say(f"note: {note}")
+    for problem in record.problems[:SHOWN_PROBLEMS]:
+        STATE.err.print(f"FAILED {problem}")
+    if len(record.problems) > SHOWN_PROBLEMS:
+        STATE.err.print(f"… and {len(record.problems) - SHOWN_PROBLEMS} more (see --json)")
+    skipped = [t for t in record.tables if t.status == "skipped"]
+    verdict = "passed" if record.passed else "FAILED"
+    out.print(
+        f"drill of {record.backup_id} {verdict}: {record.tables_checked} tables"
+        f" ({record.rows_checked:,} rows, {size(record.bytes_hashed)}) and"
+        f" {record.objects_checked} schema objects compared"
+        + (f", {len(skipped)} tables skipped" if skipped else "")
+    )
+    out.print(
+        f"restore {record.restore_seconds:.1f}s (RTO), verify {record.verify_seconds:.1f}s,"
+        f" setup {record.setup_seconds:.1f}s; restored size {size(record.restored_size or 0)}"
+        f" on {record.target.kind} PostgreSQL {record.target.server_version}"
+    )

@@ -1,0 +1,834 @@
+"""Restore drills: restore a backup into a scratch database and prove every byte came back.
+
+Each table's exact rows and content hash are recomputed and compared with the manifest, the
+schema is compared with the archive's table of contents, and the result is kept in drills/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Literal
+
+from psycopg import sql
+
+import bika
+from bika.errors import BikaError, DumpError, IntegrityError, PostgresError, RestoreError
+from bika.operations.restore import (
+    RestoreFailed,
+    RestoreOptions,
+    check_identity,
+    plan_restore,
+    read_archive_toc,
+    restore_backup,
+)
+from bika.postgres import binaries, fingerprint
+from bika.postgres.archive import ArchiveToc, TocEntry
+from bika.postgres.cluster import Cluster, start_cluster
+from bika.postgres.connection import ConnInfo, first_line
+from bika.postgres.process import run
+from bika.repository import Manifest, Repository
+from bika.repository.drills import (
+    DrillRecord,
+    DrillTarget,
+    ObjectResult,
+    TableResult,
+    record_drill,
+)
+from bika.stream import Progress, decode
+
+SCRATCH_DATABASE = "bika_drill"
+ROLES_LIMIT = 64 << 20  # a roles script is kilobytes; refuse to hold an absurd one in memory
+
+# Nobody queries a drill's cluster but the drill: autovacuum would only compete with the
+# restore's index builds and the fingerprints for the CPU.
+CLUSTER_SETTINGS = {"autovacuum": "off"}
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DrillOptions:
+    target: str | None = None
+    """A server URL to create the scratch database on; None: a throwaway embedded cluster."""
+    keep: bool = False
+    """Leave the scratch database (or the stopped cluster's folder) for inspection."""
+    jobs: int = 0
+    """pg_restore jobs; 0: one per core, at most 4."""
+    workers: int = 0
+    """Connections computing fingerprints; 0: one per core."""
+    pg_bin_dir: str | None = None
+    workdir: Path | None = None
+    """Where the throwaway cluster and pg_restore's temporary file go (default: system temp)."""
+    before_verify: Callable[[ConnInfo], None] | None = None
+    """Called with the restored database before anything is compared (tests alter it here)."""
+    record: bool = True
+
+
+@dataclass
+class DrillOutcome:
+    record: DrillRecord
+    key: str | None
+    kept: str | None = None
+    """With --keep: where the scratch database is and how to reach or remove it."""
+
+
+@dataclass
+class _Scratch:
+    conn: ConnInfo
+    target: DrillTarget
+    cluster: Cluster | None
+    seconds: float
+    kept: str | None = None
+
+
+@dataclass
+class _Findings:
+    tables: list[TableResult] = field(default_factory=list)
+    objects: list[ObjectResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    objects_checked: int = 0
+
+
+def run_drill(
+    repo: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    options: DrillOptions,
+    say: Say | None = None,
+    progress: Progress | None = None,
+) -> DrillOutcome:
+    """Restore `manifest`'s backup into a scratch database, compare, record; never raises for
+    a difference or an unreadable backup (that is a failed drill), only for what stops the
+    drill from running (a wrong key, an unreachable --target)."""
+    say = say or (lambda _: None)
+    started = datetime.now(UTC)
+    bin_dir = binaries.find_bin_dir(options.pg_bin_dir)
+    pg_restore_version = binaries.tool_version(binaries.tool("pg_restore", bin_dir))
+    artifact = manifest.artifacts["database"]
+    check_identity(repo, artifact.key, identities, f"{manifest.id}/database")
+    findings = _Findings()
+    with _scratch(options, say) as scratch:
+        try:
+            toc = read_archive_toc(repo, artifact, identities, f"{manifest.id}/database")
+        except (DumpError, IntegrityError) as exc:
+            findings.problems.append(f"the backup's archive cannot be read: {exc}")
+            run = _Run()
+        else:
+            run = _drill(
+                repo,
+                manifest,
+                identities,
+                options,
+                scratch,
+                toc,
+                bin_dir,
+                say,
+                progress,
+                findings,
+            )
+        run.restored_size = _database_size(scratch.conn)
+    report = run.report
+    record = DrillRecord(
+        backup_id=manifest.id,
+        repository_id=repo.id,
+        passed=not findings.problems,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        target=scratch.target,
+        tools={
+            "bika": bika.__version__,
+            "pg_restore": pg_restore_version,
+            "server": scratch.target.server_version,
+        },
+        setup_seconds=round(scratch.seconds + run.roles_seconds, 3),
+        restore_seconds=round(run.restore_seconds, 3),
+        verify_seconds=round(run.verify_seconds, 3),
+        restored_size=run.restored_size,
+        owners=run.owners,
+        tables_checked=sum(1 for t in report.tables.values() if t.problem is None) if report else 0,
+        rows_checked=report.rows if report else 0,
+        bytes_hashed=report.size if report else 0,
+        objects_checked=findings.objects_checked,
+        tables=findings.tables,
+        objects=findings.objects,
+        missing_extensions=run.missing_extensions,
+        problems=findings.problems,
+        notes=findings.notes,
+    )
+    key = record_drill(repo, record) if options.record else None
+    return DrillOutcome(record, key, scratch.kept)
+
+
+@dataclass
+class _Run:
+    owners: Literal["restored", "skipped"] = "skipped"
+    missing_extensions: list[str] = field(default_factory=list)
+    roles_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    report: fingerprint.FingerprintReport | None = None
+    restored_size: int | None = None
+
+
+def _drill(
+    repo: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    options: DrillOptions,
+    scratch: _Scratch,
+    toc: ArchiveToc,
+    bin_dir: Path,
+    say: Say,
+    progress: Progress | None,
+    findings: _Findings,
+) -> _Run:
+    run = _Run()
+    roles_started = time.monotonic()
+    run.owners = _prepare_roles(repo, manifest, identities, scratch, toc, bin_dir, findings)
+    run.roles_seconds = time.monotonic() - roles_started
+    available = _available_extensions(scratch.conn)
+    run.missing_extensions = sorted(
+        e.tag for e in toc.entries if e.desc == "EXTENSION" and e.tag not in available
+    )
+    skipped = dependents(toc.entries, run.missing_extensions)
+    jobs = options.jobs or max(1, min(4, os.cpu_count() or 1))
+    say(
+        f"restoring {manifest.id} into {scratch.target.kind} PostgreSQL"
+        f" {scratch.target.server_version} ({jobs} job{'s' if jobs > 1 else ''})"
+    )
+    restore_started = time.monotonic()
+    restore_error = _restore(
+        repo, manifest, identities, scratch, options, jobs, run.owners, skipped, toc, progress
+    )
+    run.restore_seconds = time.monotonic() - restore_started
+    if restore_error is not None:
+        findings.problems.append(restore_error)
+    if options.before_verify is not None:
+        options.before_verify(scratch.conn)
+
+    say("comparing every table's rows and content hash, and the schema, with the backup")
+    verify_started = time.monotonic()
+    run.report = _compare_tables(scratch.conn, manifest, toc, skipped, options, findings)
+    _compare_schema(scratch.conn, manifest, toc, skipped, findings)
+    run.verify_seconds = time.monotonic() - verify_started
+    _explain_skipped(toc, run.missing_extensions, skipped, scratch, findings)
+    return run
+
+
+# -- the backup's table of contents ------------------------------------------------------
+
+
+def dump_encoding(entries: Sequence[TocEntry]) -> str | None:
+    """The client encoding pg_dump wrote the data in, from the archive's ENCODING entry."""
+    for entry in entries:
+        if entry.desc == "ENCODING" and entry.defn:
+            match = re.search(r"client_encoding\s*=\s*'([^']+)'", entry.defn)
+            if match:
+                return match.group(1)
+    return None
+
+
+def dependents(entries: Sequence[TocEntry], extensions: list[str]) -> dict[int, str]:
+    """Entries that need one of `extensions` (directly or through others), with which one."""
+    needs: dict[int, str] = {
+        e.dump_id: e.tag for e in entries if e.desc == "EXTENSION" and e.tag in extensions
+    }
+    users: dict[int, list[int]] = {}
+    for entry in entries:
+        for dependency in entry.dependencies:
+            users.setdefault(dependency, []).append(entry.dump_id)
+    todo = list(needs)
+    while todo:
+        current = todo.pop()
+        for user in users.get(current, []):
+            if user not in needs:
+                needs[user] = needs[current]
+                todo.append(user)
+    return needs
+
+
+# -- the scratch database ----------------------------------------------------------------
+
+
+@contextmanager
+def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
+    started = time.monotonic()
+    if options.target is None:
+        say("starting a throwaway PostgreSQL server (embedded)")
+        cluster = start_cluster(
+            parent=options.workdir,
+            password=secrets.token_urlsafe(18),
+            fast=True,
+            settings=CLUSTER_SETTINGS,
+        )
+        scratch: _Scratch | None = None
+        try:
+            url = cluster.create_database(SCRATCH_DATABASE)
+            scratch = _Scratch(
+                ConnInfo.parse(url),
+                DrillTarget(
+                    kind="embedded", server_version=cluster.version, database=SCRATCH_DATABASE
+                ),
+                cluster,
+                time.monotonic() - started,
+            )
+            yield scratch
+        finally:
+            if options.keep and scratch is not None:
+                cluster.stop()
+                scratch.kept = _keep(cluster)
+            else:
+                cluster.remove()
+        return
+    server = ConnInfo.parse(options.target)
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    name = f"{SCRATCH_DATABASE}_{stamp}_{secrets.token_hex(3)}"
+    with server.connect(autocommit=True) as db:
+        version = str(db.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+        try:
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except Exception as exc:
+            raise PostgresError(
+                f"cannot create the drill's scratch database on {server.redacted()}:"
+                f" {first_line(str(exc))}; the role needs CREATEDB"
+            ) from None
+    say(f"created scratch database {name!r} on {server.redacted()}")
+    conn = server.with_database(name)
+    on_server = _Scratch(
+        conn,
+        DrillTarget(
+            kind="server", server_version=version, host_hash=server.host_hash(), database=name
+        ),
+        None,
+        time.monotonic() - started,
+    )
+    try:
+        yield on_server
+    finally:
+        if options.keep:
+            on_server.kept = f"scratch database kept: {conn.redacted()}"
+        else:
+            _drop_database(server, name)
+
+
+def _keep(cluster: Cluster) -> str:
+    """Leave a stopped drill cluster behind, with what it takes to start and enter it."""
+    folder = cluster.data_dir.parent
+    secret = folder / "superuser-password"
+    secret.write_text(f"{cluster.password}\n")
+    secret.chmod(0o600)
+    as_user = f" as OS user {cluster.os_user.pw_name}" if cluster.os_user else ""
+    return (
+        f"kept the stopped drill cluster in {folder}: start it with 'pg_ctl -D"
+        f" {cluster.data_dir} -l {cluster.log_path} start'{as_user}, connect to database"
+        f" {SCRATCH_DATABASE} on 127.0.0.1:{cluster.port} as postgres (password in {secret});"
+        f" delete the folder when done"
+    )
+
+
+def _drop_database(server: ConnInfo, name: str) -> None:
+    with server.connect(autocommit=True) as db:
+        force = " WITH (FORCE)" if db.info.server_version >= 130000 else ""
+        db.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
+
+
+def _available_extensions(conn: ConnInfo) -> set[str]:
+    with conn.connect() as db:
+        rows = db.execute("SELECT name FROM pg_available_extensions").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _database_size(conn: ConnInfo) -> int | None:
+    with suppress(BikaError), conn.connect() as db:
+        row = db.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else None
+    return None
+
+
+# -- roles -------------------------------------------------------------------------------
+
+
+def _prepare_roles(
+    repo: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    scratch: _Scratch,
+    toc: ArchiveToc,
+    bin_dir: Path,
+    findings: _Findings,
+) -> Literal["restored", "skipped"]:
+    """Create the backup's roles in a throwaway cluster so ownership and grants restore too;
+    "skipped" (restore with --no-owner) where that cannot be done."""
+    owners = sorted({e.owner for e in toc.entries if e.owner})
+    if scratch.cluster is None:
+        findings.notes.append(
+            "ownership and privileges were not restored: the drill leaves a --target server's"
+            " roles alone (restored with --no-owner --no-privileges)"
+        )
+        return "skipped"
+    globals_ = manifest.artifacts.get("globals")
+    if globals_ is None:
+        findings.notes.append(
+            "the backup holds no roles (" + (manifest.roles.detail or "not saved") + "):"
+            " restored with --no-owner --no-privileges"
+        )
+        return "skipped"
+    failed = _restore_roles(repo, manifest, identities, scratch.cluster, bin_dir)
+    with scratch.conn.connect() as db:
+        present = {str(r[0]) for r in db.execute("SELECT rolname FROM pg_roles").fetchall()}
+    absent = [o for o in owners if o not in present]
+    if failed or absent:
+        why = failed or f"role(s) {', '.join(absent[:4])} missing after it"
+        findings.notes.append(
+            f"the backup's roles could not all be created ({why}): restored with --no-owner"
+            " --no-privileges"
+        )
+        return "skipped"
+    return "restored"
+
+
+def _restore_roles(
+    repo: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    cluster: Cluster,
+    bin_dir: Path,
+) -> str | None:
+    """Run the globals script (roles) in the cluster; the first unexpected error, if any."""
+    artifact = manifest.artifacts["globals"]
+    if artifact.plain_size > ROLES_LIMIT:
+        return f"the roles script is {artifact.plain_size} bytes"
+    plain = BytesIO()
+    with repo.storage.open(artifact.key) as source:
+        decode(source, plain, identities, name=f"{manifest.id}/globals")
+    script = without_role(plain.getvalue(), cluster.superuser)
+    psql = binaries.tool("psql", bin_dir)
+    conn = ConnInfo.parse(cluster.url("postgres"))
+    conninfo, env = conn.libpq_args()
+    argv = [str(psql), "--no-psqlrc", "--quiet", f"--dbname={conninfo}", "--file=-"]
+    with run(argv, conn=conn, env=env, stdin=True, stdout=False) as child:
+        with suppress(BrokenPipeError):
+            child.stdin.write(script)
+            child.stdin.close()
+        code = child.wait()
+        errors = [
+            line.split("ERROR:", 1)[1].strip()
+            for line in child.stderr_text().splitlines()
+            if "ERROR:" in line and "already exists" not in line
+        ]
+    if errors:
+        return errors[0]
+    return None if code == 0 else f"psql exit code {code}"
+
+
+def without_role(script: bytes, role: str) -> bytes:
+    """The roles script minus the statements about the role the drill connects as: the
+    source's own settings for it (NOSUPERUSER on a managed service) would lock bika out."""
+    names = {role.encode(), b'"' + role.encode() + b'"'}
+    kept = []
+    for line in script.splitlines(keepends=True):
+        words = line.split()
+        about_role = len(words) >= 3 and words[0] in (b"CREATE", b"ALTER") and words[1] == b"ROLE"
+        if about_role and words[2].rstrip(b";") in names:
+            continue
+        kept.append(line)
+    return b"".join(kept)
+
+
+# -- restoring ---------------------------------------------------------------------------
+
+
+def _restore(
+    repo: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    scratch: _Scratch,
+    options: DrillOptions,
+    jobs: int,
+    owners: str,
+    skipped: dict[int, str],
+    toc: ArchiveToc,
+    progress: Progress | None,
+) -> str | None:
+    """Run the restore, leaving out what needs a missing extension; its error, if any."""
+    restore_options = RestoreOptions(
+        jobs=jobs,
+        no_owner=owners != "restored",
+        pg_bin_dir=options.pg_bin_dir,
+        temp_dir=options.workdir,
+    )
+    try:
+        plan = plan_restore(repo, manifest, scratch.conn, identities, restore_options)
+        if skipped:
+            names = {e.dump_id: e for e in toc.entries}
+            left_out = [
+                (e, f"needs extension {skipped[e.dump_id]}")
+                for e in plan.selection.entries
+                if e.dump_id in skipped
+            ]
+            plan.selection = replace(
+                plan.selection,
+                entries=[e for e in plan.selection.entries if e.dump_id not in skipped],
+                use_list=True,
+                left_out=plan.selection.left_out + left_out,
+            )
+            missing = {names[i].tag for i in skipped if names[i].desc == "EXTENSION"}
+            plan.findings = [
+                f
+                for f in plan.findings
+                if not (
+                    f.check == "extensions" and any(f"extension {m} " in f.message for m in missing)
+                )
+            ]
+        # the drill counts and hashes every table itself: skip the restore's own count(*)
+        plan.tables = []
+        restore_backup(
+            repo, manifest, scratch.conn, identities, restore_options, progress, plan=plan
+        )
+    except RestoreFailed as exc:
+        return f"the restore reported errors: {exc}"
+    except (RestoreError, IntegrityError, DumpError) as exc:
+        return f"the restore failed: {exc}"
+    return None
+
+
+# -- comparing ---------------------------------------------------------------------------
+
+
+def _compare_tables(
+    conn: ConnInfo,
+    manifest: Manifest,
+    toc: ArchiveToc,
+    skipped: dict[int, str],
+    options: DrillOptions,
+    findings: _Findings,
+) -> fingerprint.FingerprintReport:
+    data_entries = {(e.namespace or "", e.tag): e for e in toc.entries if e.desc == "TABLE DATA"}
+    check = []
+    for table in manifest.tables:
+        key = (table.schema_, table.name)
+        entry = data_entries.get(key)
+        if entry is not None and entry.dump_id in skipped:
+            findings.tables.append(
+                TableResult(
+                    schema=table.schema_,
+                    name=table.name,
+                    status="skipped",
+                    expected_rows=table.rows,
+                    expected_sha256=table.sha256,
+                    detail=f"needs extension {skipped[entry.dump_id]}, missing on the drill server",
+                )
+            )
+            continue
+        check.append((key, table.bytes))
+    settings = dict(manifest.source.output_settings)
+    if not settings:
+        findings.notes.append(
+            "the backup did not record its session's TimeZone, bytea_output and lc_monetary:"
+            " the drill server's were used (timestamptz, bytea or money columns may differ if"
+            " the source's were other)"
+        )
+    report = fingerprint.fingerprint_tables(
+        conn,
+        fingerprint.table_order(check),
+        encoding=dump_encoding(toc.entries),
+        settings=settings,
+        workers=options.workers,
+        spool_dir=options.workdir,
+    )
+    findings.notes.extend(report.notes)
+    for table in manifest.tables:
+        got = report.tables.get((table.schema_, table.name))
+        if got is None:
+            continue
+        result = table_result(
+            table.schema_, table.name, table.rows, table.sha256, got.rows, got.sha256, got.problem
+        )
+        if result.status != "ok":
+            findings.tables.append(result)
+            findings.problems.append(f"table {result.qualified}: {result.detail}")
+    return report
+
+
+def table_result(
+    schema: str,
+    name: str,
+    expected_rows: int,
+    expected_sha256: str,
+    rows: int,
+    sha256: str,
+    problem: str | None,
+) -> TableResult:
+    """Compare one table's recomputed fingerprint with the manifest's, saying what differs."""
+    status: Literal["ok", "differs", "missing", "unreadable"] = "ok"
+    detail = ""
+    got_rows: int | None = rows
+    got_sha: str | None = sha256
+    if problem == "does not exist":
+        status, detail, got_rows, got_sha = "missing", "not in the restored database", None, None
+    elif problem is not None:
+        status, detail, got_rows, got_sha = "unreadable", f"COPY failed: {problem}", None, None
+    elif rows != expected_rows:
+        status = "differs"
+        detail = f"{rows} rows restored, {expected_rows} in the backup"
+    elif sha256 != expected_sha256:
+        status = "differs"
+        detail = (
+            f"same {rows} rows but different content (sha256 {sha256[:12]}…, the backup's"
+            f" {expected_sha256[:12]}…)"
+        )
+    return TableResult(
+        schema=schema,
+        name=name,
+        status=status,
+        expected_rows=expected_rows,
+        rows=got_rows,
+        expected_sha256=expected_sha256,
+        sha256=got_sha,
+        detail=detail,
+    )
+
+
+# How each kind of TOC entry is found in the restored catalog: (schema, tag) pairs, with the
+# tag built the way pg_dump builds it ("table constraint", "function(argument types)").
+_CATALOG: dict[str, str] = {
+    "SCHEMA": "SELECT '', nspname FROM pg_namespace",
+    "EXTENSION": "SELECT '', extname FROM pg_extension",
+    "TYPE": "SELECT n.nspname, t.typname FROM pg_type t"
+    " JOIN pg_namespace n ON n.oid = t.typnamespace",
+    "FUNCTION": "SELECT n.nspname, p.proname || '(' || CASE WHEN p.prokind = 'a'"
+    " AND p.pronargs = 0 THEN '*' ELSE pg_catalog.oidvectortypes(p.proargtypes) END || ')'"
+    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace",
+    "RELATION": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace",
+    "CONSTRAINT": "SELECT n.nspname, coalesce(c.relname, t.typname) || ' ' || k.conname"
+    " FROM pg_constraint k LEFT JOIN pg_class c ON c.oid = k.conrelid"
+    " LEFT JOIN pg_type t ON t.oid = k.contypid"
+    " JOIN pg_namespace n ON n.oid = k.connamespace",
+    "TRIGGER": "SELECT n.nspname, c.relname || ' ' || g.tgname FROM pg_trigger g"
+    " JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE NOT g.tgisinternal",
+    "POLICY": "SELECT n.nspname, c.relname || ' ' || p.polname FROM pg_policy p"
+    " JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace",
+    "ROW SECURITY": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relrowsecurity",
+    "RULE": "SELECT n.nspname, c.relname || ' ' || r.rulename FROM pg_rewrite r"
+    " JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE r.rulename <> '_RETURN'",
+    "MATERIALIZED VIEW DATA": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND c.relispopulated",
+    "TABLE ATTACH": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relispartition",
+}
+_KINDS: dict[str, str] = {
+    "SCHEMA": "SCHEMA",
+    "EXTENSION": "EXTENSION",
+    "TYPE": "TYPE",
+    "DOMAIN": "TYPE",
+    "FUNCTION": "FUNCTION",
+    "PROCEDURE": "FUNCTION",
+    "AGGREGATE": "FUNCTION",
+    "TABLE": "RELATION",
+    "FOREIGN TABLE": "RELATION",
+    "VIEW": "RELATION",
+    "MATERIALIZED VIEW": "RELATION",
+    "SEQUENCE": "RELATION",
+    "INDEX": "RELATION",
+    "CONSTRAINT": "CONSTRAINT",
+    "FK CONSTRAINT": "CONSTRAINT",
+    "CHECK CONSTRAINT": "CONSTRAINT",
+    "TRIGGER": "TRIGGER",
+    "POLICY": "POLICY",
+    "ROW SECURITY": "ROW SECURITY",
+    "RULE": "RULE",
+    "MATERIALIZED VIEW DATA": "MATERIALIZED VIEW DATA",
+    "TABLE ATTACH": "TABLE ATTACH",
+}
+# Compared by other means (rows and hashes, large object count, sequence values) or
+# settings of pg_restore's session rather than objects.
+_COMPARED_ELSEWHERE = frozenset(
+    {
+        "SEQUENCE SET",
+        "TABLE DATA",
+        "BLOB",
+        "BLOBS",
+        "BLOB METADATA",
+        "ENCODING",
+        "STDSTRINGS",
+        "SEARCHPATH",
+        "DATABASE",
+        "DATABASE PROPERTIES",
+    }
+)
+_SETVAL = re.compile(r"setval\('((?:[^']|'')+)',\s*(-?\d+),\s*(true|false)\)")
+
+
+def _compare_schema(
+    conn: ConnInfo,
+    manifest: Manifest,
+    toc: ArchiveToc,
+    skipped: dict[int, str],
+    findings: _Findings,
+) -> None:
+    with conn.connect(autocommit=True) as db:
+        # names in signatures are qualified the way pg_dump's were: relative to an empty path
+        db.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        catalog = {
+            kind: {(str(s), str(t)) for s, t in db.execute(query).fetchall()}
+            for kind, query in _CATALOG.items()
+        }
+        objects, problems, checked = compare_objects(
+            toc.entries, catalog, skipped, lambda name: _sequence_state(db, name)
+        )
+        large_objects = db.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    findings.objects += objects
+    findings.problems += problems
+    findings.objects_checked = checked
+    restored = int(large_objects[0]) if large_objects else 0
+    if restored != manifest.large_objects.count:
+        findings.problems.append(
+            f"large objects: {restored} restored, {manifest.large_objects.count} in the backup"
+        )
+    others: dict[str, int] = {}
+    for entry in toc.entries:
+        if entry.desc not in _KINDS and entry.desc not in _COMPARED_ELSEWHERE:
+            others[entry.desc] = others.get(entry.desc, 0) + 1
+    if others:
+        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))
+        findings.notes.append(f"entries of kinds the drill does not compare: {listed}")
+
+
+def compare_objects(
+    entries: Sequence[TocEntry],
+    present: dict[str, set[tuple[str, str]]],
+    skipped: dict[int, str],
+    sequence_state: Callable[[str], tuple[int, bool] | None],
+) -> tuple[list[ObjectResult], list[str], int]:
+    """The TOC's objects against those present in the restored database: (objects missing,
+    differing or skipped; problems; how many were compared)."""
+    objects: list[ObjectResult] = []
+    problems: list[str] = []
+    checked = 0
+    for entry in entries:
+        kind = _KINDS.get(entry.desc)
+        if kind is None and entry.desc != "SEQUENCE SET":
+            continue
+        schema = entry.namespace or None
+        if entry.dump_id in skipped:
+            objects.append(
+                ObjectResult(
+                    kind=entry.desc,
+                    schema=schema,
+                    name=entry.tag,
+                    status="skipped",
+                    detail=f"needs extension {skipped[entry.dump_id]}",
+                )
+            )
+            continue
+        checked += 1
+        label = f"{entry.desc} {schema + '.' if schema else ''}{entry.tag}"
+        if entry.desc == "SEQUENCE SET":
+            problem = _sequence_problem(entry, sequence_state)
+            if problem is not None:
+                objects.append(
+                    ObjectResult(
+                        kind=entry.desc,
+                        schema=schema,
+                        name=entry.tag,
+                        status="differs" if "value" in problem else "missing",
+                        detail=problem,
+                    )
+                )
+                problems.append(f"sequence {schema}.{entry.tag}: {problem}")
+            continue
+        assert kind is not None
+        key = ("" if kind in ("SCHEMA", "EXTENSION") else entry.namespace or "", entry.tag)
+        if key not in present.get(kind, set()):
+            what = {
+                "MATERIALIZED VIEW DATA": "not populated",
+                "TABLE ATTACH": "not attached to its parent",
+                "ROW SECURITY": "row level security not enabled",
+            }.get(entry.desc, "missing")
+            objects.append(
+                ObjectResult(
+                    kind=entry.desc,
+                    schema=schema,
+                    name=entry.tag,
+                    status="missing",
+                    detail=what,
+                )
+            )
+            problems.append(f"{label}: {what} in the restored database")
+    return objects, problems, checked
+
+
+def _sequence_problem(
+    entry: TocEntry, state: Callable[[str], tuple[int, bool] | None]
+) -> str | None:
+    match = _SETVAL.search(entry.defn or "")
+    if match is None:
+        return None  # an archive entry bika cannot read: nothing to compare against
+    name = match.group(1).replace("''", "'")
+    expected = (int(match.group(2)), match.group(3) == "true")
+    got = state(name)
+    if got is None:
+        return "missing"
+    if got != expected:
+        return (
+            f"value {got[0]} (is_called {str(got[1]).lower()}), the backup set {expected[0]}"
+            f" (is_called {str(expected[1]).lower()})"
+        )
+    return None
+
+
+def _sequence_state(db: Any, qualified: str) -> tuple[int, bool] | None:
+    row = db.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid ="
+        " c.relnamespace WHERE c.oid = pg_catalog.to_regclass(%s) AND c.relkind = 'S'",
+        (qualified,),
+    ).fetchone()
+    if row is None:
+        return None
+    value = db.execute(
+        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(row[0], row[1]))
+    ).fetchone()
+    return (int(value[0]), bool(value[1])) if value else None
+
+
+def _explain_skipped(
+    toc: ArchiveToc,
+    missing_extensions: list[str],
+    skipped: dict[int, str],
+    scratch: _Scratch,
+    findings: _Findings,
+) -> None:
+    if not missing_extensions:
+        return
+    by_id = {e.dump_id: e for e in toc.entries}
+    for extension in missing_extensions:
+        needing = [
+            by_id[i]
+            for i, ext in skipped.items()
+            if ext == extension and by_id[i].desc != "EXTENSION"
+        ]
+        shown = ", ".join(
+            f"{e.desc} {e.namespace + '.' if e.namespace else ''}{e.tag}" for e in needing[:6]
+        )
+        more = f" and {len(needing) - 6} more" if len(needing) > 6 else ""
+        findings.notes.append(
+            f"extension {extension} is not available on the drill server (PostgreSQL"
+            f" {scratch.target.server_version}, {scratch.target.kind}): not restored, and"
+            f" {len(needing)} object(s) that need it were skipped"
+            + (f": {shown}{more}" if needing else "")
+            + "; drill on a server that has it (--target) to check them"
+        )
