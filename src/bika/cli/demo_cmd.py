@@ -1,6 +1,6 @@
 """`bika demo`: the whole job on an embedded default, for a first look and as a smoke test.
 
-Exit 0 only if the backup verified and every restored table's rows match.
+Exit 0 only if the backup verified, every restored table's rows match, and the drill passed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def demo(
         Path | None, typer.Option("--dir", help="where to keep the repository and key")
     ] = None,
 ) -> None:
-    """Throwaway PostgreSQL + sample data → backup → verify → restore → list."""
+    """Throwaway PostgreSQL + sample data → backup → verify → restore → drill → list."""
     folder = folder or Path(tempfile.mkdtemp(prefix="bika-demo-"))
     result = run_demo(folder, lambda line: STATE.out.print(line))
     table = Table(title="restored rows vs the backup's manifest", title_justify="left")
@@ -41,6 +41,9 @@ def demo(
     list_backups(repo=str(result.repo.url), as_json=False)
     STATE.out.print(f"repository: {result.repo.url}")
     STATE.out.print(f"key:        {result.key}  (try: bika list --repo {result.repo.url})")
-    if not (result.verified.ok and result.restored.ok):
-        raise BikaError("demo failed: the backup did not verify or the restore differs")
-    STATE.out.print("demo passed: backed up, verified every byte, restored, all rows match")
+    if not (result.verified.ok and result.restored.ok and result.drill.passed):
+        raise BikaError("demo failed: the backup did not verify, or the restore or drill differs")
+    STATE.out.print(
+        "demo passed: backed up, verified every byte, restored with all rows matching,"
+        " drilled with every table's rows and content hash matching"
+    )
