@@ -1,5 +1,5 @@
 # bika: two commands on a fresh machine (Python 3.11+, make, git):
-#   make demo   throwaway PostgreSQL + sample data → backup → verify → restore → list
+#   make demo   throwaway PostgreSQL + sample data → backup → verify → restore → drill → list
 #   make test   the whole test suite against real servers (installs what it needs)
 PYTHON ?= python3
 VENV := .venv
