@@ -23,6 +23,7 @@ from bika.operations.restore import (
     RestoreFailed,
     RestoreOptions,
     RestorePlan,
+    RestoreStep,
     Selection,
     clean_sql,
     find_backup_before,
@@ -491,6 +492,40 @@ def test_pg15_backup_restores_into_pg15_with_pg_restore_18(
     assert again.ok
 
 
+@pytest.mark.parametrize(
+    ("server", "jobs", "clean"),
+    [("pg18", 1, False), ("pg18", 2, False), ("pg15", 1, False), ("pg18", 1, True)],
+    ids=["streamed", "parallel", "through-psql", "clean-through-psql"],
+)
+def test_restore_reports_pg_restores_steps_as_they_happen(
+    request: pytest.FixtureRequest,
+    backup18: Backup,
+    fresh: Any,
+    server: str,
+    jobs: int,
+    clean: bool,
+) -> None:
+    cluster: Cluster = request.getfixturevalue(server)
+    target = fresh(cluster)
+    if clean:
+        backup18.restore(target, create=True)
+    steps: list[RestoreStep] = []
+
+    restore_backup(
+        backup18.repo,
+        backup18.manifest,
+        ConnInfo.parse(target),
+        backup18.identities,
+        RestoreOptions(create=not clean, clean=clean, jobs=jobs, force=server == "pg15"),
+        on_step=steps.append,
+    )
+
+    assert steps, "pg_restore's --verbose lines became no steps"
+    assert [s.done for s in steps] == sorted(s.done for s in steps)
+    assert all(0 < s.done <= s.total for s in steps)
+    assert any(s.doing.startswith("processing data for table ") for s in steps)
+
+
 # -- choosing the backup ------------------------------------------------------------------
 
 
@@ -568,7 +603,7 @@ def test_restore_failure_of_the_load_itself_is_a_restore_failed_with_each_error(
 
 
 def test_table_names_may_be_plain_qualified_or_quoted() -> None:
-    from bika.operations.restore import _name_candidates
+    from bika.operations.restore_selection import _name_candidates
 
     assert _name_candidates("groups") == [(None, "groups")]
     assert ("public", "groups") in _name_candidates("public.groups")

@@ -14,6 +14,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bika.units import size
+
 Status = Literal["ok", "warn", "fail", "info", "unknown"]
 State = Literal["on", "off", "unknown"]
 Backend = Literal["local", "s3", "gcs", "azure"]
@@ -178,14 +180,14 @@ def _free_space_check(facts: StorageFacts) -> Check:
     newest = facts.newest_backup_bytes
     # Room for two more backups of the newest's size, and never less than 1 GiB.
     wanted = max(2 * newest, GiB) if newest else GiB
-    detail = f"{_size(facts.free_bytes)} free" + (
-        f"; the newest backup took {_size(newest)}" if newest else ""
+    detail = f"{size(facts.free_bytes)} free" + (
+        f"; the newest backup took {size(newest)}" if newest else ""
     )
     if facts.free_bytes < wanted:
         return Check(
             "free space",
             "warn",
-            f"{detail}; less than {_size(wanted)}",
+            f"{detail}; less than {size(wanted)}",
             "free some space, or move the repository to a larger disk (bika copy --to NEW --init)",
         )
     return Check("free space", "ok", detail)
@@ -529,12 +531,3 @@ def _major(version: str) -> int:
             break
         digits += char
     return int(digits or 0)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{value:.1f} TiB"

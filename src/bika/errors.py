@@ -45,6 +45,14 @@ class RestoreError(BikaError):
     """pg_restore or the restore preflight failed."""
 
 
+class RestoreFailed(RestoreError):
+    """pg_restore (or psql) reported errors; `errors` holds each, for people to read."""
+
+    def __init__(self, message: str, errors: list[str]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class IntegrityError(BikaError):
     """Stored bytes do not match what the manifest recorded."""
 

@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from bika.cli.app import STATE, PgBinOption, RepoOption, app, open_repository
-from bika.cli.progress import size, stream_progress
+from bika.cli.progress import stream_progress
 from bika.errors import ConfigError
 from bika.operations.backup import BackupOptions, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository.manifest import KINDS
+from bika.units import size
 
 
 @app.command("backup")

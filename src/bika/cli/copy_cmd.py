@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from bika.cli.app import STATE, JsonOption, RepoOption, app, open_other_storage, open_repository
-from bika.cli.progress import size, stream_progress
+from bika.cli.progress import stream_progress
 from bika.operations.copy import CopyResult, copy_backups, open_destination
+from bika.units import size
 
 
 @app.command("copy")

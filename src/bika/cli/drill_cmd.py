@@ -18,11 +18,12 @@ from bika.cli.app import (
     app,
     open_repository,
 )
-from bika.cli.progress import size, stream_progress
+from bika.cli.progress import stream_progress
 from bika.crypto import load_identities
 from bika.errors import ConfigError
 from bika.operations.drill import DrillOptions, run_drill
 from bika.repository.drills import DrillRecord
+from bika.units import size
 
 SHOWN_PROBLEMS = 10
 

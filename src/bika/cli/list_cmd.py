@@ -12,9 +12,9 @@ import typer
 from rich.table import Table
 
 from bika.cli.app import STATE, JsonOption, RepoOption, app, open_repository
-from bika.cli.progress import size
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, drill_history, drill_summary, latest_drills
+from bika.units import size
 
 
 def summary(manifest: Manifest, drill: DrillRecord | None = None) -> dict[str, Any]:

@@ -14,14 +14,7 @@ from rich.text import Text
 
 from bika.cli.app import STATE
 from bika.stream import Progress
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from bika.units import size
 
 
 @contextmanager
@@ -42,12 +35,9 @@ def stream_progress(plain_label: str, stored_label: str) -> Iterator[Progress | 
             rate = plain / max(now - started, 1e-6)
             live.update(
                 Text(
-                    f"{plain_label} {_size(plain)}  {stored_label} {_size(stored)}"
-                    f"  {_size(rate)}/s  {now - started:.0f}s"
+                    f"{plain_label} {size(plain)}  {stored_label} {size(stored)}"
+                    f"  {size(rate)}/s  {now - started:.0f}s"
                 )
             )
 
         yield update
-
-
-size = _size

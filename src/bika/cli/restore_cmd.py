@@ -21,7 +21,6 @@ from rich.progress import (
 from rich.table import Table
 
 from bika.cli.app import STATE, IdentityOption, PgBinOption, RepoOption, app, open_repository
-from bika.cli.progress import size
 from bika.crypto import load_identities
 from bika.errors import ConfigError, RestoreError
 from bika.operations.restore import (
@@ -34,14 +33,13 @@ from bika.operations.restore import (
     RestoreStep,
     StepProgress,
     export_backup,
-    find_backup_before,
-    find_latest_backup,
     plan_restore,
     restore_backup,
 )
 from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.stream import Progress as BytesProgress
+from bika.units import size
 
 _MARKS = {"ok": "[green]ok[/]   ", "warn": "[yellow]warn[/] ", "error": "[red]error[/]"}
 
@@ -211,9 +209,9 @@ def restore(
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:
     if latest:
-        return find_latest_backup(repository)
+        return repository.latest()
     if before is not None:
-        return find_backup_before(repository, parse_time(before))
+        return repository.before(parse_time(before))
     assert backup_id is not None
     return repository.resolve(backup_id)
 

@@ -21,9 +21,9 @@ from bika.cli.app import (
     app,
     open_repository,
 )
-from bika.cli.progress import size
 from bika.crypto import load_identities
 from bika.operations.verify import parse_subset, verify_backup
+from bika.units import size
 
 
 @app.command("verify")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
@@ -17,13 +17,22 @@ from typing import IO
 from bika.errors import BikaError
 from bika.postgres.connection import ConnInfo, scrub
 
+StderrLine = Callable[[bytes], None]
+
 
 class Child:
-    def __init__(self, proc: subprocess.Popen[bytes], name: str, conn: ConnInfo | None) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        name: str,
+        conn: ConnInfo | None,
+        on_stderr_line: StderrLine | None = None,
+    ) -> None:
         self.proc = proc
         self.name = name
         self._conn = conn
         self._stderr: list[bytes] = []
+        self._on_stderr_line = on_stderr_line
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
@@ -31,6 +40,13 @@ class Child:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self._stderr.append(line)
+            if self._on_stderr_line is not None:
+                try:
+                    self._on_stderr_line(line)
+                except Exception:
+                    # an observer that fails is dropped, not the drain: a child whose stderr
+                    # nobody reads blocks once the pipe is full
+                    self._on_stderr_line = None
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -65,8 +81,11 @@ def run(
     env: dict[str, str] | None = None,
     stdin: bool = False,
     stdout: bool = True,
+    on_stderr_line: StderrLine | None = None,
 ) -> Iterator[Child]:
-    """Start a child with piped stdout (and stdin if asked); kill it if the block raises."""
+    """Start a child with piped stdout (and stdin if asked); kill it if the block raises.
+
+    on_stderr_line sees each line of stderr as it arrives, on the thread that drains it."""
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("LC_MESSAGES", "C")
     try:
@@ -79,7 +98,7 @@ def run(
         )
     except OSError as exc:
         raise BikaError(f"cannot run {argv[0]}: {exc.strerror}") from exc
-    child = Child(proc, Path(str(argv[0])).name, conn)
+    child = Child(proc, Path(str(argv[0])).name, conn, on_stderr_line)
     try:
         yield child
     except BaseException:

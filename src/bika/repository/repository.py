@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -128,15 +128,15 @@ class Repository:
             raise RepositoryError(f"{self.url}/{key} is not a valid manifest: {exc}") from exc
 
     def manifests(self) -> list[Manifest]:
-        return [self.manifest(backup_id) for backup_id in self.backup_ids()]
+        """Every backup's manifest, in the order the backups started (ties by id)."""
+        manifests = [self.manifest(backup_id) for backup_id in self.backup_ids()]
+        return sorted(manifests, key=lambda m: (_started(m), m.id))
 
     def resolve(self, ref: str) -> str:
         """A full id, a unique prefix of one, or 'latest'."""
-        ids = self.backup_ids()
         if ref == "latest":
-            if not ids:
-                raise BackupNotFound(f"{self.url} holds no backups yet")
-            return ids[-1]
+            return self.latest()
+        ids = self.backup_ids()
         if ref in ids:
             return ref
         matches = [i for i in ids if i.startswith(ref)]
@@ -145,3 +145,49 @@ class Repository:
         if len(matches) > 1:
             raise BackupNotFound(f"{ref!r} matches {len(matches)} backups; give more of the id")
         raise BackupNotFound(f"no backup {ref!r} in {self.url}; 'bika list' shows the ids")
+
+    def latest(self) -> str:
+        """The id of the backup that started last."""
+        return self.before(datetime.max.replace(tzinfo=UTC))
+
+    def before(self, when: datetime) -> str:
+        """The id of the newest backup that started strictly before `when` (naive means UTC).
+
+        Ids sort by time only to the second: of two backups taken within one second the
+        manifests tell which started first, so only that last second's manifests are read."""
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        ids = self.backup_ids()
+        if not ids:
+            raise BackupNotFound(f"{self.url} holds no backups yet")
+        timed = sorted((stamp, i) for i in ids if (stamp := _id_time(i)) is not None)
+        # ids without a readable time (none that bika writes) are judged by their manifest
+        candidates = [(None, i) for i in ids if _id_time(i) is None] + list(reversed(timed))
+        best: tuple[datetime, str] | None = None
+        for stamp, backup_id in candidates:
+            if stamp is not None:
+                if stamp >= when:
+                    continue
+                if best is not None and stamp + timedelta(seconds=1) <= best[0]:
+                    break
+            started = _started(self.manifest(backup_id))
+            if started < when and (best is None or started > best[0]):
+                best = (started, backup_id)
+        if best is None:
+            oldest = self.manifest(timed[0][1] if timed else ids[0])
+            raise BackupNotFound(
+                f"no backup started before {when:%Y-%m-%d %H:%M:%S} UTC; the oldest,"
+                f" {oldest.id}, started {_started(oldest):%Y-%m-%d %H:%M:%S} UTC"
+            )
+        return best[1]
+
+
+def _id_time(backup_id: str) -> datetime | None:
+    """The start time an id carries, to the second (see new_backup_id)."""
+    try:
+        return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _started(manifest: Manifest) -> datetime:
+    return manifest.started_at.astimezone(UTC)
