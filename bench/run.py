@@ -191,12 +191,15 @@ def main() -> None:
     }
     wanted = args.only.split(",") if args.only else list(steps)
     rows: dict[str, Row] = {}
+    # rounds of every step in turn, so a noisy neighbour slows all of them alike
+    runs: dict[str, list[Row]] = {name: [] for name in wanted}
+    for _ in range(args.repeat):
+        for name in wanted:
+            runs[name].append(steps[name][1]())  # type: ignore[operator]
     for name in wanted:
-        what, run = steps[name]
-        runs = [run() for _ in range(args.repeat)]  # type: ignore[operator]
-        row = best(runs)
-        row.what = what
-        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs)
+        row = best(runs[name])
+        row.what = steps[name][0]
+        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs[name])
         rows[name] = row
         print(json.dumps(row.__dict__), flush=True)
 
@@ -222,14 +225,14 @@ def restore_rows(
     if not repos or not dump_file.exists():
         return {}
     repo = repos[-1]
-    out: dict[str, Row] = {}
-    for step, what in (
-        ("h1", "pg_restore -j2 of the pg_dump -Fc file into a new database"),
-        ("k2", "bika restore --jobs 2 (decrypt to temp file, pg_restore -j2, row checks)"),
-        ("k3", "bika restore (streamed, single transaction, row checks)"),
-    ):
-        runs = []
-        for _ in range(args.repeat):
+    steps = {
+        "h1": "pg_restore -j2 of the pg_dump -Fc file into a new database",
+        "k2": "bika restore --jobs 2 (decrypt to temp file, pg_restore -j2, row checks)",
+        "k3": "bika restore (streamed, single transaction, row checks)",
+    }
+    runs: dict[str, list[Row]] = {step: [] for step in steps}
+    for _ in range(args.repeat):  # rounds, as for the backups
+        for step, what in steps.items():
             target = conn.with_database(f"bench_restore_{step}")
             _drop(conn, target.database)
             conninfo, _ = target.libpq_args()
@@ -248,10 +251,12 @@ def restore_rows(
                     f"{bika} -q restore latest --repo {repo} --identity {key} --create"
                     f" {jobs} --to {shlex.quote(target.url)}"
                 )
-            runs.append(measure(step, what, command, postmaster, env))
+            runs[step].append(measure(step, what, command, postmaster, env))
             _drop(conn, target.database)
-        row = best(runs)
-        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs)
+    out: dict[str, Row] = {}
+    for step in steps:
+        row = best(runs[step])
+        row.note = "walls: " + ", ".join(f"{r.wall:.1f}" for r in runs[step])
         out[step] = row
         print(json.dumps(row.__dict__), flush=True)
     return out
