@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +15,19 @@ import pytest
 
 from bika.crypto import load_identities
 from bika.operations.drill import (
+    LOAD_POLL_SECONDS,
     DrillOptions,
     DrillOutcome,
+    LoadWatcher,
+    blocking_steps,
+    cluster_settings,
     compare_objects,
     dependents,
     dump_encoding,
+    loaded_tables,
     run_drill,
     table_result,
+    unblocked,
     without_role,
 )
 from bika.postgres import sample
@@ -258,6 +265,49 @@ def test_fingerprints_of_a_live_database_equal_the_manifests(
     assert got == expected
 
 
+def test_a_table_is_handed_over_for_reading_once_its_load_and_exclusive_steps_committed(
+    pg: Cluster, new_database: Callable[[Cluster], str]
+) -> None:
+    # what a parallel pg_restore does with each table it created: TRUNCATE and COPY, COMMIT;
+    # later ALTER TABLE … ADD PRIMARY KEY, which would wait for a reader of the table
+    url = new_database(pg)
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE public.groups (id int); CREATE TABLE public.members (id int)")
+        db.execute("CREATE TABLE public.loans (id int)")
+    groups, members, loans = ("public", "groups"), ("public", "members"), ("public", "loans")
+    steps = {members: {("CONSTRAINT", ("public", "members members_pkey"))}}
+    handed: list[tuple[str, str]] = []
+
+    with (
+        psycopg.connect(url) as loader,
+        LoadWatcher(
+            ConnInfo.parse(url), [groups, members, loans], handed.extend, steps=steps
+        ) as watcher,
+    ):
+        _wait_for(lambda: len(watcher.first_seen) == 3)
+        for table in ("groups", "members"):
+            loader.execute(f"TRUNCATE TABLE ONLY public.{table}")
+            loader.execute(f"INSERT INTO public.{table} SELECT generate_series(1, 500)")
+        time.sleep(5 * LOAD_POLL_SECONDS)
+        assert handed == []  # their rows are not visible yet: reading now would find none
+        loader.commit()
+        _wait_for(lambda: handed == [groups])
+        loader.execute("ALTER TABLE public.members ADD CONSTRAINT members_pkey PRIMARY KEY (id)")
+        time.sleep(5 * LOAD_POLL_SECONDS)
+        assert handed == [groups]
+        loader.commit()
+        _wait_for(lambda: handed == [groups, members])
+
+    assert watcher.added == {groups, members}  # loans never loaded: read at the end
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 # -- without servers ----------------------------------------------------------------------
 
 
@@ -279,6 +329,60 @@ def test_table_hasher_frames_rows_like_pg_dump() -> None:
     rest = text.update_text(b"".join(rows)[:20])
     assert text.update_text(rest + b"".join(rows)[20:]) == b""
     assert text.sha256 == hasher.sha256
+
+
+def test_a_table_counts_as_loaded_once_its_storage_changed_since_first_seen() -> None:
+    groups, members, loans = ("public", "groups"), ("public", "members"), ("ledger", "loans")
+    first_seen: dict[tuple[str, str], int] = {}
+    waiting = [members, groups, loans]
+
+    # created, not loaded yet (loans not even created): nothing to read
+    assert (
+        loaded_tables(first_seen, [("public", "groups", 10), ("public", "members", 11)], waiting)
+        == []
+    )
+    # pg_restore's TRUNCATE + COPY of groups committed; members is still loading
+    assert loaded_tables(
+        first_seen,
+        [("public", "groups", 20), ("public", "members", 11), ("ledger", "loans", 12)],
+        waiting,
+    ) == [groups]
+    # loans first seen now: whether it loaded before that is unknown, so it waits for the end
+    assert loaded_tables(
+        first_seen, [("public", "members", 21), ("ledger", "loans", 12)], [members, loans]
+    ) == [members]
+    assert loaded_tables(first_seen, [("ledger", "loans", 12)], [loans]) == []
+    # a table that is not waited for is never reported
+    assert loaded_tables(first_seen, [("public", "groups", 30)], []) == []
+
+
+def test_a_loaded_table_waits_for_the_steps_that_would_wait_for_its_readers() -> None:
+    entries = [
+        _entry(1, "TABLE", "public", "members"),
+        _entry(2, "TABLE", "public", "groups"),
+        _entry(3, "TABLE", "public", "loans"),
+        _entry(4, "CONSTRAINT", "public", "members members_pkey", 1),
+        _entry(5, "CONSTRAINT", "public", "members members_phone_key", 1),
+        _entry(6, "INDEX", "public", "members_group_id_idx", 1),  # SHARE: reading goes on
+        _entry(7, "FK CONSTRAINT", "public", "members members_group_fk", 1, 2),
+        _entry(8, "POLICY", "public", "groups by_owner", 2),
+        _entry(9, "ROW SECURITY", "public", "loans", 3),
+    ]
+    members, groups, loans = ("public", "members"), ("public", "groups"), ("public", "loans")
+    steps = blocking_steps(entries, [members, groups, loans], {9: "pgcrypto"})
+    assert steps == {
+        members: {
+            ("CONSTRAINT", ("public", "members members_pkey")),
+            ("CONSTRAINT", ("public", "members members_phone_key")),
+        },
+        groups: {("POLICY", ("public", "groups by_owner"))},
+        loans: set(),  # its only step needs a missing extension: never done, never waited for
+    }
+
+    present = {"CONSTRAINT": {("public", "members members_pkey")}, "POLICY": set()}
+    assert unblocked([members, groups, loans], steps, present) == [loans]
+    present["CONSTRAINT"].add(("public", "members members_phone_key"))
+    assert unblocked([members, groups], steps, present) == [members]
 
 
 def _entry(
@@ -352,6 +456,12 @@ def test_table_result_says_what_differs() -> None:
     )
     missing = table_result("public", "t", 3, "a" * 64, 0, "", "does not exist")
     assert missing.status == "missing" and missing.rows is None
+
+
+def test_index_builds_run_in_parallel_only_with_cores_to_spare_beyond_the_jobs() -> None:
+    assert cluster_settings(2, 2)["max_parallel_maintenance_workers"] == "0"
+    assert cluster_settings(4, 16)["max_parallel_maintenance_workers"] == "3"
+    assert cluster_settings(1, 1) == {"autovacuum": "off", "max_parallel_maintenance_workers": "0"}
 
 
 def test_dump_encoding_comes_from_the_archive() -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -52,6 +54,15 @@ ROLES_LIMIT = 64 << 20  # a roles script is kilobytes; refuse to hold an absurd 
 # restore's index builds and the fingerprints for the CPU.
 CLUSTER_SETTINGS = {"autovacuum": "off"}
 
+
+def cluster_settings(jobs: int, cores: int) -> dict[str, str]:
+    """The drill cluster's settings for a restore with `jobs` pg_restore jobs: parallel index
+    builds only with cores to spare, since each job already keeps a core busy (on 2 cores and 2
+    jobs, the extra workers made drills slower)."""
+    spare = max(0, cores // max(1, jobs) - 1)
+    return {**CLUSTER_SETTINGS, "max_parallel_maintenance_workers": str(min(spare, 4))}
+
+
 Say = Callable[[str], None]
 
 
@@ -65,6 +76,10 @@ class DrillOptions:
     """pg_restore jobs; 0: one per core, at most 4."""
     workers: int = 0
     """Connections computing fingerprints; 0: one per core."""
+    overlap: bool = True
+    """Fingerprint each table as soon as a parallel restore has loaded it and taken its last
+    exclusive lock, while pg_restore goes on (a shorter drill; the restore time measured then
+    includes sharing the CPU with that reading)."""
     pg_bin_dir: str | None = None
     workdir: Path | None = None
     """Where the throwaway cluster and pg_restore's temporary file go (default: system temp)."""
@@ -117,6 +132,7 @@ def run_drill(
     artifact = manifest.artifacts["database"]
     check_identity(repo, artifact.key, identities, f"{manifest.id}/database")
     findings = _Findings()
+    options = replace(options, jobs=options.jobs or max(1, min(4, os.cpu_count() or 1)))
     with _scratch(options, say) as scratch:
         try:
             toc = read_archive_toc(repo, artifact, identities, f"{manifest.id}/database")
@@ -201,24 +217,50 @@ def _drill(
         e.tag for e in toc.entries if e.desc == "EXTENSION" and e.tag not in available
     )
     skipped = dependents(toc.entries, run.missing_extensions)
-    jobs = options.jobs or max(1, min(4, os.cpu_count() or 1))
+    jobs = options.jobs
     say(
         f"restoring {manifest.id} into {scratch.target.kind} PostgreSQL"
         f" {scratch.target.server_version} ({jobs} job{'s' if jobs > 1 else ''})"
     )
-    restore_started = time.monotonic()
-    restore_error = _restore(
-        repo, manifest, identities, scratch, options, jobs, run.owners, skipped, toc, progress
-    )
-    run.restore_seconds = time.monotonic() - restore_started
-    if restore_error is not None:
-        findings.problems.append(restore_error)
-    if options.before_verify is not None:
-        options.before_verify(scratch.conn)
+    check = _tables_to_check(manifest, toc, skipped, findings)
+    with fingerprint.Fingerprinter(
+        scratch.conn,
+        encoding=dump_encoding(toc.entries),
+        settings=_output_settings(manifest, findings),
+        workers=options.workers,
+        spool_dir=options.workdir,
+    ) as fingerprinter:
+        # a parallel restore commits each table's rows on its own: those can be read while
+        # pg_restore builds indexes, unless a hook wants to change them first
+        early = options.overlap and jobs > 1 and options.before_verify is None
+        steps = blocking_steps(toc.entries, check, skipped)
+        with LoadWatcher(
+            scratch.conn, check, fingerprinter.add, steps=steps, enabled=early
+        ) as watcher:
+            restore_started = time.monotonic()
+            restore_error = _restore(
+                repo,
+                manifest,
+                identities,
+                scratch,
+                options,
+                jobs,
+                run.owners,
+                skipped,
+                toc,
+                progress,
+            )
+            run.restore_seconds = time.monotonic() - restore_started
+        if restore_error is not None:
+            findings.problems.append(restore_error)
+        if options.before_verify is not None:
+            options.before_verify(scratch.conn)
 
-    say("comparing every table's rows and content hash, and the schema, with the backup")
-    verify_started = time.monotonic()
-    run.report = _compare_tables(scratch.conn, manifest, toc, skipped, options, findings)
+        say("comparing every table's rows and content hash, and the schema, with the backup")
+        verify_started = time.monotonic()
+        fingerprinter.add([t for t in check if t not in watcher.added])
+        run.report = fingerprinter.finish()
+    _judge_tables(manifest, run.report, findings)
     _compare_schema(scratch.conn, manifest, toc, skipped, findings)
     run.verify_seconds = time.monotonic() - verify_started
     _explain_skipped(toc, run.missing_extensions, skipped, scratch, findings)
@@ -269,7 +311,7 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
             parent=options.workdir,
             password=secrets.token_urlsafe(18),
             fast=True,
-            settings=CLUSTER_SETTINGS,
+            settings=cluster_settings(options.jobs, os.cpu_count() or 1),
         )
         scratch: _Scratch | None = None
         try:
@@ -288,7 +330,7 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
                 cluster.stop()
                 scratch.kept = _keep(cluster)
             else:
-                cluster.remove()
+                _discard(cluster)
         return
     server = ConnInfo.parse(options.target)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -319,6 +361,28 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
             on_server.kept = f"scratch database kept: {conn.redacted()}"
         else:
             _drop_database(server, name)
+
+
+def _discard(cluster: Cluster) -> None:
+    """Stop the drill's cluster and delete its folder without waiting for the deletion: the
+    drill's result is known, and deleting a restored database's files takes a while."""
+    cluster.stop()
+    folders = [cluster.data_dir.parent]
+    if not cluster.socket_dir.is_relative_to(folders[0]):
+        folders.append(cluster.socket_dir)
+    try:
+        # the shell starts rm in the background and returns: rm outlives bika if need be
+        subprocess.run(
+            ["/bin/sh", "-c", 'rm -rf -- "$@" &', "sh", *map(str, folders)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            check=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        cluster.remove()
 
 
 def _keep(cluster: Cluster) -> str:
@@ -502,17 +566,142 @@ def _restore(
     return None
 
 
+# -- reading tables as they load ----------------------------------------------------------
+
+# How often the drill looks for tables whose rows pg_restore has committed.
+LOAD_POLL_SECONDS = 0.2
+# Post-data steps that lock their table against readers (ACCESS EXCLUSIVE): a table is read
+# during the restore only once they are done, so that pg_restore never waits for the drill.
+# Index builds, foreign keys and triggers take weaker locks that reading does not block.
+BLOCKING_KINDS = frozenset({"CONSTRAINT", "CHECK CONSTRAINT", "RULE", "POLICY", "ROW SECURITY"})
+
+Table = tuple[str, str]
+Step = tuple[str, tuple[str, str]]
+"""A catalog kind (see _CATALOG) and the (schema, tag) it holds once the step is done."""
+
+
+def loaded_tables(
+    first_seen: dict[Table, int], storage: Iterable[tuple[str, str, int]], waiting: Iterable[Table]
+) -> list[Table]:
+    """The tables of `waiting` (in its order) whose rows a parallel pg_restore has committed,
+    given each table's storage (pg_class.relfilenode) now; `first_seen` keeps the storage each
+    table had when first seen.
+
+    A parallel pg_restore loads a table it created in one transaction that starts with
+    TRUNCATE, which gives the table new storage: storage other than at first sight means the
+    load committed, and nothing in a restore changes a table's rows after that. A table loaded
+    before it was first seen, or loaded another way (--single-transaction, load via partition
+    root), never looks loaded here: it is read once the restore is over."""
+    now = {(schema, name): node for schema, name, node in storage}
+    done = []
+    for table in waiting:
+        node = now.get(table)
+        if node is None:
+            continue
+        if table not in first_seen:
+            first_seen[table] = node
+        elif node != first_seen[table]:
+            done.append(table)
+    return done
+
+
+def blocking_steps(
+    entries: Sequence[TocEntry], tables: Iterable[Table], skipped: dict[int, str]
+) -> dict[Table, set[Step]]:
+    """For each table, the archive's post-data steps that will lock it against readers."""
+    steps: dict[Table, set[Step]] = {table: set() for table in tables}
+    created = {e.dump_id: (e.namespace or "", e.tag) for e in entries if e.desc == "TABLE"}
+    for entry in entries:
+        if entry.desc not in BLOCKING_KINDS or entry.dump_id in skipped:
+            continue
+        for dependency in entry.dependencies:
+            table = created.get(dependency)
+            if table in steps:
+                steps[table].add((_KINDS[entry.desc], (entry.namespace or "", entry.tag)))
+    return steps
+
+
+def unblocked(
+    tables: Iterable[Table], steps: dict[Table, set[Step]], present: dict[str, set[tuple[str, str]]]
+) -> list[Table]:
+    """The tables whose blocking steps are all done (their objects `present`)."""
+    return [
+        table
+        for table in tables
+        if all(key in present.get(kind, ()) for kind, key in steps.get(table, ()))
+    ]
+
+
+class LoadWatcher:
+    """Hands each table to `on_loaded` once pg_restore has committed its rows and taken its
+    last lock that would wait for a reader, so it is read while pg_restore goes on with
+    indexes and other tables. Best effort: a table it does not hand over is read after the
+    restore."""
+
+    def __init__(
+        self,
+        conn: ConnInfo,
+        tables: Sequence[Table],
+        on_loaded: Callable[[list[Table]], None],
+        *,
+        steps: dict[Table, set[Step]] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self._conn = conn
+        self._waiting = list(tables)
+        self._on_loaded = on_loaded
+        self._steps = steps or {}
+        self._enabled = enabled and bool(tables)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="bika-drill-loads")
+        self.first_seen: dict[Table, int] = {}
+        """Each table's storage when first seen."""
+        self.added: set[Table] = set()
+        """The tables handed over."""
+
+    def __enter__(self) -> LoadWatcher:
+        if self._enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._enabled:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        loaded: list[Table] = []
+        with suppress(Exception), self._conn.connect(autocommit=True) as db:
+            while self._waiting and not self._stop.is_set():
+                rows = db.execute(
+                    "SELECT n.nspname, c.relname, c.relfilenode FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+                    " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                ).fetchall()
+                storage = [(str(s), str(n), int(f)) for s, n, f in rows]
+                unseen = [t for t in self._waiting if t not in loaded]
+                loaded += loaded_tables(self.first_seen, storage, unseen)
+                kinds = {kind for table in loaded for kind, _ in self._steps.get(table, ())}
+                present = {
+                    kind: {(str(s), str(t)) for s, t in db.execute(_CATALOG[kind]).fetchall()}
+                    for kind in kinds
+                }
+                for table in unblocked(loaded, self._steps, present):
+                    loaded.remove(table)
+                    self._waiting.remove(table)
+                    self._on_loaded([table])
+                    self.added.add(table)
+                self._stop.wait(LOAD_POLL_SECONDS)
+
+
 # -- comparing ---------------------------------------------------------------------------
 
 
-def _compare_tables(
-    conn: ConnInfo,
-    manifest: Manifest,
-    toc: ArchiveToc,
-    skipped: dict[int, str],
-    options: DrillOptions,
-    findings: _Findings,
-) -> fingerprint.FingerprintReport:
+def _tables_to_check(
+    manifest: Manifest, toc: ArchiveToc, skipped: dict[int, str], findings: _Findings
+) -> list[tuple[str, str]]:
+    """The manifest's tables to fingerprint, biggest first; those needing a missing extension
+    are recorded as skipped instead."""
     data_entries = {(e.namespace or "", e.tag): e for e in toc.entries if e.desc == "TABLE DATA"}
     check = []
     for table in manifest.tables:
@@ -531,6 +720,10 @@ def _compare_tables(
             )
             continue
         check.append((key, table.bytes))
+    return fingerprint.table_order(check)
+
+
+def _output_settings(manifest: Manifest, findings: _Findings) -> dict[str, str]:
     settings = dict(manifest.source.output_settings)
     if not settings:
         findings.notes.append(
@@ -538,14 +731,12 @@ def _compare_tables(
             " the drill server's were used (timestamptz, bytea or money columns may differ if"
             " the source's were other)"
         )
-    report = fingerprint.fingerprint_tables(
-        conn,
-        fingerprint.table_order(check),
-        encoding=dump_encoding(toc.entries),
-        settings=settings,
-        workers=options.workers,
-        spool_dir=options.workdir,
-    )
+    return settings
+
+
+def _judge_tables(
+    manifest: Manifest, report: fingerprint.FingerprintReport, findings: _Findings
+) -> None:
     findings.notes.extend(report.notes)
     for table in manifest.tables:
         got = report.tables.get((table.schema_, table.name))
@@ -557,7 +748,6 @@ def _compare_tables(
         if result.status != "ok":
             findings.tables.append(result)
             findings.problems.append(f"table {result.qualified}: {result.detail}")
-    return report
 
 
 def table_result(

@@ -145,48 +145,117 @@ def fingerprint_tables(
     split_bytes: int = SPLIT_BYTES,
 ) -> FingerprintReport:
     """Fingerprint tables (in the given order: biggest first is fastest) over `workers`
-    connections.
+    connections; see Fingerprinter."""
+    with Fingerprinter(
+        conn,
+        encoding=encoding,
+        settings=settings,
+        workers=workers,
+        spool_dir=spool_dir,
+        split_bytes=split_bytes,
+    ) as fingerprinter:
+        fingerprinter.add(tables)
+        return fingerprinter.finish()
+
+
+class Fingerprinter:
+    """Fingerprints tables over `workers` connections as they are handed in, so a caller can
+    start on the tables that are ready while others are still being written.
 
     `encoding` is the dump's client encoding (default: the database's); `settings` are the
     source session's output settings (TimeZone, bytea_output, lc_monetary) to apply on top of
     pg_dump's. A big table is read as page ranges by several connections at once; the ranges
-    after the first wait, framed, in temporary files under `spool_dir` until it is hashed."""
-    started = time.monotonic()
-    workers = max(1, min(workers or (os.cpu_count() or 2), 8))
-    notes: list[str] = []
-    with conn.connect(autocommit=True) as db:
-        notes += _prepare_session(db, encoding, settings or {})
-        splits = workers if db.info.server_version >= TID_RANGE_SCANS else 1
-        plans = [_plan(db, schema, name, splits, split_bytes) for schema, name in tables]
-    todo: queue.SimpleQueue[_Part] = queue.SimpleQueue()
-    for plan in plans:
-        for part in plan.parts:
-            todo.put(part)
-    errors: list[BaseException] = []
+    after the first wait, framed, in temporary files under `spool_dir` until it is hashed.
+    A table must not change once added: its rows are read when a connection is free. add()
+    and finish() are called from one thread at a time."""
 
-    def work() -> None:
+    def __init__(
+        self,
+        conn: ConnInfo,
+        *,
+        encoding: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        workers: int = 0,
+        spool_dir: Path | None = None,
+        split_bytes: int = SPLIT_BYTES,
+    ) -> None:
+        self._conn = conn
+        self._encoding = encoding
+        self._settings = dict(settings or {})
+        self._workers = max(1, min(workers or (os.cpu_count() or 2), 8))
+        self._spool_dir = spool_dir
+        self._split_bytes = split_bytes
+        self._todo: queue.SimpleQueue[_Part | None] = queue.SimpleQueue()
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._stopping = False
+        self._planner: psycopg.Connection[Any] | None = None
+        self._splits = 1
+        self._notes: list[str] = []
+        self._started = 0.0
+
+    def __enter__(self) -> Fingerprinter:
+        self._started = time.monotonic()
+        self._planner = self._conn.connect(autocommit=True)
         try:
-            with conn.connect(autocommit=True) as db:
-                _prepare_session(db, encoding, settings or {})
-                while True:
-                    try:
-                        part = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    part.table.read(db, part, spool_dir)
-        except BaseException as exc:
-            errors.append(exc)
+            self._notes = _prepare_session(self._planner, self._encoding, self._settings)
+            if self._planner.info.server_version >= TID_RANGE_SCANS:
+                self._splits = self._workers
+        except BaseException:
+            self._planner.close()
+            raise
+        return self
 
-    count = min(workers, sum(len(plan.parts) for plan in plans))
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    results = {(plan.schema, plan.name): plan.result() for plan in plans}
-    return FingerprintReport(results, notes, time.monotonic() - started)
+    def __exit__(self, *exc: object) -> None:
+        # an unfinished run (an error elsewhere) stops at the parts being read
+        self._stopping = True
+        self._stop_threads()
+        if self._planner is not None:
+            self._planner.close()
+
+    def add(self, tables: Sequence[tuple[str, str]]) -> None:
+        """Queue tables, read in the order given once a connection is free."""
+        assert self._planner is not None, "use Fingerprinter as a context manager"
+        for schema, name in tables:
+            if (schema, name) in self._tables:
+                continue
+            table = _plan(self._planner, schema, name, self._splits, self._split_bytes)
+            self._tables[schema, name] = table
+            for part in table.parts:
+                self._todo.put(part)
+            wanted = min(self._workers, len(self._threads) + len(table.parts))
+            while len(self._threads) < wanted:
+                thread = threading.Thread(target=self._work, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def finish(self) -> FingerprintReport:
+        """Wait for every table added; their fingerprints, in the order they were added."""
+        self._stop_threads()
+        if self._errors:
+            raise self._errors[0]
+        results = {key: table.result() for key, table in self._tables.items()}
+        return FingerprintReport(results, self._notes, time.monotonic() - self._started)
+
+    def _stop_threads(self) -> None:
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _work(self) -> None:
+        try:
+            with self._conn.connect(autocommit=True) as db:
+                _prepare_session(db, self._encoding, self._settings)
+                while (part := self._todo.get()) is not None:
+                    if not self._stopping:
+                        part.table.read(db, part, self._spool_dir)
+        except BaseException as exc:
+            # the other connections give up too: finish() raises this
+            self._errors.append(exc)
+            self._stopping = True
 
 
 @dataclass
