@@ -239,12 +239,8 @@ class CloudStorage:
             fail=lambda exc: self._fail("write", key, exc),
             overwrite=overwrite,
         )
-        try:
+        with upload.writing():
             yield upload
-        except BaseException:
-            upload.abort()
-            raise
-        upload.commit()
 
     @contextmanager
     def open(self, key: str) -> Iterator[RangedReader]:

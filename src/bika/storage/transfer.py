@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from bika.errors import BikaError, StorageError
@@ -79,6 +80,16 @@ class Upload:
 
     def flush(self) -> None:
         """pyrage calls flush(); parts are sent as they fill, the object appears at commit."""
+
+    @contextmanager
+    def writing(self) -> Iterator[Upload]:
+        """Yield this upload to the producer; commit when it finishes, abort if it raises."""
+        try:
+            yield self
+        except BaseException:
+            self.abort()
+            raise
+        self.commit()
 
     def commit(self) -> None:
         if self._done:
