@@ -24,9 +24,9 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 
-from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
+from bika.errors import ConfigError, ObjectNotFound, StorageError
 from bika.storage import ObjectInfo, StorageSettings
-from bika.storage.transfer import RangedReader, Upload
+from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
@@ -188,7 +188,7 @@ class CloudStorage:
         return ObjectNotFound(f"{key} does not exist in {self.url}")
 
     def _refuse(self, key: str) -> StorageError:
-        return ObjectExists(f"{key} already exists in {self.url}; bika never overwrites an object")
+        return overwrite_refused(self.url, key)
 
     # --- the protocol ---
 

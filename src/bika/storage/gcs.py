@@ -32,10 +32,10 @@ from google.cloud.storage.fileio import BlobWriter  # type: ignore[import-untype
 from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-untyped]
 from google.oauth2 import service_account
 
-from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
+from bika.errors import ConfigError, ObjectNotFound, StorageError
 from bika.storage import ObjectInfo, StorageSettings
 from bika.storage.cloud import check_endpoint, check_key
-from bika.storage.transfer import RangedReader, Upload
+from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _RESUMABLE_MULTIPLE = 256 * 1024
@@ -149,7 +149,7 @@ class GCSStorage:
         return StorageError(f"cannot {action} {where}: {text}{hint}")
 
     def _refuse(self, key: str) -> StorageError:
-        return ObjectExists(f"{key} already exists in {self.url}; bika never overwrites an object")
+        return overwrite_refused(self.url, key)
 
     # --- the protocol ---
 

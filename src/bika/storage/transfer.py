@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
-from bika.errors import BikaError, StorageError
+from bika.errors import BikaError, ObjectExists, StorageError
 
 QUEUE_ITEM_SIZE = 1024 * 1024
 QUEUE_ITEMS = 8
@@ -37,6 +37,11 @@ class _Abort(Exception):
 
 _END = object()
 _ABORT = object()
+
+
+def overwrite_refused(url: str, key: str) -> ObjectExists:
+    """The one message every cloud backend gives when a create-only write finds the key."""
+    return ObjectExists(f"{key} already exists in {url}; bika never overwrites an object")
 
 
 class Upload:
