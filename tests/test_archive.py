@@ -6,13 +6,14 @@ import hashlib
 import random
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from bika.errors import DumpError
 from bika.postgres import binaries, sample
-from bika.postgres.archive import ArchiveTap, row_frame
+from bika.postgres.archive import ArchiveTap, read_toc, row_frame, write_data_offsets
 from bika.postgres.cluster import Cluster
 from bika.postgres.connection import ConnInfo
 
@@ -55,6 +56,7 @@ def test_rows_and_hashes_do_not_depend_on_chunking(awkward_dump: tuple[str, byte
             (t.schema, t.name, t.rows, t.sha256) for t in whole.tables
         ]
         assert other.large_objects == whole.large_objects == len(sample.AWKWARD_LARGE_OBJECTS)
+        assert other.data_offsets == whole.data_offsets
 
 
 def test_rows_are_exact_and_hash_is_the_framed_copy_text(awkward_dump: tuple[str, bytes]) -> None:
@@ -90,3 +92,61 @@ def test_compressed_archive_is_refused(awkward_dump: tuple[str, bytes]) -> None:
     tap = ArchiveTap()
     with pytest.raises(DumpError, match="-Z0"):
         tap.feed(_dump(url))  # pg_dump's default: gzip inside the archive
+
+
+def test_data_offsets_are_where_pg_dump_puts_them_in_a_file(
+    awkward_dump: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A streamed archive's TOC has no data offsets; the tap finds the same ones pg_dump
+    writes when its output is a seekable file, and pg_restore reads the patched file."""
+    url, streamed = awkward_dump
+    seekable = tmp_path / "seekable.dump"
+    _dump(url, "-Z0", f"--file={seekable}")
+    expected = read_toc(seekable.read_bytes())
+    assert expected is not None and expected.data_offsets
+    assert len(expected.data_offsets) == sum(e.had_dumper for e in expected.entries)
+    before = read_toc(streamed)
+    assert before is not None and before.data_offsets == {}
+
+    offsets = _read(streamed, lambda: 777).finish().data_offsets
+    assert offsets == expected.data_offsets
+
+    patched = tmp_path / "patched.dump"
+    patched.write_bytes(streamed)
+    with patched.open("r+b") as file:
+        assert write_data_offsets(file, offsets) == len(offsets)
+    data = patched.read_bytes()
+    after = read_toc(data)
+    assert after is not None and after.data_offsets == expected.data_offsets
+    assert len(data) == len(streamed)  # the TOC changed in place, nothing moved
+    pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir())
+
+    def table_data(path: Path) -> list[bytes]:
+        script = subprocess.run(
+            [str(pg_restore), "--data-only", "--table=texts", "--file=-", str(path)],
+            capture_output=True,
+            check=True,
+        ).stdout
+        # pg_dump 18 brackets scripts with a random \restrict key
+        return [line for line in script.splitlines() if b"restrict " not in line]
+
+    restored = table_data(patched)
+    assert any(line.startswith(b"COPY public.texts") for line in restored)
+    assert restored == table_data(seekable)
+
+
+def test_wrong_data_offsets_make_pg_restore_fail(
+    awkward_dump: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The offsets really are what pg_restore follows: shifted by one byte, it fails."""
+    _, streamed = awkward_dump
+    offsets = _read(streamed, lambda: 65536).finish().data_offsets
+    patched = tmp_path / "shifted.dump"
+    patched.write_bytes(streamed)
+    with patched.open("r+b") as file:
+        write_data_offsets(file, {dump_id: at + 1 for dump_id, at in offsets.items()})
+    pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir())
+    result = subprocess.run(
+        [str(pg_restore), "--data-only", "--file=-", str(patched)], capture_output=True
+    )
+    assert result.returncode != 0

@@ -35,13 +35,15 @@ def test_cluster_listens_only_on_loopback_with_fast_settings(pg: Cluster) -> Non
     settings = dict(
         pg.query(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('listen_addresses', 'fsync', 'wal_level', 'unix_socket_directories')"
+            "('listen_addresses', 'fsync', 'wal_level', 'unix_socket_directories',"
+            " 'data_checksums')"
         )
     )
     assert settings["listen_addresses"] == "127.0.0.1"
     assert settings["fsync"] == "off"
     assert settings["wal_level"] == "minimal"
     assert settings["unix_socket_directories"] == str(pg.socket_dir)
+    assert settings["data_checksums"] == "off"  # 18's initdb turns them on unless told
 
 
 def test_wrong_password_is_refused(pg: Cluster) -> None:

@@ -31,6 +31,7 @@ from bika.operations.restore import (
     restore_backup,
 )
 from bika.postgres import binaries, sample
+from bika.postgres.archive import read_toc
 from bika.postgres.cluster import Cluster
 from bika.postgres.connection import ConnInfo
 from bika.postgres.preflight import ArchiveToc, TocEntry
@@ -402,6 +403,10 @@ def test_to_file_dump_restores_with_stock_pg_restore_and_is_never_overwritten(
     out = tmp_path / "handover.dump"
     assert backup18.cli("--latest", "--to-file", str(out)).returncode == 0
     assert out.stat().st_mode & 0o777 == 0o600
+    # like pg_dump's own -f output, the TOC says where each table's data is
+    toc = read_toc(out.read_bytes())
+    offsets = backup18.manifest.artifacts["database"].data_offsets
+    assert toc is not None and offsets and toc.data_offsets == offsets
     target = new_database(pg18)
     pg_restore = binaries.tool("pg_restore", binaries.embedded_bin_dir())
     restored = subprocess.run(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 
 import pyrage
 import pytest
+import zstandard
 
 from bika.errors import IdentityError, IntegrityError, StorageError
 from bika.stream import decode, encode
@@ -98,3 +100,31 @@ def test_source_errors_surface_unchanged(identity: pyrage.x25519.Identity) -> No
 
     with pytest.raises(StorageError, match="read failed"):
         encode(Broken(), Sink(), [identity.to_public()])
+
+
+def _decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "bika-decode"]
+
+
+def test_decode_sink_errors_surface_unchanged_and_stop_reading(
+    identity: pyrage.x25519.Identity,
+) -> None:
+    sink = Sink()
+    encode(io.BytesIO(os.urandom(8 << 20)), sink, [identity.to_public()])
+    stored = sink.buffer.getvalue()
+    source = io.BytesIO(stored)
+    with pytest.raises(StorageError, match="storage went away"):
+        decode(source, Sink(fail_after=100_000), [identity], name="x")
+    assert source.tell() < len(stored)  # gave up early, not after reading everything
+    assert not _decode_threads()
+
+
+def test_corrupt_zstd_inside_valid_age_is_an_integrity_error(
+    identity: pyrage.x25519.Identity,
+) -> None:
+    compressed = bytearray(zstandard.ZstdCompressor().compress(PLAIN))
+    compressed[4:12] = b"\xff" * 8  # the frame header
+    encrypted = pyrage.encrypt(bytes(compressed), [identity.to_public()])
+    with pytest.raises(IntegrityError, match="x: zstd data is corrupt"):
+        decode(io.BytesIO(encrypted), Sink(), [identity], name="x")
+    assert not _decode_threads()

@@ -7,6 +7,8 @@ is known the moment its last byte is written, with no temp file and bounded memo
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -138,7 +140,10 @@ def decode(
     name: str,
     progress: Progress | None = None,
 ) -> StreamStats:
-    """Decrypt and decompress source into sink; name says which artifact, for messages."""
+    """Decrypt and decompress source into sink; name says which artifact, for messages.
+
+    Three threads share the work: this one decrypts, one decompresses, one hashes the
+    plaintext and writes it to sink (zstd and sha256 release the GIL; age does not)."""
     counting = _HashingReader(source, None, None)
     plain = _HashingWriter(sink)
     if progress is not None:
@@ -147,41 +152,123 @@ def decode(
             progress(plain.size, counting.size)
 
         plain._progress = report
-    decompressor = zstandard.ZstdDecompressor().stream_writer(plain, closefd=False)  # type: ignore[arg-type]
-    guarded = _HashingWriter(_GuardedWriter(decompressor, name))
-    try:
-        pyrage.decrypt_io(counting, guarded, identities)
-        decompressor.flush()  # type: ignore[no-untyped-call]
-    except (pyrage.DecryptError, OSError) as exc:
-        # pyrage reports a bad payload chunk as OSError and wraps our callbacks' exceptions
-        cause = counting.error or plain.error or guarded.error
-        if cause is not None:
-            raise cause from None
-        if "No matching keys" in str(exc):
-            raise IdentityError(
-                f"{name}: none of the given identities can decrypt it; use the key whose"
-                " recipient the repository was initialised with"
-            ) from exc
-        raise IntegrityError(
-            f"{name}: decryption failed at stored byte ~{counting.size}: the object is"
-            " corrupted or truncated"
-        ) from exc
-    for side in (counting, plain, guarded):
-        if side.error is not None:
-            raise side.error
+    with _Handoff(plain) as writing:
+        decompressor = zstandard.ZstdDecompressor().stream_writer(
+            writing,  # type: ignore[arg-type]
+            closefd=False,
+            write_size=READ_SIZE,
+        )
+        guarded = _GuardedWriter(decompressor, name)
+        # age yields 64 KiB chunks; zstd goes faster on bigger ones
+        with _Handoff(guarded, gather=READ_SIZE) as decompressing:
+            try:
+                pyrage.decrypt_io(counting, decompressing, identities)
+                decompressing.finish()
+                decompressor.flush()  # type: ignore[no-untyped-call]
+                writing.finish()
+            except (pyrage.DecryptError, OSError) as exc:
+                # pyrage reports a bad payload chunk as OSError and wraps our callbacks'
+                # exceptions: raise the original
+                cause = counting.error or decompressing.error or writing.error
+                if cause is not None:
+                    raise cause from None
+                if "No matching keys" in str(exc):
+                    raise IdentityError(
+                        f"{name}: none of the given identities can decrypt it; use the key"
+                        " whose recipient the repository was initialised with"
+                    ) from exc
+                raise IntegrityError(
+                    f"{name}: decryption failed at stored byte ~{counting.size}: the object is"
+                    " corrupted or truncated"
+                ) from exc
+    for error in (counting.error, decompressing.error, writing.error):
+        if error is not None:
+            raise error
     return StreamStats(plain.size, plain.hash.hexdigest(), counting.size, counting.hash.hexdigest())
 
 
+class _Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _Handoff:
+    """A writer that passes chunks to `writer` on a thread of its own, a few chunks behind,
+    gathered to at least `gather` bytes; the writer's first exception comes back from the
+    next write() or finish()."""
+
+    def __init__(self, writer: _Writer, *, gather: int = 0, depth: int = 8) -> None:
+        self._writer = writer
+        self._gather = gather
+        self._gathered: list[bytes] = []
+        self._gathered_size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="bika-decode", daemon=True)
+        self._abandoned = False
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> _Handoff:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._abandoned = exc_type is not None  # what is still queued is dropped
+            self._queue.put(None)
+            self._thread.join()
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        size = len(data)
+        if size:
+            self._gathered.append(bytes(data))
+            self._gathered_size += size
+            if self._gathered_size >= self._gather:
+                self._pass_on()
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raise what the writer raised."""
+        self._pass_on()
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _pass_on(self) -> None:
+        if self._gathered:
+            gathered = self._gathered
+            self._queue.put(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+            self._gathered, self._gathered_size = [], 0
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.error is None and not self._abandoned:
+                try:
+                    self._writer.write(data)
+                except BaseException as exc:  # handed to the decoding thread
+                    self.error = exc
+
+
 class _GuardedWriter:
-    """Turns zstd's errors on bad compressed data into an IntegrityError naming the artifact."""
+    """Turns zstd's errors on bad compressed data into an IntegrityError naming the artifact,
+    and keeps what it raised (pyrage wraps exceptions of the writer it calls)."""
 
     def __init__(self, writer: zstandard.ZstdDecompressionWriter, name: str) -> None:
         self._writer = writer
         self._name = name
+        self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         try:
             self._writer.write(data)
         except zstandard.ZstdError as exc:
-            raise IntegrityError(f"{self._name}: zstd data is corrupt ({exc})") from exc
+            self.error = IntegrityError(f"{self._name}: zstd data is corrupt ({exc})")
+            raise self.error from exc
+        except BaseException as exc:
+            self.error = exc
+            raise
         return len(data)

@@ -78,7 +78,9 @@ def take_backup(
                 f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
             )
         summary = tap.finish()
-    artifacts = {"database": _artifact(key, "pg_dump-custom", stats)}
+    artifacts = {
+        "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
+    }
 
     roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options)
     if isinstance(roles, Artifact):
@@ -128,7 +130,9 @@ def _recipients(repo: Repository) -> list[object]:
     return parse_recipients(repo.recipients)
 
 
-def _artifact(key: str, content: str, stats: StreamStats) -> Artifact:
+def _artifact(
+    key: str, content: str, stats: StreamStats, *, data_offsets: dict[int, int] | None = None
+) -> Artifact:
     return Artifact(
         key=key,
         content=content,
@@ -137,6 +141,7 @@ def _artifact(key: str, content: str, stats: StreamStats) -> Artifact:
         stored_sha256=stats.stored_sha256,
         plain_size=stats.plain_size,
         plain_sha256=stats.plain_sha256,
+        data_offsets=data_offsets,
     )
 
 

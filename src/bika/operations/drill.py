@@ -6,6 +6,7 @@ schema is compared with the archive's table of contents, and the result is kept 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -25,8 +26,10 @@ from psycopg import sql
 import bika
 from bika.errors import BikaError, DumpError, IntegrityError, PostgresError, RestoreError
 from bika.operations.restore import (
+    ArchiveCopy,
     RestoreFailed,
     RestoreOptions,
+    StoredArchive,
     check_identity,
     plan_restore,
     read_archive_toc,
@@ -133,7 +136,13 @@ def run_drill(
     check_identity(repo, artifact.key, identities, f"{manifest.id}/database")
     findings = _Findings()
     options = replace(options, jobs=options.jobs or max(1, min(4, os.cpu_count() or 1)))
-    with _scratch(options, say) as scratch:
+    with contextlib.ExitStack() as stack:
+        copy = None
+        if options.jobs > 1:
+            # pg_restore --jobs reads a decrypted copy: made while the server starts
+            archive = StoredArchive.of(repo, manifest, identities)
+            copy = stack.enter_context(ArchiveCopy(archive, options.workdir, progress))
+        scratch = stack.enter_context(_scratch(options, say))
         try:
             toc = read_archive_toc(repo, artifact, identities, f"{manifest.id}/database")
         except (DumpError, IntegrityError) as exc:
@@ -151,6 +160,7 @@ def run_drill(
                 say,
                 progress,
                 findings,
+                copy,
             )
         run.restored_size = _database_size(scratch.conn)
     report = run.report
@@ -207,6 +217,7 @@ def _drill(
     say: Say,
     progress: Progress | None,
     findings: _Findings,
+    copy: ArchiveCopy | None,
 ) -> _Run:
     run = _Run()
     roles_started = time.monotonic()
@@ -249,8 +260,12 @@ def _drill(
                 skipped,
                 toc,
                 progress,
+                copy,
             )
             run.restore_seconds = time.monotonic() - restore_started
+        if copy is not None and restore_error is None and not copy.matches:
+            # restored all the same: the table comparison names what differs
+            findings.problems.append(str(copy.archive.mismatch()))
         if restore_error is not None:
             findings.problems.append(restore_error)
         if options.before_verify is not None:
@@ -523,15 +538,17 @@ def _restore(
     skipped: dict[int, str],
     toc: ArchiveToc,
     progress: Progress | None,
+    copy: ArchiveCopy | None,
 ) -> str | None:
     """Run the restore, leaving out what needs a missing extension; its error, if any."""
-    restore_options = RestoreOptions(
-        jobs=jobs,
-        no_owner=owners != "restored",
-        pg_bin_dir=options.pg_bin_dir,
-        temp_dir=options.workdir,
-    )
     try:
+        restore_options = RestoreOptions(
+            jobs=jobs,
+            no_owner=owners != "restored",
+            pg_bin_dir=options.pg_bin_dir,
+            temp_dir=options.workdir,
+            archive_file=copy.path() if copy is not None else None,
+        )
         plan = plan_restore(repo, manifest, scratch.conn, identities, restore_options)
         if skipped:
             names = {e.dump_id: e for e in toc.entries}

@@ -23,7 +23,6 @@ from bika.errors import (
     ConfigError,
     DumpError,
     IdentityError,
-    IntegrityError,
     RestoreError,
     RestoreFailed,
 )
@@ -37,6 +36,7 @@ from bika.operations.restore_plan import (
 )
 from bika.operations.restore_preflight import preflight, preflight_file
 from bika.operations.restore_run import (
+    ArchiveCopy,
     RestoreStep,
     StepProgress,
     StoredArchive,
@@ -53,6 +53,7 @@ from bika.stream import Progress
 # What the CLI, the drill and the tests use, wherever it is defined.
 __all__ = [
     "DATA_KINDS",
+    "ArchiveCopy",
     "ExportReport",
     "Finding",
     "PreflightRefused",
@@ -63,6 +64,7 @@ __all__ = [
     "RestoreStep",
     "Selection",
     "StepProgress",
+    "StoredArchive",
     "TableCheck",
     "check_identity",
     "clean_sql",
@@ -238,13 +240,8 @@ def export_backup(
     archive = StoredArchive.of(repo, manifest, identities)
     with _private_file(path) as out:
         if kind == "dump":
-            stats = archive.decode(out, progress)
-            if stats.plain_sha256 != archive.artifact.plain_sha256:
-                raise IntegrityError(
-                    f"{archive.label}: the decrypted archive's sha256 is"
-                    f" {stats.plain_sha256[:16]}…, the manifest says"
-                    f" {archive.artifact.plain_sha256[:16]}…"
-                )
+            if not archive.save(out, progress):
+                raise archive.mismatch()
         else:
             pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
             write_sql(archive, out, options, plan, pg_restore, progress, on_step)
@@ -383,7 +380,7 @@ def _checks(target: ConnInfo, plan: RestorePlan, options: RestoreOptions) -> lis
 def _private_file(path: Path) -> Iterator[IO[bytes]]:
     """A new file only its owner may read; never an existing one; removed if writing fails."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise RestoreError(
             f"{path} already exists; bika never overwrites a file: remove it or choose another name"
@@ -391,7 +388,7 @@ def _private_file(path: Path) -> Iterator[IO[bytes]]:
     except OSError as exc:
         raise RestoreError(f"cannot create {path}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "w+b") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

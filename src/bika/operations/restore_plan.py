@@ -65,6 +65,8 @@ class RestoreOptions:
     no_owner: bool = False
     pg_bin_dir: str | None = None
     temp_dir: Path | None = None
+    # the archive already decrypted to a file (restore_run.ArchiveCopy): --jobs reads it
+    archive_file: Path | None = None
     force: bool = False  # restore into an older server, or with too little free space
     dry_run: bool = False  # plan and preflight only: nothing is created, dropped or loaded
     schemas: list[str] = field(default_factory=list)

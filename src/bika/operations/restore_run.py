@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from bika.errors import RestoreError, RestoreFailed
+from bika.errors import IntegrityError, RestoreError, RestoreFailed
 from bika.operations.restore_plan import DISK_MARGIN, RestoreOptions, RestorePlan
 from bika.operations.restore_selection import clean_sql
 from bika.postgres import binaries
+from bika.postgres.archive import write_data_offsets
 from bika.postgres.connection import ConnInfo
 from bika.postgres.process import StderrLine, run
 from bika.repository import Artifact, Manifest, Repository
@@ -65,6 +66,24 @@ class StoredArchive:
         """Decrypt and decompress the archive into sink."""
         with self.repo.storage.open(self.artifact.key) as source:
             return decode(source, sink, self.identities, name=self.label, progress=progress)
+
+    def save(self, file: IO[bytes], progress: Progress | None = None) -> bool:
+        """Write the archive into a new file (open for writing and reading); True if it is
+        the archive the manifest describes (sha256), and then with the data offsets a
+        streamed archive lacks put into its TOC (another archive's would mislead pg_restore)."""
+        stats = self.decode(file, progress)
+        if stats.plain_sha256 != self.artifact.plain_sha256:
+            return False
+        if self.artifact.data_offsets:
+            write_data_offsets(file, self.artifact.data_offsets)
+        return True
+
+    def mismatch(self) -> IntegrityError:
+        """What to say when the decrypted archive is not the one the manifest describes."""
+        return IntegrityError(
+            f"{self.label}: the decrypted archive is not the one the manifest describes (its"
+            " sha256 differs): the stored object was replaced or damaged; run `bika verify`"
+        )
 
 
 def load(
@@ -184,10 +203,15 @@ def _load_parallel(
     progress: Progress | None,
     on_step: StepProgress | None,
 ) -> None:
-    """pg_restore --jobs needs a seekable archive: decrypt it to a private temp file first."""
-    with _plain_file(archive.artifact.plain_size, options.temp_dir) as path:
-        with open(path, "wb") as out:
-            archive.decode(out, progress)
+    """pg_restore --jobs needs a seekable archive: decrypt it to a private temp file first
+    (unless the caller did: options.archive_file)."""
+    with contextlib.ExitStack() as stack:
+        path = options.archive_file
+        if path is None:
+            copy = stack.enter_context(ArchiveCopy(archive, options.temp_dir, progress))
+            path = copy.path()
+            if not copy.matches:
+                raise archive.mismatch()  # refused before the target is touched
         with run(
             [*argv, f"--jobs={options.jobs}", str(path)],
             conn=target,
@@ -465,19 +489,64 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
         Path(name).unlink(missing_ok=True)
 
 
-@contextmanager
-def _plain_file(size: int, temp_dir: Path | None) -> Iterator[Path]:
-    """A private temp file for pg_restore --jobs, after checking there is room for it."""
-    folder = temp_dir or Path(tempfile.gettempdir())
-    free = shutil.disk_usage(folder).free
-    if free < size + DISK_MARGIN:
-        raise RestoreError(
-            f"--jobs needs a {size >> 20} MiB temporary file but {folder} has {free >> 20} MiB"
-            " free; free space, set TMPDIR to a larger disk, or restore without --jobs"
-        )
-    fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".pgdump", dir=folder)
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
+class ArchiveCopy:
+    """The archive decrypted into a private temp file by a thread of its own, so that other
+    work (a drill starting its server) goes on meanwhile; path() waits for it. `matches`
+    tells whether it is the archive the manifest describes (StoredArchive.save); the file is
+    removed on exit."""
+
+    def __init__(
+        self, archive: StoredArchive, temp_dir: Path | None, progress: Progress | None = None
+    ) -> None:
+        self.archive = archive
+        self._temp_dir = temp_dir
+        self._progress = progress
+        self._path: Path | None = None
+        self._error: BaseException | None = None
+        self.matches = False
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._save, name="bika-archive-copy", daemon=True)
+
+    def __enter__(self) -> ArchiveCopy:
+        size = self.archive.artifact.plain_size
+        folder = self._temp_dir or Path(tempfile.gettempdir())
+        free = shutil.disk_usage(folder).free
+        if free < size + DISK_MARGIN:
+            raise RestoreError(
+                f"--jobs needs a {size >> 20} MiB temporary file but {folder} has"
+                f" {free >> 20} MiB free; free space, set TMPDIR to a larger disk, or restore"
+                " without --jobs"
+            )
+        fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".pgdump", dir=folder)
+        os.close(fd)
+        self._path = Path(name)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cancelled.set()  # stops a copy still running (the caller gave up)
+        self._thread.join()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    def path(self) -> Path:
+        """The finished file; raises what writing it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._path is not None
+        return self._path
+
+    def _save(self) -> None:
+        assert self._path is not None
+        try:
+            with open(self._path, "r+b") as out:
+                self.matches = self.archive.save(out, self._report)
+        except BaseException as exc:  # handed to path()
+            self._error = exc
+
+    def _report(self, plain: int, stored: int) -> None:
+        if self._cancelled.is_set():
+            raise RestoreError("the restore was cancelled while its archive was decrypted")
+        if self._progress is not None:
+            self._progress(plain, stored)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import IO
 
 from bika.errors import DumpError
 
@@ -22,6 +24,9 @@ _ROW_HEADER = struct.Struct("<xI")  # sign byte, then a 4-byte little-endian len
 ROW_FRAME = 5
 END_OF_COPY = b"\\.\n\n\n"
 END_OF_COPY_LEN = len(END_OF_COPY)
+# a TOC entry's data position flag (pg_backup_custom.c)
+OFFSET_NOT_SET = 1  # streamed output: pg_restore must scan for the data
+OFFSET_SET = 2
 
 
 def row_frame(row: bytes) -> bytes:
@@ -83,6 +88,10 @@ class ArchiveToc:
     entries: tuple[TocEntry, ...]
     int_size: int = 4
     off_size: int = 8
+    # dump id → where its data block starts, as the TOC records it (a seekable pg_dump -f)
+    data_offsets: Mapping[int, int] = field(default_factory=dict, compare=False)
+    # dump id → file position of the entry's position flag, for write_data_offsets
+    offset_fields: Mapping[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     def by_id(self) -> dict[int, TocEntry]:
         return {e.dump_id: e for e in self.entries}
@@ -155,6 +164,8 @@ def _parse_header(buf: bytes) -> tuple[ArchiveToc, int]:
     server_version = r.str() or ""
     dump_version = r.str() or ""
     entries = []
+    data_offsets: dict[int, int] = {}
+    offset_fields: dict[int, int] = {}
     for _ in range(r.int()):
         dump_id = r.int()
         had_dumper = bool(r.int())
@@ -176,7 +187,10 @@ def _parse_header(buf: bytes) -> tuple[ArchiveToc, int]:
         dependencies = []
         while (dependency := r.str()) is not None:
             dependencies.append(int(dependency))
-        r.take(1 + r.off_size)  # data offset flag and position (unset when streamed)
+        offset_fields[dump_id] = r.pos
+        flag, position = r.byte(), int.from_bytes(r.take(r.off_size), "little")
+        if flag == OFFSET_SET:
+            data_offsets[dump_id] = position
         # pg_dump 17+ groups large objects; the entry's definition lists their oids
         oids = definition.split() if desc == "BLOB METADATA" and definition else []
         entries.append(
@@ -196,9 +210,41 @@ def _parse_header(buf: bytes) -> tuple[ArchiveToc, int]:
             )
         )
     toc = ArchiveToc(
-        version, database, server_version, dump_version, tuple(entries), r.int_size, r.off_size
+        version,
+        database,
+        server_version,
+        dump_version,
+        tuple(entries),
+        r.int_size,
+        r.off_size,
+        data_offsets,
+        offset_fields,
     )
     return toc, r.pos
+
+
+def write_data_offsets(file: IO[bytes], offsets: Mapping[int, int]) -> int:
+    """Record where each data block starts in the TOC of a streamed archive saved to a file,
+    as pg_dump does when it writes to a seekable file; returns how many entries it set.
+
+    pg_restore then seeks straight to a table's data instead of scanning for it, and a
+    parallel restore starts with the largest tables (it sizes them by these offsets)."""
+    file.seek(0)
+    head = b""
+    while (toc := read_toc(head)) is None:
+        more = file.read(max(1 << 16, len(head)))
+        if not more:
+            raise DumpError("the archive ends inside its table of contents (truncated)")
+        head += more
+    wanted = {e.dump_id for e in toc.entries if e.had_dumper}
+    done = 0
+    for dump_id, position in sorted(offsets.items()):
+        if dump_id in wanted and dump_id in toc.offset_fields:
+            file.seek(toc.offset_fields[dump_id])
+            file.write(bytes([OFFSET_SET]) + position.to_bytes(toc.off_size, "little"))
+            done += 1
+    file.seek(0, 2)
+    return done
 
 
 @dataclass
@@ -207,6 +253,7 @@ class ArchiveSummary:
     tables: list[TableData]
     large_objects: int
     large_object_bytes: int
+    data_offsets: dict[int, int]
 
 
 class ArchiveTap:
@@ -224,6 +271,8 @@ class ArchiveTap:
         self.tables: list[TableData] = []
         self.large_objects = 0
         self.large_object_bytes = 0
+        self.data_offsets: dict[int, int] = {}  # dump id → where its data block starts
+        self._offset = 0  # archive position of the next buffer _walk gets
         self._table: TableData | None = None
         self._skip = 0  # bytes of the current row (or blob chunk) still to come
         self._state = "header"
@@ -241,6 +290,7 @@ class ArchiveTap:
             self._by_id = self.header.by_id()
             self._state = "block"
             buf, self._pending = self._pending[pos:], b""
+            self._offset = pos
             self._walk(buf)
             return
         if self._pending:
@@ -276,6 +326,7 @@ class ArchiveTap:
                     r = _Reader(buf, pos)
                     r.int_size = self._int_size
                     kind, dump_id = r.byte(), r.int()
+                    self.data_offsets[dump_id] = self._offset + pos
                     pos = r.pos
                     self._start_block(kind, dump_id)
                 elif state == "trailer":
@@ -303,7 +354,9 @@ class ArchiveTap:
                     raise DumpError(f"pg_dump archive: unexpected bytes after the end ({state})")
             except _NeedMore:
                 self._pending = buf[pos:]
+                self._offset += pos
                 return
+        self._offset += end
 
     @property
     def _int_size(self) -> int:
@@ -373,4 +426,10 @@ class ArchiveTap:
             raise DumpError("pg_dump produced no archive header (empty or truncated output)")
         if self._state not in ("block", "trailer") or self._pending or self._skip:
             raise DumpError("pg_dump archive ended in the middle of a data block (truncated)")
-        return ArchiveSummary(self.header, self.tables, self.large_objects, self.large_object_bytes)
+        return ArchiveSummary(
+            self.header,
+            self.tables,
+            self.large_objects,
+            self.large_object_bytes,
+            self.data_offsets,
+        )

@@ -28,6 +28,11 @@ class Artifact(_Model):
     stored_sha256: str
     plain_size: int
     plain_sha256: str
+    data_offsets: dict[int, int] | None = Field(
+        default=None,
+        description="pg_dump-custom: TOC dump id → plaintext offset of its data block, which"
+        " a streamed archive's TOC cannot hold; restore writes them into a temp file",
+    )
 
 
 class TableStats(_Model):
