@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from bika.crypto import generate_identity
@@ -262,3 +263,39 @@ def test_passwords_never_reach_output_or_repository(backed_up: tuple[KeyedRepo, 
     for path in repo.repo.rglob("*"):
         if path.is_file():
             assert b"s3cret-pw" not in path.read_bytes(), path
+
+
+def test_parallel_restore_of_a_replaced_archive_is_refused_before_loading(
+    backed_up: tuple[KeyedRepo, str, str], pg18: Cluster, new_database: Callable[[Cluster], str]
+) -> None:
+    """--jobs decrypts the whole archive before pg_restore starts: one that is not the
+    manifest's (here another backup's) is refused then, and the target stays empty."""
+    repo, url, first = backed_up
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("DELETE FROM public.contributions WHERE contribution_id % 2 = 0")
+    second = repo.backup(url)
+    artifact = "database.pgdump.zst.age"
+    replaced = repo.repo / "backups" / first / artifact
+    replaced.chmod(0o600)
+    replaced.write_bytes((repo.repo / "backups" / second / artifact).read_bytes())
+    target = new_database(pg18)
+
+    result = run_bika(
+        "restore",
+        first,
+        "--repo",
+        str(repo.repo),
+        "--identity",
+        str(repo.key),
+        "--to",
+        target,
+        "--jobs",
+        "2",
+    )
+
+    assert_clean_error(result, "not the one the manifest describes", "bika verify")
+    with psycopg.connect(target) as db:
+        tables = db.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ).fetchone()
+    assert tables == (0,)
