@@ -254,21 +254,15 @@ class _Handoff:
 
 
 class _GuardedWriter:
-    """Turns zstd's errors on bad compressed data into an IntegrityError naming the artifact,
-    and keeps what it raised (pyrage wraps exceptions of the writer it calls)."""
+    """Turns zstd's errors on bad compressed data into an IntegrityError naming the artifact."""
 
     def __init__(self, writer: zstandard.ZstdDecompressionWriter, name: str) -> None:
         self._writer = writer
         self._name = name
-        self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         try:
             self._writer.write(data)
         except zstandard.ZstdError as exc:
-            self.error = IntegrityError(f"{self._name}: zstd data is corrupt ({exc})")
-            raise self.error from exc
-        except BaseException as exc:
-            self.error = exc
-            raise
+            raise IntegrityError(f"{self._name}: zstd data is corrupt ({exc})") from exc
         return len(data)

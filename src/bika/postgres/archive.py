@@ -24,8 +24,8 @@ _ROW_HEADER = struct.Struct("<xI")  # sign byte, then a 4-byte little-endian len
 ROW_FRAME = 5
 END_OF_COPY = b"\\.\n\n\n"
 END_OF_COPY_LEN = len(END_OF_COPY)
-# a TOC entry's data position flag (pg_backup_custom.c)
-OFFSET_NOT_SET = 1  # streamed output: pg_restore must scan for the data
+# A TOC entry's data position flag (pg_backup_custom.c) when the position is known; streamed
+# output has 1 (not set: pg_restore scans for the data), entries without data 3.
 OFFSET_SET = 2
 
 
