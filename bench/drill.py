@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-from run import Row, measure
+from run import Row, create_database, drop_database, measure
 
 from bika.crypto import generate_identity
 from bika.postgres import binaries
@@ -99,8 +98,8 @@ def main() -> None:
     record_file = work / "drill.json"
     for round_ in range(1, args.repeat + 1):
         if not args.skip_pg_restore:
-            _drop(conn, SCRATCH)
-            _create(conn, SCRATCH)
+            drop_database(conn, SCRATCH)
+            create_database(conn, SCRATCH)
             target, _ = conn.with_database(SCRATCH).libpq_args()
             row = measure(
                 "h1",
@@ -111,7 +110,7 @@ def main() -> None:
                 postmaster,
                 env,
             )
-            _drop(conn, SCRATCH)
+            drop_database(conn, SCRATCH)
             _check_pg_restore(errors)
             restores.append(row)
             print(f"round {round_}: pg_restore -j{args.jobs} {row.wall:.2f} s", flush=True)
@@ -180,16 +179,6 @@ def _check_pg_restore(errors: Path) -> None:
     lines = errors.read_text().splitlines()
     if any("error:" in line and "transaction_timeout" not in line for line in lines):
         raise SystemExit("pg_restore failed:\n" + "\n".join(lines[-10:]))
-
-
-def _drop(conn: ConnInfo, name: str) -> None:
-    with conn.with_database("postgres").connect(autocommit=True) as db:
-        db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def _create(conn: ConnInfo, name: str) -> None:
-    with conn.with_database("postgres").connect(autocommit=True) as db:
-        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":

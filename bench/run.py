@@ -69,6 +69,7 @@ def measure(
     output: Path | None = None,
     note: str = "",
 ) -> Row:
+    os.sync()  # the previous step's files are on disk before this one starts
     with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
         before = server_cpu(postmaster)
         started = time.perf_counter()
@@ -234,10 +235,10 @@ def restore_rows(
     for _ in range(args.repeat):  # rounds, as for the backups
         for step, what in steps.items():
             target = conn.with_database(f"bench_restore_{step}")
-            _drop(conn, target.database)
+            drop_database(conn, target.database)
             conninfo, _ = target.libpq_args()
             if step == "h1":
-                _create(conn, target.database)
+                create_database(conn, target.database)
                 # into a server older than 17, pg_restore 18's "SET transaction_timeout" is
                 # the one error expected (and harmless); any other error fails the step
                 errors = work / "h1.err"
@@ -252,7 +253,7 @@ def restore_rows(
                     f" {jobs} --to {shlex.quote(target.url)}"
                 )
             runs[step].append(measure(step, what, command, postmaster, env))
-            _drop(conn, target.database)
+            drop_database(conn, target.database)
     out: dict[str, Row] = {}
     for step in steps:
         row = best(runs[step])
@@ -262,12 +263,16 @@ def restore_rows(
     return out
 
 
-def _drop(conn: ConnInfo, name: str) -> None:
+def drop_database(conn: ConnInfo, name: str) -> None:
+    """Drop it, then CHECKPOINT and sync: the next step must not pay for this one's writes
+    (a restore leaves ~1 GB of dirty buffers and WAL behind)."""
     with conn.with_database("postgres").connect(autocommit=True) as db:
         db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        db.execute("CHECKPOINT")
+    os.sync()
 
 
-def _create(conn: ConnInfo, name: str) -> None:
+def create_database(conn: ConnInfo, name: str) -> None:
     with conn.with_database("postgres").connect(autocommit=True) as db:
         db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import Row, _drop, best, measure
+from run import Row, best, drop_database, measure
 
 from bika.crypto import generate_identity
 from bika.postgres.connection import ConnInfo
@@ -162,13 +162,13 @@ def run_steps(
         runs = []
         for _ in range(args.repeat):
             target = conn.with_database(f"bench_storage_{step}")
-            _drop(conn, target.database)
+            drop_database(conn, target.database)
             command = (
                 f"{bika} -q restore latest --repo {q(repos[where])} --identity {q(str(key))}"
                 f" --create --to {q(target.url)}"
             )
             runs.append(measure(step, what, command, postmaster, env))
-            _drop(conn, target.database)
+            drop_database(conn, target.database)
         rows[step] = _summarise(best(runs), runs, what)
         print(json.dumps(rows[step].__dict__), flush=True)
     return rows
