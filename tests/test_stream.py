@@ -128,3 +128,19 @@ def test_corrupt_zstd_inside_valid_age_is_an_integrity_error(
     with pytest.raises(IntegrityError, match="x: zstd data is corrupt"):
         decode(io.BytesIO(encrypted), Sink(), [identity], name="x")
     assert not _decode_threads()
+
+
+def test_damage_inside_the_compressed_data_is_caught_by_its_checksum(
+    identity: pyrage.x25519.Identity,
+) -> None:
+    """Bytes changed inside a stored (incompressible) zstd block decompress without error
+    unless the frame carries its checksum: encode writes it, decode checks it."""
+    plain = os.urandom(1 << 20)
+    sink = Sink()
+    encode(io.BytesIO(plain), sink, [identity.to_public()])
+    compressed = bytearray(pyrage.decrypt(sink.buffer.getvalue(), [identity]))
+    assert zstandard.get_frame_parameters(bytes(compressed)).has_checksum
+    compressed[len(compressed) // 2] ^= 0x01
+    damaged = pyrage.encrypt(bytes(compressed), [identity.to_public()])
+    with pytest.raises(IntegrityError, match="x: zstd data is corrupt"):
+        decode(io.BytesIO(damaged), Sink(), [identity], name="x")

@@ -116,7 +116,8 @@ def encode(
 
         reader._progress = report
         writer._progress = report
-    compressor = zstandard.ZstdCompressor(level=level, threads=threads)
+    # with a content checksum, as the zstd CLI writes by default: decompression checks it
+    compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     compressed = compressor.stream_reader(reader, read_size=READ_SIZE)  # type: ignore[arg-type]
     try:
         pyrage.encrypt_io(compressed, writer, recipients)
