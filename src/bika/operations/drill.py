@@ -35,7 +35,7 @@ from bika.operations.restore import (
     read_archive_toc,
     restore_backup,
 )
-from bika.postgres import binaries, fingerprint
+from bika.postgres import binaries, catalog, fingerprint
 from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.postgres.cluster import Cluster, start_cluster
 from bika.postgres.connection import ConnInfo, first_line
@@ -350,15 +350,15 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
     server = ConnInfo.parse(options.target)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     name = f"{SCRATCH_DATABASE}_{stamp}_{secrets.token_hex(3)}"
-    with server.connect(autocommit=True) as db:
+    with server.connect() as db:
         version = str(db.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
-        try:
-            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except Exception as exc:
-            raise PostgresError(
-                f"cannot create the drill's scratch database on {server.redacted()}:"
-                f" {first_line(str(exc))}; the role needs CREATEDB"
-            ) from None
+    try:
+        catalog.create_database(server, name)
+    except Exception as exc:
+        raise PostgresError(
+            f"cannot create the drill's scratch database on {server.redacted()}:"
+            f" {first_line(str(exc))}; the role needs CREATEDB"
+        ) from None
     say(f"created scratch database {name!r} on {server.redacted()}")
     conn = server.with_database(name)
     on_server = _Scratch(
@@ -375,7 +375,7 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
         if options.keep:
             on_server.kept = f"scratch database kept: {conn.redacted()}"
         else:
-            _drop_database(server, name)
+            catalog.drop_database(server, name)
 
 
 def _discard(cluster: Cluster) -> None:
@@ -413,12 +413,6 @@ def _keep(cluster: Cluster) -> str:
         f" {SCRATCH_DATABASE} on 127.0.0.1:{cluster.port} as postgres (password in {secret});"
         f" delete the folder when done"
     )
-
-
-def _drop_database(server: ConnInfo, name: str) -> None:
-    with server.connect(autocommit=True) as db:
-        force = " WITH (FORCE)" if db.info.server_version >= 130000 else ""
-        db.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
 
 
 def _available_extensions(conn: ConnInfo) -> set[str]:
@@ -932,29 +926,14 @@ def compare_objects(
             continue
         schema = entry.namespace or None
         if entry.dump_id in skipped:
-            objects.append(
-                ObjectResult(
-                    kind=entry.desc,
-                    schema=schema,
-                    name=entry.tag,
-                    status="skipped",
-                    detail=f"needs extension {skipped[entry.dump_id]}",
-                )
-            )
+            objects.append(_object(entry, "skipped", f"needs extension {skipped[entry.dump_id]}"))
             continue
         checked += 1
-        label = f"{entry.desc} {schema + '.' if schema else ''}{entry.tag}"
         if entry.desc == "SEQUENCE SET":
             problem = _sequence_problem(entry, sequence_state)
             if problem is not None:
                 objects.append(
-                    ObjectResult(
-                        kind=entry.desc,
-                        schema=schema,
-                        name=entry.tag,
-                        status="differs" if "value" in problem else "missing",
-                        detail=problem,
-                    )
+                    _object(entry, "differs" if "value" in problem else "missing", problem)
                 )
                 problems.append(f"sequence {schema}.{entry.tag}: {problem}")
             continue
@@ -966,17 +945,21 @@ def compare_objects(
                 "TABLE ATTACH": "not attached to its parent",
                 "ROW SECURITY": "row level security not enabled",
             }.get(entry.desc, "missing")
-            objects.append(
-                ObjectResult(
-                    kind=entry.desc,
-                    schema=schema,
-                    name=entry.tag,
-                    status="missing",
-                    detail=what,
-                )
-            )
-            problems.append(f"{label}: {what} in the restored database")
+            objects.append(_object(entry, "missing", what))
+            problems.append(f"{entry.name}: {what} in the restored database")
     return objects, problems, checked
+
+
+def _object(
+    entry: TocEntry, status: Literal["missing", "differs", "skipped"], detail: str
+) -> ObjectResult:
+    return ObjectResult(
+        kind=entry.desc,
+        schema=entry.namespace or None,
+        name=entry.tag,
+        status=status,
+        detail=detail,
+    )
 
 
 def _sequence_problem(
@@ -1028,9 +1011,7 @@ def _explain_skipped(
             for i, ext in skipped.items()
             if ext == extension and by_id[i].desc != "EXTENSION"
         ]
-        shown = ", ".join(
-            f"{e.desc} {e.namespace + '.' if e.namespace else ''}{e.tag}" for e in needing[:6]
-        )
+        shown = ", ".join(e.name for e in needing[:6])
         more = f" and {len(needing) - 6} more" if len(needing) > 6 else ""
         findings.notes.append(
             f"extension {extension} is not available on the drill server (PostgreSQL"

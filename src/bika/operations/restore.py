@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pyrage
-from psycopg import sql
 
 from bika.errors import (
     BikaError,
@@ -338,23 +337,21 @@ class _TocSink:
 
 def _create_target(target: ConnInfo) -> bool:
     name = target.database
-    with target.with_database("postgres").connect(autocommit=True) as db:
+    server = target.with_database("postgres")
+    with server.connect() as db:
         if db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             raise RestoreError(
                 f"database {name!r} appeared while bika was planning; restore into it without"
                 " --create, or choose a new name"
             )
-        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    catalog.create_database(server, name)
     return True
 
 
 def _drop_created(target: ConnInfo) -> str:
     name = target.database
     try:
-        with target.with_database("postgres").connect(autocommit=True) as db:
-            db.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        catalog.drop_database(target.with_database("postgres"), name)
     except Exception as exc:  # BikaError or psycopg's errors alike
         return f"database {name!r}, created by this restore, could not be dropped: {exc}"
     return f"database {name!r}, created by this restore, has been dropped"

@@ -105,15 +105,9 @@ def _file_findings(
                 f"cannot write {path}: folder {path.parent} does not exist or is not writable",
             )
         )
-    if free is not None and free < need + DISK_MARGIN and not options.force:
-        findings.append(
-            Finding(
-                "error",
-                "space",
-                f"{path.parent} has {size(free)} free but the file needs about"
-                f" {size(need)}: free space, write elsewhere, or pass --force to try",
-            )
-        )
+    if free is not None and free < need + DISK_MARGIN:
+        said = f"{path.parent} has {size(free)} free but the file needs about {size(need)}"
+        findings.append(_unless_forced(options, "space", said, "free space, or write elsewhere"))
     elif free is not None:
         findings.append(
             Finding("ok", "space", f"{path.parent}: {size(free)} free for about {size(need)}")
@@ -200,16 +194,19 @@ def _version_finding(manifest: Manifest, facts: TargetFacts, options: RestoreOpt
             f"target runs PostgreSQL {facts.server_version}, the backup's source ran {source}",
         )
     said = f"the backup comes from PostgreSQL {source} and the target runs {facts.server_version}"
-    if options.force:
-        return Finding(
-            "warn", "version", f"{said}; restoring into the older server anyway (--force)"
-        )
-    return Finding(
-        "error",
+    return _unless_forced(
+        options,
         "version",
-        f"{said}: features of {source_major} may not restore; use a PostgreSQL"
-        f" {source_major}+ server, or pass --force to try",
+        said,
+        f"features of {source_major} may not restore; use a PostgreSQL {source_major}+ server",
     )
+
+
+def _unless_forced(options: RestoreOptions, check: str, said: str, fix: str) -> Finding:
+    """A refusal that --force overrides: an error saying the fix, or with --force a warning."""
+    if options.force:
+        return Finding("warn", check, f"{said}; trying anyway (--force)")
+    return Finding("error", check, f"{said}: {fix}, or pass --force to try")
 
 
 def _target_findings(
@@ -361,9 +358,7 @@ def _space_finding(
             f"the target's data volume ({facts.data_directory}) has {size(facts.free_bytes)}"
             f" free but the restore needs about {size(need)} ({what})"
         )
-        if options.force:
-            return Finding("warn", "space", f"{said}; trying anyway (--force)")
-        return Finding("error", "space", f"{said}: free space, or pass --force to try")
+        return _unless_forced(options, "space", said, "free space")
     return Finding(
         "ok",
         "space",

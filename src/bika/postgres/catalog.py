@@ -1,4 +1,5 @@
-"""Questions asked of a live database: versions, sizes, emptiness, exact row counts.
+"""Questions asked of a live database: versions, sizes, emptiness, exact row counts; and
+the databases a restore or a drill creates and drops.
 
 Used before a backup (what is being dumped) and after a restore (did the rows arrive).
 """
@@ -75,3 +76,16 @@ def exact_rows(conn: ConnInfo, tables: list[tuple[str, str]]) -> dict[tuple[str,
             ).fetchone()
             counts[(schema, name)] = int(row[0]) if row else 0
     return counts
+
+
+def create_database(server: ConnInfo, name: str) -> None:
+    """CREATE DATABASE name, on the server `server` connects to."""
+    with server.connect(autocommit=True) as db:
+        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(server: ConnInfo, name: str) -> None:
+    """DROP DATABASE IF EXISTS name, disconnecting its sessions where the server can (13+)."""
+    with server.connect(autocommit=True) as db:
+        force = " WITH (FORCE)" if db.info.server_version >= 130000 else ""
+        db.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
