@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import Row, create_database, drop_database, measure
+from run import Dataset, Row, create_database, drop_database, measure
 
 from bika.crypto import generate_identity
 from bika.postgres import binaries
-from bika.postgres.connection import ConnInfo
 
 SCRATCH = "bench_drill_pg_restore"
 PG_RESTORE = "pg_restore"
@@ -55,20 +54,13 @@ def main() -> None:
     parser.add_argument("--skip-pg-restore", action="store_true", help="time only drills")
     args = parser.parse_args()
 
-    conn = ConnInfo.parse(args.url)
-    conninfo, pgenv = conn.libpq_args()
-    env = {**os.environ, **pgenv}
+    dataset = Dataset.open(args.url)
+    conn, conninfo, postmaster = dataset.conn, dataset.conninfo, dataset.postmaster
+    env = {**os.environ, **dataset.pgenv}
     bin_dir = binaries.find_bin_dir()
     pg_dump = binaries.tool("pg_dump", bin_dir)
     pg_restore = binaries.tool("pg_restore", bin_dir)
     bika = str(Path(sys.executable).parent / "bika")
-    with conn.connect() as db:
-        facts = {
-            name: str(db.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
-            for name in ("server_version", "shared_buffers", "data_directory")
-        }
-        db_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
-    postmaster = int((Path(facts["data_directory"]) / "postmaster.pid").read_text().split()[0])
 
     work = args.work.absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -135,13 +127,12 @@ def main() -> None:
                 raise SystemExit(f"the drill failed: {record['problems']}")
 
     if args.repeat:
-        print(_report(args, facts, db_bytes, restores, drills))
+        print(_report(args, dataset, restores, drills))
 
 
 def _report(
     args: argparse.Namespace,
-    facts: dict[str, str],
-    db_bytes: int,
+    dataset: Dataset,
     restores: list[Row],
     drills: dict[str, list[tuple[Row, dict[str, Any]]]],
 ) -> str:
@@ -153,9 +144,10 @@ def _report(
         return f"| {what} | {median:.2f} | {median / baseline:.2f} | {runs} |"
 
     lines = [
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: database {db_bytes / 1e6:,.0f} MB,"
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}:"
+        f" database {dataset.db_bytes / 1e6:,.0f} MB,"
         f" {os.cpu_count()} cores, medians of {args.repeat} rounds. pg_restore into PostgreSQL"
-        f" {facts['server_version']} as configured (shared_buffers {facts['shared_buffers']});"
+        f" {dataset.server_version} as configured (shared_buffers {dataset.shared_buffers});"
         " drills into bika's embedded PostgreSQL.",
         "",
         f"| what | median s | × {PG_RESTORE} | runs |",

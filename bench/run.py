@@ -46,6 +46,41 @@ def _proc_cpu(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICK
 
 
+@dataclass
+class Dataset:
+    """The database a benchmark reads: how to reach it, and facts about it and its server."""
+
+    conn: ConnInfo
+    conninfo: str  # for pg_dump/pg_restore --dbname=
+    pgenv: dict[str, str]  # libpq variables (the password) the tools need with it
+    db_bytes: int
+    server_version: str
+    shared_buffers: str
+    postmaster: int  # the server's pid, whose children's CPU time server_cpu adds up
+
+    @classmethod
+    def open(cls, url: str) -> Dataset:
+        conn = ConnInfo.parse(url)
+        conninfo, pgenv = conn.libpq_args()
+        with conn.connect() as db:
+            show = {
+                name: str(db.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in ("server_version", "shared_buffers", "data_directory")
+            }
+            db_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        pid_file = Path(show["data_directory"]) / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0])
+        return cls(
+            conn,
+            conninfo,
+            pgenv,
+            db_bytes,
+            show["server_version"],
+            show["shared_buffers"],
+            postmaster,
+        )
+
+
 def server_cpu(postmaster: int) -> float:
     total = _proc_cpu(postmaster)
     for entry in Path("/proc").iterdir():
@@ -111,18 +146,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated steps to run (default: all)")
     args = parser.parse_args()
 
-    conn = ConnInfo.parse(args.url)
-    conninfo, pgenv = conn.libpq_args()
-    env = {**os.environ, **pgenv}
+    dataset = Dataset.open(args.url)
+    conn, conninfo, postmaster = dataset.conn, dataset.conninfo, dataset.postmaster
+    env = {**os.environ, **dataset.pgenv}
     bin_dir = binaries.find_bin_dir()
     pg_dump = binaries.tool("pg_dump", bin_dir)
     pg_restore = binaries.tool("pg_restore", bin_dir)
     bika = Path(sys.executable).parent / "bika"
-    with conn.connect() as db:
-        db_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
-        data_dir = Path(str(db.execute("SHOW data_directory").fetchone()[0]))  # type: ignore[index]
-        server = str(db.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
 
     work = args.work.absolute()
     shutil.rmtree(work, ignore_errors=True)
@@ -208,7 +238,7 @@ def main() -> None:
         rows.update(
             restore_rows(args, conn, postmaster, env, pg_restore, bika, work, key, dump_file)
         )
-    write_results(args.out, rows, db_bytes, server, pg_dump)
+    write_results(args.out, rows, dataset.db_bytes, dataset.server_version, pg_dump)
 
 
 def restore_rows(

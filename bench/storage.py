@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import Row, best, drop_database, measure
+from run import Dataset, Row, best, drop_database, measure
 
 from bika.crypto import generate_identity
 from bika.postgres.connection import ConnInfo
@@ -84,12 +84,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/STORAGE.md"))
     args = parser.parse_args()
 
-    conn = ConnInfo.parse(args.url)
-    _, pgenv = conn.libpq_args()
-    with conn.connect() as db:
-        db_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
-        data_dir = Path(str(db.execute("SHOW data_directory").fetchone()[0]))  # type: ignore[index]
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    dataset = Dataset.open(args.url)
+    conn, postmaster, pgenv = dataset.conn, dataset.postmaster, dataset.pgenv
 
     work = args.work.absolute()
     shutil.rmtree(work, ignore_errors=True)
@@ -113,7 +109,7 @@ def main() -> None:
     finally:
         moto.terminate()
         moto.wait(timeout=30)
-    write_results(args.out, rows, db_bytes)
+    write_results(args.out, rows, dataset.db_bytes)
 
 
 def run_steps(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 
 @dataclass
 class KeyedRepo:
@@ -95,3 +97,16 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment.lower() in lines[0].lower(), lines[0]
+
+
+def row_counts(url: str, tables: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """Exact rows of each table ("schema.name" → count), its partitions' rows not included."""
+    with psycopg.connect(url) as db:
+        return {
+            f"{schema}.{name}": db.execute(
+                psycopg.sql.SQL("SELECT count(*) FROM ONLY {}").format(
+                    psycopg.sql.Identifier(schema, name)
+                )
+            ).fetchone()[0]  # type: ignore[index]
+            for schema, name in tables
+        }

@@ -25,7 +25,7 @@ from bika.crypto import generate_identity
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
 
-from helpers import Offsite, assert_clean_error, offline_env, run_bika
+from helpers import Offsite, assert_clean_error, offline_env, row_counts, run_bika
 from storage.servers import (
     BUCKET,
     AwsUser,
@@ -44,18 +44,6 @@ upload_concurrency = 2
 max_retries = 2
 retry_timeout = 10
 """
-
-
-def counts(url: str, tables: tuple[tuple[str, str], ...]) -> dict[str, int]:
-    with psycopg.connect(url) as db:
-        return {
-            f"{schema}.{name}": db.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM ONLY {}").format(
-                    psycopg.sql.Identifier(schema, name)
-                )
-            ).fetchone()[0]  # type: ignore[index]
-            for schema, name in tables
-        }
 
 
 class User:
@@ -86,7 +74,7 @@ def test_backup_list_verify_restore_on_each_cloud(
     user = User(tmp_path, where.env)
     url = new_database(pg18)
     sample.load(url, sample.SAVINGS_GROUP_SQL)
-    expected = counts(url, sample.SAVINGS_GROUP_TABLES)
+    expected = row_counts(url, sample.SAVINGS_GROUP_TABLES)
 
     user.ok("init", "--repo", where.url, "--recipient", user.recipient)
     backup_id = user.ok("backup", "--repo", where.url, "--db", url).strip().splitlines()[-1]
@@ -106,7 +94,7 @@ def test_backup_list_verify_restore_on_each_cloud(
         "restore", backup_id, "--repo", where.url, "--identity", str(user.key), "--to", target
     )
     assert "all row counts match" in restored
-    assert counts(target, sample.SAVINGS_GROUP_TABLES) == expected
+    assert row_counts(target, sample.SAVINGS_GROUP_TABLES) == expected
 
 
 # --- per-kind storage classes ---

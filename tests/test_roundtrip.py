@@ -14,19 +14,7 @@ import pytest
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
 
-from helpers import KeyedRepo, run_bika
-
-
-def _counts(url: str, tables: tuple[tuple[str, str], ...]) -> dict[str, int]:
-    with psycopg.connect(url) as db:
-        return {
-            f"{schema}.{name}": db.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM ONLY {}").format(
-                    psycopg.sql.Identifier(schema, name)
-                )
-            ).fetchone()[0]  # type: ignore[index]
-            for schema, name in tables
-        }
+from helpers import KeyedRepo, row_counts, run_bika
 
 
 @pytest.mark.parametrize(
@@ -43,7 +31,7 @@ def test_backup_verify_restore_round_trip(
     dst: Cluster = request.getfixturevalue(target)
     url = new_database(src)
     sample.load(url, sample.AWKWARD_SQL)
-    expected = _counts(url, sample.AWKWARD_TABLES)
+    expected = row_counts(url, sample.AWKWARD_TABLES)
 
     backup_id = keyed_repo.backup(url, "--label", "round trip")
     listed = keyed_repo.list()
@@ -78,7 +66,7 @@ def test_backup_verify_restore_round_trip(
         )
         assert result.returncode == 0, result.stderr
         assert "all row counts match" in result.stdout
-        assert _counts(restored_url, sample.AWKWARD_TABLES) == expected
+        assert row_counts(restored_url, sample.AWKWARD_TABLES) == expected
         with psycopg.connect(restored_url) as db:
             blobs = db.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
             assert blobs is not None and blobs[0] == len(sample.AWKWARD_LARGE_OBJECTS)
@@ -106,7 +94,9 @@ def test_parallel_restore_matches(
         "2",
     )
     assert result.returncode == 0, result.stderr
-    assert _counts(target, sample.SAVINGS_GROUP_TABLES) == _counts(url, sample.SAVINGS_GROUP_TABLES)
+    assert row_counts(target, sample.SAVINGS_GROUP_TABLES) == row_counts(
+        url, sample.SAVINGS_GROUP_TABLES
+    )
 
 
 def test_manifest_records_what_was_dumped(
