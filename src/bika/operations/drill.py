@@ -543,7 +543,7 @@ def _restore(
             temp_dir=options.workdir,
             archive_file=copy.path() if copy is not None else None,
         )
-        plan = plan_restore(repo, manifest, scratch.conn, identities, restore_options)
+        plan = plan_restore(repo, manifest, scratch.conn, identities, restore_options, toc)
         if skipped:
             names = {e.dump_id: e for e in toc.entries}
             left_out = [

@@ -140,15 +140,18 @@ def plan_restore(
     target: ConnInfo | Path,
     identities: list[object],
     options: RestoreOptions,
+    toc: ArchiveToc | None = None,
 ) -> RestorePlan:
-    """Read the archive's TOC and the target's state; decide and check, changing nothing."""
+    """Read the archive's TOC (unless the caller has: toc) and the target's state; decide
+    and check, changing nothing."""
     _check_options(options, target)
-    artifact = manifest.artifacts["database"]
-    label = f"{manifest.id}/database"
-    check_identity(repo, artifact.key, identities, label)
+    if toc is None:
+        artifact = manifest.artifacts["database"]
+        label = f"{manifest.id}/database"
+        check_identity(repo, artifact.key, identities, label)
+        toc = read_archive_toc(repo, artifact, identities, label)
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
     tool_version = binaries.tool_version(pg_restore)
-    toc = read_archive_toc(repo, artifact, identities, label)
     if isinstance(target, Path):
         facts = None
         destination = str(target)
