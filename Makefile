@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck check system-deps clean
+.PHONY: demo test test-fast lint typecheck check smoke lock system-deps clean
 
-$(BIN)/bika: pyproject.toml
+# the versions in requirements.lock, so a dependency release cannot change what CI tests
+$(BIN)/bika: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[dev]'
 	touch $(BIN)/bika
 
 demo: $(BIN)/bika
@@ -22,9 +23,25 @@ system-deps:
 test: $(BIN)/bika system-deps
 	$(BIN)/python -m pytest -q
 
+# the tests that need no server: seconds, for the edit-test loop (make test runs everything)
+test-fast: $(BIN)/bika
+	$(BIN)/python -m pytest -q -m "not server"
+
 lint: $(BIN)/bika
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/deptry src
+
+# the wheel in a clean venv without dev extras: what `pip install bika` gives a user
+smoke:
+	.ci/smoke-wheel.sh
+
+# pin every dependency (and the dev tools) again after pyproject.toml changed
+lock: $(BIN)/bika
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -q \
+	  -o requirements.lock.new
+	{ sed -n '1,2p' requirements.lock; cat requirements.lock.new; } > requirements.lock
+	rm requirements.lock.new
 
 typecheck: $(BIN)/bika
 	$(BIN)/mypy

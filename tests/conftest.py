@@ -164,3 +164,24 @@ def offsite(request: pytest.FixtureRequest) -> Callable[[str], Offsite]:
         raise ValueError(backend)
 
     return make
+
+
+# Fixtures that start a real server (PostgreSQL or a storage emulator), directly or through
+# another fixture. A test that needs none of them is in the fast tier (`make test-fast`).
+SERVER_FIXTURES = {
+    "pg18",
+    "pg15",
+    "pg",
+    "moto",
+    "moto_with_auth",
+    "azurite",
+    "fake_gcs",
+    "offsite",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ())) & SERVER_FIXTURES
+        if needs or item.get_closest_marker("server"):
+            item.add_marker(pytest.mark.server)

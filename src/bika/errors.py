@@ -63,3 +63,7 @@ class IdentityError(BikaError):
 
 class PostgresError(BikaError):
     """A PostgreSQL server could not be reached, started or queried."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds exactly as Ctrl-C does, so every cleanup path runs."""

@@ -1,30 +1,26 @@
-"""The typer application, its global options, and the shared state commands read.
+"""The click application, its global options, and the shared state commands read.
 
 Commands live one per module (backup_cmd.py, …) and register themselves on `app`; they open
-their repository through open_repository(), the one place settings become storage.
+their repository through open_repository(), the one place settings become storage. Global
+options (--config, --quiet, --debug) are accepted before or after the command's name.
 """
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
-import typer
+import click
 from rich.console import Console
 
 from bika.config import Settings, StorageConfig, load_settings
 from bika.repository import Repository
 from bika.storage import Storage, open_storage
-
-app = typer.Typer(
-    name="bika",
-    help="Encrypted, verified, drilled backups of PostgreSQL and Supabase databases.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
 
 @dataclass
@@ -59,17 +55,159 @@ class State:
 STATE = State()
 
 
-@app.callback()
-def main(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="settings file (default: ./bika.toml)")
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks on errors")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
-) -> None:
-    STATE.config = config
-    STATE.debug = debug
-    STATE.quiet = quiet
+def _set_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        STATE.config = value
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        setattr(STATE, str(param.name), True)
+
+
+# Accepted by the root and by every command, so `bika -q list` and `bika list -q` both work.
+GLOBAL_OPTIONS: list[Callable[[], click.Option]] = [
+    lambda: click.Option(
+        ["--config"],
+        type=click.Path(path_type=Path),
+        metavar="FILE",
+        expose_value=False,
+        callback=_set_config,
+        help="settings file (default: ./bika.toml) [env: BIKA_CONFIG]",
+    ),
+    lambda: click.Option(
+        ["--quiet", "-q"],
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="no progress output; results and errors only",
+    ),
+    lambda: click.Option(
+        ["--debug"],
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="show tracebacks on errors [env: BIKA_DEBUG=1]",
+    ),
+]
+_GLOBAL_NAMES = {"config", "quiet", "debug", "version"}
+
+
+def _format_split_options(cmd: click.Command, ctx: click.Context, out: click.HelpFormatter) -> None:
+    """Options, then the global ones under their own heading (as restic's "inherited" flags)."""
+    own: list[tuple[str, str]] = []
+    shared: list[tuple[str, str]] = []
+    help_option = cmd.get_help_option(ctx)
+    for param in cmd.get_params(ctx):
+        if not isinstance(param, click.Option):
+            continue
+        record = param.get_help_record(ctx)
+        if record is not None:
+            is_global = param is help_option or param.name in _GLOBAL_NAMES
+            (shared if is_global else own).append(record)
+    if own:
+        with out.section("Options"):
+            out.write_dl(own)
+    if shared:
+        with out.section("Global options"):
+            out.write_dl(shared)
+
+
+class BikaCommand(click.Command):
+    """A command that also takes the global options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(make() for make in GLOBAL_OPTIONS)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_split_options(self, ctx, formatter)
+
+
+class BikaGroup(click.Group):
+    """Commands listed by section; an unknown command gets a "did you mean"."""
+
+    command_class = BikaCommand
+    # section title → command names, in the order a user meets them
+    sections: Sequence[tuple[str, Sequence[str]]] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(make() for make in GLOBAL_OPTIONS)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_split_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed: set[str] = set()
+        for title, names in [*self.sections, ("Other commands", sorted(self.commands))]:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden or name in listed:
+                    continue
+                listed.add(name)
+                rows.append((name, command.get_short_help_str(limit=200)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            names = self.list_commands(ctx)
+            close = [n for n in names if n.startswith(name)][:1] or difflib.get_close_matches(
+                name, names, n=1, cutoff=0.6
+            )
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    a backup, verify, restore, drill or copy failed (the message says why)
+  2    bad usage or settings (unknown option, missing setting, malformed value)
+  70   internal error: a bug in bika (run with --debug and report it)
+  130  interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM); 141 output pipe closed
+"""
+
+EXAMPLES = """\b
+Examples:
+  bika key generate --out ~/.config/bika/key.txt      # prints the public key age1…
+  bika init --repo s3://bucket/prod --recipient age1…
+  bika backup --repo s3://bucket/prod --db "$DATABASE_URL" --kind daily
+  bika list --repo s3://bucket/prod
+  bika drill latest --identity ~/.config/bika/key.txt
+"""
+
+
+@click.group(
+    cls=BikaGroup,
+    name="bika",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXAMPLES + "\n" + EXIT_CODES,
+)
+@click.version_option(
+    version("bika"), "--version", "-V", prog_name="bika", message="%(prog)s %(version)s"
+)
+def app() -> None:
+    """Encrypted, verified, drilled backups of PostgreSQL and Supabase databases."""
+
+
+app.sections = (
+    ("Back up", ("init", "backup", "copy")),
+    ("Look", ("list", "show")),
+    ("Prove", ("verify", "drill")),
+    ("Restore", ("restore",)),
+    ("Set up and check", ("key", "doctor", "demo")),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def open_repository_storage(settings: Settings) -> Storage:
@@ -87,20 +225,41 @@ def open_other_storage(url: str, config: StorageConfig) -> Storage:
     return open_storage(url, config.storage_settings())
 
 
-RepoOption = Annotated[
-    str | None,
-    typer.Option(
+def repo_option(func: F) -> F:
+    return click.option(
         "--repo",
         "-r",
+        metavar="URL",
         help="repository: a folder, s3://bucket/prefix, gs://bucket/prefix,"
-        r" az://container/prefix or azure://account/container/prefix \[env: BIKA_REPO]",
-    ),
-]
-IdentityOption = Annotated[
-    Path | None,
-    typer.Option("--identity", "-i", help="age identity (private key) file [env: BIKA_IDENTITY]"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-PgBinOption = Annotated[
-    str | None, typer.Option("--pg-bin-dir", help="folder of pg_dump/pg_restore to use")
-]
+        " az://container/prefix or azure://account/container/prefix [env: BIKA_REPO]",
+    )(func)
+
+
+def identity_option(func: F) -> F:
+    return click.option(
+        "--identity",
+        "-i",
+        type=click.Path(path_type=Path),
+        metavar="FILE",
+        help="age identity (private key) file [env: BIKA_IDENTITY]",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(func)
+
+
+def pg_bin_option(func: F) -> F:
+    return click.option(
+        "--pg-bin-dir",
+        metavar="DIR",
+        help="folder of pg_dump/pg_restore to use [env: BIKA_PG_BIN_DIR]",
+    )(func)
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        metavar="URL",
+        help="postgresql:// URL or key=value conninfo [env: BIKA_DATABASE_URL, DATABASE_URL]",
+    )(func)

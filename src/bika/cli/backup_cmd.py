@@ -5,13 +5,10 @@ Nothing is listed until the manifest is written; a failure leaves no visible bac
 
 from __future__ import annotations
 
-from typing import Annotated
+import click
 
-import typer
-
-from bika.cli.app import STATE, PgBinOption, RepoOption, app, open_repository
+from bika.cli.app import STATE, app, db_option, open_repository, pg_bin_option, repo_option
 from bika.cli.progress import stream_progress
-from bika.errors import ConfigError
 from bika.operations.backup import BackupOptions, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository.manifest import KINDS
@@ -19,26 +16,32 @@ from bika.units import size
 
 
 @app.command("backup")
+@repo_option
+@db_option
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="manual",
+    show_default=True,
+    help="what the backup is for; kinds have their own retention",
+)
+@click.option("--label", metavar="TEXT", help="free text kept in the manifest")
+@click.option(
+    "--compression-level",
+    type=click.IntRange(1, 22),
+    metavar="1-22",
+    help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
+)
+@pg_bin_option
 def backup(
-    repo: RepoOption = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="postgresql:// URL [env: BIKA_DATABASE_URL, DATABASE_URL]"),
-    ] = None,
-    kind: Annotated[
-        str, typer.Option("--kind", help="manual, daily, weekly, monthly, pre-migration")
-    ] = "manual",
-    label: Annotated[
-        str | None, typer.Option("--label", help="free text kept in the manifest")
-    ] = None,
-    compression_level: Annotated[
-        int | None, typer.Option("--compression-level", help="zstd level 1-22 (default 3)")
-    ] = None,
-    pg_bin_dir: PgBinOption = None,
+    repo: str | None,
+    db: str | None,
+    kind: str,
+    label: str | None,
+    compression_level: int | None,
+    pg_bin_dir: str | None,
 ) -> None:
     """Back up a database: pg_dump → zstd → age → repository."""
-    if kind not in KINDS:
-        raise ConfigError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     settings = STATE.settings(
         repo=repo, database_url=db, compression_level=compression_level, pg_bin_dir=pg_bin_dir
     )

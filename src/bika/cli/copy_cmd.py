@@ -6,41 +6,40 @@ Exit 0 when every backup asked for is in the destination, 1 when one could not b
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-import typer
+import click
 
-from bika.cli.app import STATE, JsonOption, RepoOption, app, open_other_storage, open_repository
+from bika.cli.app import (
+    STATE,
+    app,
+    json_option,
+    open_other_storage,
+    open_repository,
+    repo_option,
+)
 from bika.cli.progress import stream_progress
 from bika.operations.copy import CopyResult, copy_backups, open_destination
 from bika.units import size
 
 
 @app.command("copy")
+@click.argument("backup_ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--to",
+    metavar="URL",
+    help="destination repository, a folder or s3:// gs:// az:// URL; its storage"
+    " settings come from [copy.storage] in bika.toml, else [storage] [env: BIKA_COPY_TO]",
+)
+@repo_option
+@click.option(
+    "--init", is_flag=True, help="create the destination repository, with the same recipients"
+)
+@json_option
 def copy(
-    backup_ids: Annotated[
-        list[str] | None,
-        typer.Argument(help="backups to copy (ids, unique prefixes or 'latest'); default: all"),
-    ] = None,
-    to: Annotated[
-        str | None,
-        typer.Option(
-            "--to",
-            help="destination repository, a folder or s3:// gs:// az:// URL; its storage"
-            r" settings come from \[copy.storage] in bika.toml, else \[storage]"
-            r" \[env: BIKA_COPY_TO]",
-        ),
-    ] = None,
-    repo: RepoOption = None,
-    init: Annotated[
-        bool,
-        typer.Option(
-            "--init", help="create the destination repository, with the same recipients, if missing"
-        ),
-    ] = False,
-    as_json: JsonOption = False,
+    backup_ids: tuple[str, ...], to: str | None, repo: str | None, init: bool, as_json: bool
 ) -> None:
-    """Copy backups to a second repository; backups already there are skipped."""
+    """Copy backups (ids, unique prefixes or 'latest'; default: all) to a second repository;
+    backups already there are skipped."""
     settings = STATE.settings(repo=repo, **{"copy.to": to})
     source = open_repository(settings)
     storage = open_other_storage(settings.require_copy_to(), settings.copy_storage)
@@ -92,4 +91,4 @@ def copy(
             f" {report.source} → {report.destination}"
         )
     if not report.ok:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)

@@ -7,23 +7,25 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 from rich.table import Table
 
 from bika.cli.app import STATE, app
-from bika.cli.list_cmd import list_backups
+from bika.cli.list_cmd import print_backups
 from bika.errors import BikaError
 from bika.operations.demo import run_demo
 
 
 @app.command("demo")
-def demo(
-    folder: Annotated[
-        Path | None, typer.Option("--dir", help="where to keep the repository and key")
-    ] = None,
-) -> None:
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="where to keep the repository and key (default: a new temporary folder)",
+)
+def demo(folder: Path | None) -> None:
     """Throwaway PostgreSQL + sample data → backup → verify → restore → drill → list."""
     folder = folder or Path(tempfile.mkdtemp(prefix="bika-demo-"))
     result = run_demo(folder, lambda line: STATE.out.print(line))
@@ -38,7 +40,7 @@ def demo(
             "ok" if check.ok else "DIFFERS",
         )
     STATE.out.print(table)
-    list_backups(repo=str(result.repo.url), as_json=False)
+    print_backups(result.repo)
     STATE.out.print(f"repository: {result.repo.url}")
     STATE.out.print(f"key:        {result.key}  (try: bika list --repo {result.repo.url})")
     if not (result.verified.ok and result.restored.ok and result.drill.passed):

@@ -6,19 +6,19 @@ Prints one line per check and the command that fixes each warning; exit 1 only o
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-import typer
+import click
 from rich.table import Table
 
 from bika.cli.app import (
     STATE,
-    JsonOption,
-    PgBinOption,
-    RepoOption,
     app,
+    db_option,
+    json_option,
     open_other_storage,
     open_repository_storage,
+    pg_bin_option,
+    repo_option,
 )
 from bika.config import Settings
 from bika.diagnosis import Check, diagnose, failed
@@ -29,15 +29,11 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unkno
 
 
 @app.command("doctor")
-def doctor(
-    repo: RepoOption = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help=r"postgresql:// URL \[env: BIKA_DATABASE_URL, DATABASE_URL]"),
-    ] = None,
-    pg_bin_dir: PgBinOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@repo_option
+@db_option
+@pg_bin_option
+@json_option
+def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bool) -> None:
     """Check the repository's storage and bucket settings, the copy destination and the database."""
     settings = STATE.settings(repo=repo, database_url=db, pg_bin_dir=pg_bin_dir)
     sections = [("repository", _repository_checks(settings))]
@@ -67,7 +63,7 @@ def doctor(
     else:
         _print(sections)
     if failed(every):
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _repository_checks(settings: Settings) -> list[Check]:

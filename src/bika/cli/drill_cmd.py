@@ -5,18 +5,18 @@ Exit 0 when the drill passed, 1 when it failed; the result is stored in the repo
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
 
-import typer
+import click
 
 from bika.cli.app import (
     STATE,
-    IdentityOption,
-    JsonOption,
-    PgBinOption,
-    RepoOption,
     app,
+    identity_option,
+    json_option,
     open_repository,
+    pg_bin_option,
+    repo_option,
 )
 from bika.cli.progress import stream_progress
 from bika.crypto import load_identities
@@ -29,33 +29,43 @@ SHOWN_PROBLEMS = 10
 
 
 @app.command("drill")
+@click.argument("backup_id", required=False, metavar="[ID]")
+@click.option("--latest", is_flag=True, help="drill the newest backup (the default)")
+@click.option(
+    "--target",
+    metavar="URL",
+    help="postgresql:// URL of a server to drill on: bika creates a new database there"
+    " and drops it afterwards (default: a throwaway embedded PostgreSQL)",
+)
+@click.option(
+    "--keep", is_flag=True, help="keep the scratch database (embedded: its stopped cluster)"
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=0,
+    metavar="N",
+    help="parallel pg_restore jobs (default: one per core, at most 4)",
+)
+@repo_option
+@identity_option
+@pg_bin_option
+@json_option
 def drill(
-    backup_id: Annotated[
-        str | None, typer.Argument(help="backup id or unique prefix (default: the latest)")
-    ] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="drill the newest backup")] = False,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target",
-            help="postgresql:// URL of a server to drill on: bika creates a new database there"
-            " and drops it afterwards (default: a throwaway embedded PostgreSQL)",
-        ),
-    ] = None,
-    keep: Annotated[
-        bool,
-        typer.Option("--keep", help="keep the scratch database (embedded: its stopped cluster)"),
-    ] = False,
-    jobs: Annotated[
-        int, typer.Option("--jobs", "-j", help="parallel pg_restore jobs (default: cores, ≤ 4)")
-    ] = 0,
-    repo: RepoOption = None,
-    identity: IdentityOption = None,
-    pg_bin_dir: PgBinOption = None,
-    as_json: JsonOption = False,
+    backup_id: str | None,
+    latest: bool,
+    target: str | None,
+    keep: bool,
+    jobs: int,
+    repo: str | None,
+    identity: Path | None,
+    pg_bin_dir: str | None,
+    as_json: bool,
 ) -> None:
-    """Restore a backup into a scratch database and compare every table's exact rows and
-    content hash, and the schema, with the backup; record the result and the restore time."""
+    """Restore a backup (default: the latest) into a scratch database and compare every table's
+    exact rows and content hash, and the schema, with the backup; record the result and the
+    restore time."""
     if backup_id and latest:
         raise ConfigError("give a backup id or --latest, not both")
     if jobs < 0:
@@ -75,7 +85,7 @@ def drill(
     if outcome.kept:
         STATE.say(outcome.kept)
     if not record.passed:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _print(record: DrillRecord) -> None:

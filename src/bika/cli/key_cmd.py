@@ -6,23 +6,30 @@ The private key never goes into the repository; only its recipient (public key) 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
-from bika.cli.app import STATE, RepoOption, app, open_repository_storage
+from bika.cli.app import STATE, BikaGroup, app, open_repository_storage, repo_option
 from bika.crypto import generate_identity, parse_recipients, recipient_strings
 from bika.errors import ConfigError
 from bika.repository import Repository
 
-key_app = typer.Typer(help="Manage age keys.", no_args_is_help=True)
-app.add_typer(key_app, name="key")
+
+@app.group("key", cls=BikaGroup)
+def key_app() -> None:
+    """Manage age keys."""
 
 
 @key_app.command("generate")
-def key_generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the private key")],
-) -> None:
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="FILE",
+    help="where to write the private key (never overwritten)",
+)
+def key_generate(out: Path) -> None:
     """Create an age identity (private key) file and print its recipient (public key)."""
     recipient = generate_identity(out)
     STATE.say(f"wrote private key to {out} (keep it off backup hosts; it is needed to restore)")
@@ -30,15 +37,16 @@ def key_generate(
 
 
 @app.command("init")
-def init(
-    repo: RepoOption = None,
-    recipient: Annotated[
-        list[str] | None,
-        typer.Option("--recipient", help="age public key (age1…) or file of them; repeatable"),
-    ] = None,
-) -> None:
+@repo_option
+@click.option(
+    "--recipient",
+    multiple=True,
+    metavar="AGE1…|FILE",
+    help="age public key (age1…) or a file of them; repeatable [env: BIKA_RECIPIENTS]",
+)
+def init(repo: str | None, recipient: tuple[str, ...]) -> None:
     """Create a repository whose backups are encrypted to the given recipients."""
-    settings = STATE.settings(repo=repo, recipients=recipient)
+    settings = STATE.settings(repo=repo, recipients=list(recipient) or None)
     if not settings.recipients:
         raise ConfigError(
             "a repository needs at least one recipient: pass --recipient age1… (from"

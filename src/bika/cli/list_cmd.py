@@ -6,12 +6,12 @@ Neither needs a key. --json output is stable and documented in docs/FORMAT.md.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 from rich.table import Table
 
-from bika.cli.app import STATE, JsonOption, RepoOption, app, open_repository
+from bika.cli.app import STATE, app, json_option, open_repository, repo_option
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, drill_history, drill_summary, latest_drills
 from bika.units import size
@@ -51,7 +51,9 @@ def _open(repo: str | None) -> Repository:
 
 
 @app.command("list")
-def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
+@repo_option
+@json_option
+def list_backups(repo: str | None, as_json: bool) -> None:
     """List the repository's backups, oldest first."""
     repository = _open(repo)
     manifests = repository.manifests()
@@ -63,6 +65,17 @@ def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
         }
         STATE.out.print_json(json.dumps(payload))
         return
+    print_backups(repository, manifests, drills)
+
+
+def print_backups(
+    repository: Repository,
+    manifests: list[Manifest] | None = None,
+    drills: dict[str, DrillRecord] | None = None,
+) -> None:
+    """The human table of `bika list` (also shown at the end of `bika demo`)."""
+    manifests = repository.manifests() if manifests is None else manifests
+    drills = latest_drills(repository) if drills is None else drills
     if not manifests:
         STATE.say(f"{repository.url} holds no backups yet")
         return
@@ -103,11 +116,10 @@ def list_backups(repo: RepoOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command("show")
-def show(
-    backup_id: Annotated[str, typer.Argument(help="backup id, a unique prefix, or 'latest'")],
-    repo: RepoOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@click.argument("backup_id", metavar="ID")
+@repo_option
+@json_option
+def show(backup_id: str, repo: str | None, as_json: bool) -> None:
     """Show one backup's manifest: source, artifacts, and every table's exact rows."""
     repository = _open(repo)
     manifest = repository.manifest(repository.resolve(backup_id))

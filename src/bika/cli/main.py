@@ -1,12 +1,15 @@
-"""Entry point: runs the typer app and turns errors into one line and an exit code.
+"""Entry point: runs the click app and turns every outcome into one line and an exit code.
 
-A traceback is shown only with --debug (or BIKA_DEBUG=1).
+A traceback is shown only with --debug (or BIKA_DEBUG=1). SIGTERM is handled as SIGINT is, so
+a stopped service cleans up exactly as a Ctrl-C does.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -22,40 +25,84 @@ from bika.cli import (  # noqa: F401
     verify_cmd,
 )
 from bika.cli.app import STATE, app
-from bika.errors import BikaError
+from bika.errors import BikaError, Terminated
 from bika.postgres.connection import redact
 
+EXIT_USAGE = 2
 EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
-def run() -> None:
-    debug = "--debug" in sys.argv or os.environ.get("BIKA_DEBUG") == "1"
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("BIKA_DEBUG") == "1"
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = app(standalone_mode=False)
+        code = _main(args, debug)
+    except BrokenPipeError:
+        code = _broken_pipe()
+    sys.exit(code)
+
+
+def _main(args: list[str], debug: bool) -> int:
+    try:
+        if not args:
+            raise click.UsageError("no command given; 'bika --help' lists them")
+        with app.make_context("bika", list(args)) as ctx:
+            result = app.invoke(ctx)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "bika"
+        _error("usage", f"no command given; '{where} --help' lists them")
+        return EXIT_USAGE
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _error("usage", f"{exc.format_message()}{hint}")
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"bika: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("bika: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _error("error", exc.format_message())
+        return exc.exit_code
+    except BrokenPipeError:
+        raise
     except BikaError as exc:
-        if debug:
+        if debug or STATE.debug:
             raise
-        print(f"bika: error: {redact(_one_line(str(exc)))}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _error("error", str(exc))
+        return exc.exit_code
     except Exception as exc:
         if debug or STATE.debug:
             raise
-        print(
-            f"bika: internal error: {type(exc).__name__}: {redact(_one_line(str(exc)))}"
-            " (run with --debug for the traceback, and please report it)",
-            file=sys.stderr,
+        _error(
+            "internal error",
+            f"{type(exc).__name__}: {exc} (run with --debug for the traceback, and please"
+            " report it)",
         )
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(result if isinstance(result, int) else 0)
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0
+
+
+def _error(kind: str, message: str) -> None:
+    print(f"bika: {kind}: {redact(_one_line(message))}", file=sys.stderr)
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (`bika list | head -1`): stop quietly, as git does.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _one_line(text: str) -> str:

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 from rich.progress import (
     BarColumn,
     Progress,
@@ -20,7 +19,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bika.cli.app import STATE, IdentityOption, PgBinOption, RepoOption, app, open_repository
+from bika.cli.app import (
+    STATE,
+    app,
+    identity_option,
+    open_repository,
+    pg_bin_option,
+    repo_option,
+)
 from bika.crypto import load_identities
 from bika.errors import ConfigError, RestoreError
 from bika.operations.restore import (
@@ -45,67 +51,93 @@ _MARKS = {"ok": "[green]ok[/]   ", "warn": "[yellow]warn[/] ", "error": "[red]er
 
 
 @app.command("restore")
+@click.argument("backup_id", required=False, metavar="[ID]")
+@click.option("--to", metavar="URL", help="target postgresql:// URL")
+@click.option(
+    "--to-file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="write FILE.sql (plain SQL) or FILE.dump (custom archive) instead",
+)
+@click.option("--latest", is_flag=True, help="the newest backup")
+@click.option(
+    "--before",
+    metavar="TIME",
+    help='the newest backup started before this UTC time, e.g. "2026-11-20 14:00"',
+)
+@repo_option
+@identity_option
+@click.option("--create", is_flag=True, help="create the target database")
+@click.option("--clean", is_flag=True, help="drop the backup's objects in the target first")
+@click.option(
+    "--force", is_flag=True, help="restore into an older server / with too little free space"
+)
+@click.option("--dry-run", is_flag=True, help="print the plan and the preflight; change nothing")
+@click.option(
+    "--schema", multiple=True, metavar="NAME", help="restore only this schema (repeatable)"
+)
+@click.option(
+    "--table",
+    multiple=True,
+    metavar="SCHEMA.NAME",
+    help="restore only this table, with its sequences (repeatable)",
+)
+@click.option(
+    "--exclude-table",
+    multiple=True,
+    metavar="SCHEMA.NAME",
+    help="leave this table out (repeatable)",
+)
+@click.option("--schema-only", is_flag=True, help="definitions only, no rows")
+@click.option("--data-only", is_flag=True, help="rows only, into existing tables")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="N",
+    help="parallel pg_restore jobs",
+)
+@click.option("--no-owner", is_flag=True, help="skip ownership and grants (roles may be missing)")
+@click.option(
+    "--temp-dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="where --jobs puts its temporary file",
+)
+@pg_bin_option
 def restore(
-    backup_id: Annotated[
-        str | None, typer.Argument(help="backup id or a unique prefix (or use --latest/--before)")
-    ] = None,
-    to: Annotated[str | None, typer.Option("--to", help="target postgresql:// URL")] = None,
-    to_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--to-file", help="write out.sql (plain SQL) or out.dump (custom archive) instead"
-        ),
-    ] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="the newest backup")] = False,
-    before: Annotated[
-        str | None,
-        typer.Option(
-            "--before", help='newest backup started before this UTC time, "2026-11-20 14:00"'
-        ),
-    ] = None,
-    repo: RepoOption = None,
-    identity: IdentityOption = None,
-    create: Annotated[bool, typer.Option("--create", help="create the target database")] = False,
-    clean: Annotated[
-        bool, typer.Option("--clean", help="drop the backup's objects in the target first")
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="restore into an older server / with too little free space"),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the plan and the preflight; change nothing")
-    ] = False,
-    schema: Annotated[
-        list[str] | None, typer.Option("--schema", help="restore only this schema (repeatable)")
-    ] = None,
-    table: Annotated[
-        list[str] | None,
-        typer.Option("--table", help="restore only this table, with its sequences (repeatable)"),
-    ] = None,
-    exclude_table: Annotated[
-        list[str] | None, typer.Option("--exclude-table", help="leave this table out (repeatable)")
-    ] = None,
-    schema_only: Annotated[
-        bool, typer.Option("--schema-only", help="definitions only, no rows")
-    ] = False,
-    data_only: Annotated[
-        bool, typer.Option("--data-only", help="rows only, into existing tables")
-    ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="parallel pg_restore jobs")] = 1,
-    no_owner: Annotated[
-        bool, typer.Option("--no-owner", help="skip ownership and grants (roles may be missing)")
-    ] = False,
-    temp_dir: Annotated[
-        Path | None, typer.Option("--temp-dir", help="where --jobs puts its temporary file")
-    ] = None,
-    pg_bin_dir: PgBinOption = None,
+    backup_id: str | None,
+    to: str | None,
+    to_file: Path | None,
+    latest: bool,
+    before: str | None,
+    repo: str | None,
+    identity: Path | None,
+    create: bool,
+    clean: bool,
+    force: bool,
+    dry_run: bool,
+    schema: tuple[str, ...],
+    table: tuple[str, ...],
+    exclude_table: tuple[str, ...],
+    schema_only: bool,
+    data_only: bool,
+    jobs: int,
+    no_owner: bool,
+    temp_dir: Path | None,
+    pg_bin_dir: str | None,
 ) -> None:
     """Restore a backup into a database (or a file) and check every table's exact row count."""
     if (to is None) == (to_file is None):
         raise ConfigError("give exactly one of --to postgresql://… and --to-file FILE")
-    if sum((backup_id is not None, latest, before is not None)) != 1:
+    named = sum((backup_id is not None, latest, before is not None))
+    if named == 0:
         raise ConfigError("name the backup: give an id, --latest, or --before TIME")
+    if named > 1:
+        raise ConfigError(
+            "name the backup once: give an id, --latest or --before TIME, not several"
+        )
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
@@ -119,9 +151,9 @@ def restore(
         temp_dir=temp_dir,
         force=force,
         dry_run=dry_run,
-        schemas=schema or [],
-        tables=table or [],
-        exclude_tables=exclude_table or [],
+        schemas=list(schema),
+        tables=list(table),
+        exclude_tables=list(exclude_table),
         schema_only=schema_only,
         data_only=data_only,
     )

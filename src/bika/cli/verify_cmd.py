@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
 
-import typer
+import click
 
 from bika.cli.app import (
     STATE,
-    IdentityOption,
-    JsonOption,
-    PgBinOption,
-    RepoOption,
     app,
+    identity_option,
+    json_option,
     open_repository,
+    pg_bin_option,
+    repo_option,
 )
 from bika.crypto import load_identities
 from bika.operations.verify import parse_subset, verify_backup
@@ -27,30 +27,31 @@ from bika.units import size
 
 
 @app.command("verify")
+@click.argument("backup_id", required=False, metavar="[ID]")
+@repo_option
+@click.option("--read-data", is_flag=True, help="download, decrypt and check every byte")
+@click.option(
+    "--read-data-subset",
+    metavar="n/t|P%",
+    help="like --read-data, for a deterministic share of the artifacts: n/t reads the"
+    " n-th of t groups (run 1/7 … 7/7 to read everything once); P% reads a share that"
+    " moves on by P% every UTC day, so a daily run reads every artifact within"
+    " 100/P days (15% covers a week). An artifact's group depends only on its key",
+)
+@identity_option
+@pg_bin_option
+@json_option
 def verify(
-    backup_id: Annotated[
-        str | None, typer.Argument(help="one backup (id, prefix or 'latest'); default: all")
-    ] = None,
-    repo: RepoOption = None,
-    read_data: Annotated[
-        bool, typer.Option("--read-data", help="download, decrypt and check every byte")
-    ] = False,
-    read_data_subset: Annotated[
-        str | None,
-        typer.Option(
-            "--read-data-subset",
-            metavar="n/t|P%",
-            help="like --read-data, for a deterministic share of the artifacts: n/t reads the"
-            " n-th of t groups (run 1/7 … 7/7 to read everything once); P% reads a share that"
-            " moves on by P% every UTC day, so a daily run reads every artifact within"
-            " 100/P days (15% covers a week). An artifact's group depends only on its key",
-        ),
-    ] = None,
-    identity: IdentityOption = None,
-    pg_bin_dir: PgBinOption = None,
-    as_json: JsonOption = False,
+    backup_id: str | None,
+    repo: str | None,
+    read_data: bool,
+    read_data_subset: str | None,
+    identity: Path | None,
+    pg_bin_dir: str | None,
+    as_json: bool,
 ) -> None:
-    """Check that backups are complete and, with --read-data, readable and unaltered."""
+    """Check that backups (one ID, a prefix or 'latest'; default: all) are complete and, with
+    --read-data, readable and unaltered."""
     subset = parse_subset(read_data_subset, datetime.now(UTC).date()) if read_data_subset else None
     read_data = read_data or subset is not None
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
@@ -105,4 +106,4 @@ def verify(
             + (f"; failed: {', '.join(r.backup_id for r in failed)}" if failed else "")
         )
     if failed:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
