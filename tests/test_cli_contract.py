@@ -115,3 +115,20 @@ def test_interrupt_and_terminate_exit_quietly_with_one_message(tmp_path: Path) -
         assert child.returncode == code, err
         assert "Traceback" not in err
         assert err.strip().splitlines()[-1] == f"bika: {word}", err
+
+
+def test_shell_completion_script_and_answers() -> None:
+    script = run_bika("completion", "bash")
+    assert script.returncode == 0, script.stderr
+    assert "_BIKA_COMPLETE=bash_complete" in script.stdout
+    answer = run_bika(
+        env={"_BIKA_COMPLETE": "bash_complete", "COMP_WORDS": "bika res", "COMP_CWORD": "1"}
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert "restore" in answer.stdout
+
+
+def test_help_on_a_terminal_that_cannot_show_unicode() -> None:
+    result = run_bika("backup", "--help", env={"PYTHONIOENCODING": "latin-1"})
+    assert result.returncode == 0, result.stderr
+    assert "pg_dump \\u2192 zstd" in result.stdout

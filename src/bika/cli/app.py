@@ -204,7 +204,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove", ("verify", "drill")),
     ("Restore", ("restore",)),
-    ("Set up and check", ("key", "doctor", "demo")),
+    ("Set up and check", ("key", "doctor", "demo", "completion")),
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -15,6 +15,7 @@ import click
 
 from bika.cli import (  # noqa: F401
     backup_cmd,
+    completion_cmd,
     copy_cmd,
     demo_cmd,
     doctor_cmd,
@@ -43,6 +44,11 @@ def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BIKA_DEBUG") == "1"
     signal.signal(signal.SIGTERM, _terminate)
+    for stream in (sys.stdout, sys.stderr):
+        # a terminal that cannot show "→" gets "\u2192", not a UnicodeEncodeError
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    if os.environ.get(completion_cmd.COMPLETE_VAR):
+        app.main(args, prog_name="bika", complete_var=completion_cmd.COMPLETE_VAR)
     try:
         code = _main(args, debug)
     except BrokenPipeError:
