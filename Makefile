@@ -31,6 +31,7 @@ lint: $(BIN)/bika
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/deptry src
+	$(BIN)/lint-imports
 
 # the wheel in a clean venv without dev extras: what `pip install bika` gives a user
 smoke:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from bika.diagnosis import (
-    BucketFacts,
     Check,
     DatabaseFacts,
     GiB,
-    LifecycleRule,
-    Setting,
     StorageFacts,
     diagnose,
     failed,
 )
+from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 
 ON = Setting("on")
 OFF = Setting("off", "off")

@@ -14,10 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bika.storage.facts import BucketFacts, Setting
 from bika.units import size
 
 Status = Literal["ok", "warn", "fail", "info", "unknown"]
-State = Literal["on", "off", "unknown"]
 Backend = Literal["local", "s3", "gcs", "azure"]
 
 GiB = 1024**3
@@ -42,42 +42,6 @@ KNOWN_CLASSES: dict[str, set[str]] = {
 # Classes whose objects must be restored or rehydrated before they can be read.
 SEALED_CLASSES = {"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"}
 SEALED_BACKENDS = {"s3", "azure"}  # GCS ARCHIVE reads at once (at a price)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One bucket setting as read: on, off, or unknown (with why)."""
-
-    state: State
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class LifecycleRule:
-    """The parts of a lifecycle rule that matter to a backup repository."""
-
-    name: str
-    prefix: str
-    enabled: bool = True
-    deletes_current_after_days: int | None = None
-    deletes_noncurrent: bool = False
-    aborts_uploads: bool = False
-
-
-@dataclass(frozen=True)
-class BucketFacts:
-    backend: Literal["s3", "gcs", "azure"]
-    bucket: str
-    """Bucket (S3, GCS) or container (Azure)."""
-    prefix: str
-    endpoint: str | None = None
-    account: str | None = None
-    versioning: Setting = Setting("unknown")
-    encryption: Setting = Setting("unknown")
-    lifecycle: Setting = Setting("unknown")
-    rules: tuple[LifecycleRule, ...] = ()
-    logging: Setting = Setting("unknown")
-    retention: Setting = Setting("unknown")
 
 
 @dataclass(frozen=True)

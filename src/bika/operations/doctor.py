@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from bika.diagnosis import Backend, BucketFacts, DatabaseFacts, StorageFacts
+from bika.diagnosis import Backend, DatabaseFacts, StorageFacts
 from bika.errors import BikaError, RepositoryError
 from bika.postgres import binaries
 from bika.postgres.connection import ConnInfo
@@ -24,6 +24,7 @@ from bika.repository import Repository
 from bika.repository.repository import CONFIG_KEY
 from bika.storage import Storage
 from bika.storage.bucket import bucket_facts
+from bika.storage.facts import BucketFacts
 from bika.storage.local import LocalStorage
 
 PROBE_PREFIX = "doctor-probe-"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
-from bika.diagnosis import BucketFacts, LifecycleRule, Setting
 from bika.storage import Storage
+from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 
 if TYPE_CHECKING:
     from bika.storage.azure import AzureStorage

@@ -1,0 +1,47 @@
+"""What a backend reads of its bucket's protections (versioning, encryption, lifecycle, …).
+
+The storage layer fills these; bika.diagnosis (doctor's rules) judges them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+State = Literal["on", "off", "unknown"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One bucket setting as read: on, off, or unknown (with why)."""
+
+    state: State
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """The parts of a lifecycle rule that matter to a backup repository."""
+
+    name: str
+    prefix: str
+    enabled: bool = True
+    deletes_current_after_days: int | None = None
+    deletes_noncurrent: bool = False
+    aborts_uploads: bool = False
+
+
+@dataclass(frozen=True)
+class BucketFacts:
+    backend: Literal["s3", "gcs", "azure"]
+    bucket: str
+    """Bucket (S3, GCS) or container (Azure)."""
+    prefix: str
+    endpoint: str | None = None
+    account: str | None = None
+    versioning: Setting = Setting("unknown")
+    encryption: Setting = Setting("unknown")
+    lifecycle: Setting = Setting("unknown")
+    rules: tuple[LifecycleRule, ...] = ()
+    logging: Setting = Setting("unknown")
+    retention: Setting = Setting("unknown")
