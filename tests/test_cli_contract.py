@@ -52,7 +52,14 @@ def test_help_lists_commands_by_section_with_examples_and_exit_codes() -> None:
     result = run_bika("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    for heading in ("Back up:", "Look:", "Prove:", "Restore:", "Examples:", "Exit codes:"):
+    for heading in (
+        "Back up:",
+        "Look:",
+        "Prove and watch:",
+        "Restore:",
+        "Examples:",
+        "Exit codes:",
+    ):
         assert heading in text
     for command in ("init", "backup", "list", "show", "verify", "drill", "restore", "doctor"):
         assert f"\n  {command} " in text, command

@@ -202,7 +202,7 @@ def app() -> None:
 app.sections = (
     ("Back up", ("init", "backup", "copy")),
     ("Look", ("list", "show")),
-    ("Prove", ("verify", "drill")),
+    ("Prove and watch", ("verify", "drill", "check")),
     ("Restore", ("restore",)),
     ("Set up and check", ("key", "doctor", "demo", "completion")),
 )

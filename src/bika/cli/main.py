@@ -15,6 +15,7 @@ import click
 
 from bika.cli import (  # noqa: F401
     backup_cmd,
+    check_cmd,
     completion_cmd,
     copy_cmd,
     demo_cmd,

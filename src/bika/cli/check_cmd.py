@@ -1,0 +1,105 @@
+"""`bika check`: is the backup routine healthy? Findings from the repository itself, with the
+exit codes monitoring systems expect: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios/Icinga).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from bika.cli.app import STATE, app, json_option, open_other_storage, open_repository, repo_option
+from bika.errors import BikaError, ConfigError
+from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
+from bika.metrics import write_textfile
+from bika.operations.check import CheckReport, check_repository
+from bika.repository import Repository
+
+_STYLE = {"ok": "green", "info": "blue", "warn": "yellow", "error": "red", "unknown": "magenta"}
+
+
+@app.command("check")
+@repo_option
+@click.option(
+    "--textfile",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="also write the metrics to DIR/bika.prom for node_exporter's textfile collector",
+)
+@json_option
+def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
+    """Judge the backups: newest age, failed runs, size and row anomalies, drills, the second
+    copy. Exit 0 OK, 1 warning, 2 critical, 3 unknown (the repository could not be read)."""
+    settings = STATE.settings(repo=repo)
+    try:
+        repository = open_repository(settings)
+    except ConfigError:
+        raise
+    except BikaError as exc:
+        _unknown(settings.repo or "", str(exc), as_json)
+        return
+
+    def copy() -> Repository:
+        return Repository.open(
+            open_other_storage(settings.require_copy_to(), settings.copy_storage)
+        )
+
+    report = check_repository(repository, copy=copy if settings.copy_.to else None)
+    if textfile is not None:
+        write_textfile(textfile, report.history, report.findings)
+    if as_json:
+        STATE.out.file.write(json.dumps(_json(report), indent=2) + "\n")
+    else:
+        _print(report)
+    code = exit_code(report.findings)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _json(report: CheckReport) -> dict[str, object]:
+    level = worst(report.findings)
+    return {
+        "ok": exit_code(report.findings) == 0,
+        "status": NAGIOS_NAMES[level],
+        "exit_code": exit_code(report.findings),
+        "repository": report.repository,
+        "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "findings": [_finding(f) for f in report.findings],
+    }
+
+
+def _finding(f: Finding) -> dict[str, object]:
+    return {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix, "facts": f.facts}
+
+
+def _print(report: CheckReport) -> None:
+    level = worst(report.findings)
+    table = Table(title=f"bika check {report.repository}", title_justify="left")
+    for column in ("status", "check", "finding"):
+        table.add_column(column, overflow="fold")
+    for f in report.findings:
+        table.add_row(
+            Text(NAGIOS_NAMES[f.level], style=_STYLE[f.level]),
+            Text(f.what),
+            Text(f.message + (f" → {f.fix}" if f.fix and f.level != "ok" else "")),
+        )
+    STATE.out.print(table)
+    STATE.out.print(Text(f"status: {NAGIOS_NAMES[level]}", style=_STYLE[level]))
+
+
+def _unknown(where: str, why: str, as_json: bool) -> None:
+    finding = Finding("unknown", "repository", f"cannot read the repository: {why}")
+    if as_json:
+        payload = {
+            "ok": False,
+            "status": "UNKNOWN",
+            "exit_code": 3,
+            "repository": where,
+            "findings": [_finding(finding)],
+        }
+        STATE.out.file.write(json.dumps(payload, indent=2) + "\n")
+    STATE.err.print(Text(f"bika: error: {finding.message}"))
+    raise click.exceptions.Exit(3)

@@ -1,0 +1,366 @@
+"""Monitoring rules: what `bika check` concludes from manifests, drill records and run events.
+
+Pure functions over plain values (no I/O): every rule returns at least one Finding, an "ok" one
+when it found nothing wrong, so a report shows what was checked as well as what failed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bika.findings import Finding
+from bika.repository.drills import DrillRecord
+from bika.repository.manifest import Manifest
+from bika.units import size
+
+# a median absolute deviation times this estimates the standard deviation of normal data
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """[check] in bika.toml; the defaults are the backup procedure's."""
+
+    max_age: timedelta = timedelta(hours=25)
+    drill_max_age: timedelta = timedelta(days=35)
+    size_window: int = 10
+    """How many earlier backups of the same database make "usual"."""
+    size_min_history: int = 3
+    """Fewer earlier backups than this: no size judgement yet."""
+    size_k: float = 3.0
+    """The band is the median ± size_k standard deviations (estimated from the MAD) …"""
+    size_min_band: float = 0.10
+    """… and at least ± this share of the median, so identical sizes do not make a zero band."""
+    row_drop: float = 0.20
+    """A table that lost more than this share of its rows since the previous backup."""
+    row_drop_min_rows: int = 100
+    """Tables smaller than this before are not judged (a few rows come and go)."""
+    copy_grace: timedelta = timedelta(hours=2)
+    """A backup younger than this may still be on its way to the second repository."""
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One run of the run log, as monitoring reads it."""
+
+    time: datetime
+    command: str
+    ok: bool
+    error: str = ""
+    backup_ids: tuple[str, ...] = ()
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """Everything the rules look at, read from the repository (and its copy) by the caller."""
+
+    now: datetime
+    manifests: Sequence[Manifest]
+    """Oldest first."""
+    drills: Sequence[DrillRecord] = ()
+    runs: Sequence[RunEvent] = ()
+    """Oldest first."""
+    damaged: Sequence[tuple[str, str]] = ()
+    """Backups whose manifest cannot be read: (id, why)."""
+    copy_url: str | None = None
+    copy_ids: frozenset[str] | None = None
+    """The second repository's backups; None when none is configured."""
+    retention_overdue: Sequence[tuple[str, str]] | None = None
+    """Backups the retention policy would drop, (id, rule); None when no policy was given."""
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+Rule = Callable[[History], list[Finding]]
+
+
+def evaluate(history: History) -> list[Finding]:
+    """Every rule's findings, in the order of RULES."""
+    return [finding for rule in RULES for finding in rule(history)]
+
+
+def _source(manifest: Manifest) -> str:
+    return f"{manifest.source.database}@{manifest.source.host_hash[:8]}"
+
+
+def _by_source(manifests: Sequence[Manifest]) -> dict[str, list[Manifest]]:
+    groups: dict[str, list[Manifest]] = {}
+    for manifest in manifests:
+        groups.setdefault(_source(manifest), []).append(manifest)
+    return groups
+
+
+def _age(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def freshness(history: History) -> list[Finding]:
+    """No successful backup within max_age (per database), or none at all: critical."""
+    limit = history.thresholds.max_age
+    if not history.manifests:
+        return [
+            Finding(
+                "error",
+                "freshness",
+                "the repository holds no backups",
+                fix="bika backup",
+                facts={"backups": 0},
+            )
+        ]
+    findings = []
+    for source, manifests in _by_source(history.manifests).items():
+        newest = max(manifests, key=lambda m: m.finished_at)
+        age = history.now - newest.finished_at
+        facts = {"database": source, "newest": newest.id, "age_seconds": int(age.total_seconds())}
+        if age > limit:
+            findings.append(
+                Finding(
+                    "error",
+                    "freshness",
+                    f"the newest backup of {source} is {_age(age)} old (at most {_age(limit)})",
+                    fix="bika backup; and check the scheduler that should have run it",
+                    facts=facts,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "ok", "freshness", f"newest backup of {source} {_age(age)} old", facts=facts
+                )
+            )
+    return findings
+
+
+def last_run(history: History) -> list[Finding]:
+    """The newest backup run failed, and no backup succeeded after it: critical."""
+    backups = [r for r in history.runs if r.command == "backup"]
+    if not backups:
+        return [Finding("ok", "last-run", "no backup run recorded in the run log")]
+    newest = max(backups, key=lambda r: r.time)
+    facts = {"time": _when(newest.time), "ok": newest.ok, "error": newest.error}
+    if newest.ok:
+        return [Finding("ok", "last-run", f"the last backup run succeeded at {_when(newest.time)}")]
+    succeeded_since = any(m.finished_at > newest.time for m in history.manifests)
+    if succeeded_since:
+        return [
+            Finding("ok", "last-run", "a backup succeeded after the last failed run", facts=facts)
+        ]
+    return [
+        Finding(
+            "error",
+            "last-run",
+            f"the last backup run failed at {_when(newest.time)}: {newest.error or 'no message'}",
+            fix="fix the cause, then bika backup",
+            facts=facts,
+        )
+    ]
+
+
+def _band(values: list[int], thresholds: Thresholds) -> tuple[float, float]:
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    half = max(thresholds.size_k * _MAD_TO_SIGMA * mad, thresholds.size_min_band * median)
+    return median - half, median + half
+
+
+def sizes(history: History) -> list[Finding]:
+    """The newest backup's sizes (plaintext and stored) and table count outside the usual band
+    of the same database's recent backups: warning."""
+    t = history.thresholds
+    findings: list[Finding] = []
+    for source, manifests in _by_source(history.manifests).items():
+        *earlier, newest = manifests
+        earlier = earlier[-t.size_window :]
+        if len(earlier) < t.size_min_history:
+            findings.append(
+                Finding(
+                    "ok",
+                    "size",
+                    f"{source}: {len(earlier)} earlier backups, too few to judge sizes",
+                )
+            )
+            continue
+        measures: list[tuple[str, Callable[[Manifest], int], Callable[[float], str]]] = [
+            ("dumped size", lambda m: m.plain_size, lambda v: size(int(v))),
+            ("stored size", lambda m: m.stored_size, lambda v: size(int(v))),
+            ("table count", lambda m: len(m.tables), lambda v: f"{v:.0f}"),
+        ]
+        odd = []
+        for name, measure, shown in measures:
+            low, high = _band([measure(m) for m in earlier], t)
+            value = measure(newest)
+            if not low <= value <= high:
+                odd.append(
+                    Finding(
+                        "warn",
+                        "size",
+                        f"{newest.id}: {name} {shown(value)}, usually"
+                        f" {shown(max(low, 0))}–{shown(high)} ({source})",
+                        fix=f"bika show {newest.id}; compare with the database itself",
+                        facts={
+                            "backup": newest.id,
+                            "measure": name,
+                            "value": value,
+                            "low": max(low, 0),
+                            "high": high,
+                        },
+                    )
+                )
+        findings.extend(
+            odd
+            or [Finding("ok", "size", f"{source}: sizes within the usual band of recent backups")]
+        )
+    return findings
+
+
+def rows(history: History) -> list[Finding]:
+    """A table that disappeared, or lost more than row_drop of its rows, since the previous
+    backup of the same database: warning (data loss upstream shows here first)."""
+    t = history.thresholds
+    findings: list[Finding] = []
+    for source, manifests in _by_source(history.manifests).items():
+        if len(manifests) < 2:
+            continue
+        previous, newest = manifests[-2], manifests[-1]
+        now = {table.qualified: table.rows for table in newest.tables}
+        for table in previous.tables:
+            name = table.qualified
+            facts = {"backup": newest.id, "previous": previous.id, "table": name}
+            if name not in now:
+                findings.append(
+                    Finding(
+                        "warn",
+                        "rows",
+                        f"table {name} of {source} is in {previous.id} but not in {newest.id}",
+                        fix="check whether the table was dropped on purpose",
+                        facts=facts,
+                    )
+                )
+            elif table.rows >= t.row_drop_min_rows and now[name] < table.rows * (1 - t.row_drop):
+                findings.append(
+                    Finding(
+                        "warn",
+                        "rows",
+                        f"table {name} of {source} fell from {table.rows:,} to {now[name]:,} rows"
+                        f" ({1 - now[name] / table.rows:.0%}) since {previous.id}",
+                        fix=f"check the database; {previous.id} still holds the rows",
+                        facts={**facts, "before": table.rows, "after": now[name]},
+                    )
+                )
+    return findings or [Finding("ok", "rows", "no table disappeared or lost rows sharply")]
+
+
+def drills(history: History) -> list[Finding]:
+    """No passed drill within drill_max_age: warning; the newest drill failed: critical."""
+    limit = history.thresholds.drill_max_age
+    if not history.drills:
+        return [
+            Finding(
+                "warn",
+                "drill",
+                "no backup has ever been drilled: nothing proves a restore works",
+                fix="bika drill latest",
+            )
+        ]
+    newest = max(history.drills, key=lambda d: d.finished_at)
+    facts = {"backup": newest.backup_id, "time": _when(newest.finished_at), "passed": newest.passed}
+    findings = []
+    if not newest.passed:
+        why = newest.problems[0] if newest.problems else "see bika show"
+        findings.append(
+            Finding(
+                "error",
+                "drill",
+                f"the newest drill ({newest.backup_id}, {_when(newest.finished_at)}) failed: {why}",
+                fix=f"bika show {newest.backup_id}; then bika drill again",
+                facts=facts,
+            )
+        )
+    passed = [d for d in history.drills if d.passed]
+    last_pass = max((d.finished_at for d in passed), default=None)
+    if last_pass is None or history.now - last_pass > limit:
+        since = f"since {_when(last_pass)}" if last_pass else "ever"
+        findings.append(
+            Finding(
+                "warn",
+                "drill",
+                f"no drill passed within {limit.days} days (last pass: {since})",
+                fix="bika drill latest",
+                facts={"last_pass": _when(last_pass) if last_pass else None},
+            )
+        )
+    if not findings:
+        findings.append(
+            Finding(
+                "ok",
+                "drill",
+                f"the newest drill passed ({newest.backup_id}, RTO {newest.restore_seconds:.0f} s)",
+                facts=facts,
+            )
+        )
+    return findings
+
+
+def copies(history: History) -> list[Finding]:
+    """The second repository lacks backups the first has (older than copy_grace): warning."""
+    if history.copy_ids is None:
+        return []
+    due = [
+        m for m in history.manifests if history.now - m.finished_at > history.thresholds.copy_grace
+    ]
+    missing = [m.id for m in due if m.id not in history.copy_ids]
+    where = history.copy_url or "the second repository"
+    if not missing:
+        return [Finding("ok", "copy", f"every backup is also in {where}")]
+    return [
+        Finding(
+            "warn",
+            "copy",
+            f"{len(missing)} backup(s) are not in {where}, newest {missing[-1]}",
+            fix="bika copy",
+            facts={"missing": missing},
+        )
+    ]
+
+
+def retention(history: History) -> list[Finding]:
+    """Backups the retention policy would have dropped are still there: warning."""
+    if history.retention_overdue is None:
+        return []
+    if not history.retention_overdue:
+        return [Finding("ok", "retention", "what the repository holds follows the policy")]
+    ids = [backup_id for backup_id, _ in history.retention_overdue]
+    return [
+        Finding(
+            "warn",
+            "retention",
+            f"{len(ids)} backup(s) are older than the retention policy keeps, oldest {ids[0]}",
+            fix="bika prune --dry-run, then bika prune",
+            facts={"overdue": ids},
+        )
+    ]
+
+
+def damaged(history: History) -> list[Finding]:
+    """Backups whose manifest cannot be read: critical (the backup cannot be restored)."""
+    return [
+        Finding(
+            "error",
+            "damaged",
+            f"backup {backup_id} cannot be read: {why}",
+            fix=f"bika verify {backup_id}",
+            facts={"backup": backup_id},
+        )
+        for backup_id, why in history.damaged
+    ]
+
+
+RULES: tuple[Rule, ...] = (freshness, last_run, sizes, rows, drills, copies, retention, damaged)

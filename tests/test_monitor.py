@@ -1,0 +1,227 @@
+"""Monitoring rules on constructed histories: each fires when it should and stays quiet
+otherwise. Pure: no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bika import monitor
+from bika.findings import Finding, exit_code, worst
+from bika.monitor import History, RunEvent, Thresholds
+from bika.repository.drills import DrillRecord
+from bika.repository.manifest import Manifest
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def manifest(
+    hours_ago: float,
+    *,
+    plain: int = 120_000_000,
+    stored: int = 40_000_000,
+    tables: dict[str, int] | None = None,
+    database: str = "ibimina",
+) -> Manifest:
+    finished = NOW - timedelta(hours=hours_ago)
+    tables = {"public.members": 1000, "public.loans": 5000} if tables is None else tables
+    data: dict[str, Any] = {
+        "tool": "bika test",
+        "id": f"{finished:%Y%m%dT%H%M%SZ}-daily-{abs(hash((hours_ago, database))) % 9999:04d}",
+        "repository_id": "r",
+        "kind": "daily",
+        "started_at": finished - timedelta(minutes=1),
+        "finished_at": finished,
+        "source": {
+            "database": database,
+            "host_hash": "abcdef0123456789",
+            "server_version": "15.8",
+            "pg_dump_version": "18.1",
+        },
+        "artifacts": {
+            "database": {
+                "key": "k",
+                "content": "pg_dump-custom",
+                "codecs": ["zstd", "age"],
+                "stored_size": stored,
+                "stored_sha256": "0" * 64,
+                "plain_size": plain,
+                "plain_sha256": "0" * 64,
+            }
+        },
+        "tables": [
+            {
+                "schema": q.split(".")[0],
+                "name": q.split(".")[1],
+                "rows": n,
+                "sha256": "0",
+                "bytes": n,
+            }
+            for q, n in tables.items()
+        ],
+        "roles": {"status": "saved"},
+    }
+    return Manifest.model_validate(data)
+
+
+def drill(backup: Manifest, days_ago: float, passed: bool = True) -> DrillRecord:
+    finished = NOW - timedelta(days=days_ago)
+    return DrillRecord.model_validate(
+        {
+            "backup_id": backup.id,
+            "repository_id": "r",
+            "passed": passed,
+            "started_at": finished - timedelta(minutes=2),
+            "finished_at": finished,
+            "target": {"kind": "embedded", "server_version": "18.1", "database": "d"},
+            "tools": {},
+            "setup_seconds": 1,
+            "restore_seconds": 30,
+            "verify_seconds": 3,
+            "restored_size": 1,
+            "owners": "restored",
+            "tables_checked": 2,
+            "rows_checked": 6000,
+            "bytes_hashed": 1,
+            "objects_checked": 4,
+            "tables": [],
+            "objects": [],
+            "problems": [] if passed else ["public.loans: 4999 rows, the backup has 5000"],
+        }
+    )
+
+
+def daily(n: int, **kwargs: Any) -> list[Manifest]:
+    """n daily backups, the newest 1 h old."""
+    return [manifest(1 + 24 * (n - 1 - i), **kwargs) for i in range(n)]
+
+
+def levels(findings: list[Finding], what: str) -> list[str]:
+    return [f.level for f in findings if f.what == what]
+
+
+def test_a_healthy_history_is_all_ok() -> None:
+    backups = daily(8)
+    history = History(NOW, backups, drills=[drill(backups[-1], 3)])
+    findings = monitor.evaluate(history)
+    assert worst(findings) == "ok", findings
+    assert exit_code(findings) == 0
+    assert {f.what for f in findings} >= {"freshness", "last-run", "size", "rows", "drill"}
+
+
+def test_an_empty_repository_is_critical() -> None:
+    findings = monitor.freshness(History(NOW, []))
+    assert levels(findings, "freshness") == ["error"]
+    assert exit_code(findings) == 2
+
+
+@pytest.mark.parametrize(("hours", "level"), [(24.9, "ok"), (25.1, "error")])
+def test_no_backup_within_max_age_is_critical(hours: float, level: str) -> None:
+    findings = monitor.freshness(History(NOW, [manifest(hours + 24), manifest(hours)]))
+    assert levels(findings, "freshness") == [level]
+
+
+def test_freshness_is_judged_per_database() -> None:
+    history = History(NOW, [manifest(2, database="a"), manifest(30, database="b")])
+    findings = monitor.freshness(history)
+    bad = [f for f in findings if f.level == "error"]
+    assert len(bad) == 1 and "b@" in bad[0].message
+
+
+def test_a_failed_last_run_is_critical_until_a_backup_succeeds() -> None:
+    backups = daily(3)
+    failed = RunEvent(NOW - timedelta(minutes=30), "backup", ok=False, error="pg_dump: FATAL x")
+    findings = monitor.last_run(History(NOW, backups, runs=[failed]))
+    assert levels(findings, "last-run") == ["error"]
+    assert "pg_dump: FATAL x" in findings[0].message
+    later = [*backups, manifest(0.1)]
+    assert levels(monitor.last_run(History(NOW, later, runs=[failed])), "last-run") == ["ok"]
+    other = RunEvent(NOW - timedelta(minutes=10), "prune", ok=False, error="x")
+    ok = RunEvent(NOW - timedelta(minutes=20), "backup", ok=True)
+    findings = monitor.last_run(History(NOW, backups, runs=[failed, ok, other]))
+    assert levels(findings, "last-run") == ["ok"]
+
+
+def test_size_far_outside_the_usual_band_warns_with_the_band() -> None:
+    usual = [manifest(1 + 24 * (9 - i), plain=120_000_000 + i * 1_000_000) for i in range(9)]
+    odd = manifest(0.5, plain=412_000_000)
+    findings = monitor.sizes(History(NOW, [*usual, odd]))
+    warned = [f for f in findings if f.level == "warn"]
+    assert len(warned) == 1 and "dumped size" in warned[0].message
+    assert "392.9 MiB, usually 106.4 MiB–130.1 MiB" in warned[0].message
+    # the same history without the odd one is quiet, and a small wobble too
+    assert worst(monitor.sizes(History(NOW, usual))) == "ok"
+    wobble = manifest(0.5, plain=125_000_000)
+    assert worst(monitor.sizes(History(NOW, [*usual, wobble]))) == "ok"
+
+
+def test_an_almost_empty_backup_warns_about_size_and_tables() -> None:
+    usual = daily(6)
+    empty = manifest(0.5, plain=4_000, stored=900, tables={})
+    findings = monitor.sizes(History(NOW, [*usual, empty]))
+    messages = " ".join(f.message for f in findings if f.level == "warn")
+    assert "dumped size" in messages and "stored size" in messages and "table count" in messages
+
+
+def test_too_little_history_judges_no_size() -> None:
+    findings = monitor.sizes(History(NOW, [manifest(30), manifest(1, plain=10)]))
+    assert worst(findings) == "ok"
+
+
+def test_a_table_that_lost_rows_or_disappeared_warns() -> None:
+    before = manifest(25, tables={"public.members": 1000, "public.loans": 5000, "public.x": 10})
+    after = manifest(1, tables={"public.members": 700, "public.x": 1})
+    findings = monitor.rows(History(NOW, [before, after]))
+    messages = [f.message for f in findings if f.level == "warn"]
+    assert any("public.loans" in m and "not in" in m for m in messages)
+    assert any("public.members" in m and "1,000 to 700" in m for m in messages)
+    assert not any("public.x" in m for m in messages)  # below row_drop_min_rows
+    steady = manifest(1, tables={"public.members": 990, "public.loans": 5000, "public.x": 10})
+    assert worst(monitor.rows(History(NOW, [before, steady]))) == "ok"
+
+
+def test_drills_never_old_or_failed() -> None:
+    backups = daily(3)
+    assert levels(monitor.drills(History(NOW, backups)), "drill") == ["warn"]
+    old = History(NOW, backups, drills=[drill(backups[0], 36)])
+    assert levels(monitor.drills(old), "drill") == ["warn"]
+    recent = History(NOW, backups, drills=[drill(backups[0], 34)])
+    assert levels(monitor.drills(recent), "drill") == ["ok"]
+    failed = History(NOW, backups, drills=[drill(backups[0], 10), drill(backups[1], 1, False)])
+    assert levels(monitor.drills(failed), "drill") == ["error"]
+    assert "4999 rows" in monitor.drills(failed)[0].message
+
+
+def test_copies_missing_from_the_second_repository_warn_after_a_grace() -> None:
+    backups = daily(3)
+    ids = frozenset(m.id for m in backups[:-1])
+    # the newest is 1 h old: within the default 2 h grace, so not yet missing
+    assert worst(monitor.copies(History(NOW, backups, copy_ids=ids))) == "ok"
+    strict = Thresholds(copy_grace=timedelta(minutes=30))
+    findings = monitor.copies(History(NOW, backups, copy_ids=ids, thresholds=strict))
+    assert levels(findings, "copy") == ["warn"] and backups[-1].id in findings[0].message
+    assert monitor.copies(History(NOW, backups)) == []  # no second repository configured
+
+
+def test_retention_overdue_and_damaged_manifests() -> None:
+    backups = daily(2)
+    overdue = History(NOW, backups, retention_overdue=[(backups[0].id, "daily: 7 days")])
+    assert levels(monitor.retention(overdue), "retention") == ["warn"]
+    assert levels(monitor.retention(History(NOW, backups, retention_overdue=[])), "retention") == [
+        "ok"
+    ]
+    broken = History(NOW, backups, damaged=[("20261201T020000Z-daily-aaaa", "not valid JSON")])
+    assert levels(monitor.damaged(broken), "damaged") == ["error"]
+
+
+def test_exit_codes_follow_nagios() -> None:
+    def of(*levels: str) -> int:
+        return exit_code([Finding(level, "x", "m") for level in levels])  # type: ignore[arg-type]
+
+    assert of() == 0 and of("ok", "info") == 0
+    assert of("ok", "warn") == 1
+    assert of("warn", "error", "unknown") == 2
+    assert of("unknown", "ok") == 3
+    assert of("unknown", "warn") == 1
