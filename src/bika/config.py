@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from bika.errors import ConfigError
 from bika.repository.manifest import KINDS
+from bika.schedule import ScheduleConfig
 from bika.storage import StorageSettings
 
 DEFAULT_CONFIG = "bika.toml"
@@ -157,6 +158,7 @@ class Settings(BaseModel):
     compression_threads: int = Field(0, ge=0, description="zstd threads, 0 = one per core")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     @field_validator("recipients", mode="before")
     @classmethod

@@ -200,7 +200,7 @@ def app() -> None:
 
 
 app.sections = (
-    ("Back up", ("init", "backup", "copy")),
+    ("Back up", ("init", "backup", "copy", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check")),
     ("Restore", ("restore",)),

@@ -24,6 +24,7 @@ from bika.cli import (  # noqa: F401
     key_cmd,
     list_cmd,
     restore_cmd,
+    schedule_cmd,
     verify_cmd,
 )
 from bika.cli.app import STATE, app

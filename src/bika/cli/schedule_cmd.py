@@ -1,0 +1,116 @@
+"""`bika schedule show|export` and `bika daemon`: the [schedule] of bika.toml, run by bika itself
+or handed to systemd, cron, Kubernetes or GitHub Actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from prometheus_client import generate_latest
+from rich.table import Table
+from rich.text import Text
+
+from bika.cli.app import STATE, BikaGroup, app, open_repository
+from bika.config import Settings, load_settings
+from bika.errors import ConfigError
+from bika.metrics import registry
+from bika.operations.check import check_repository
+from bika.operations.daemon import Daemon, Entry, State, state_path
+from bika.schedule import Job, jobs, next_run
+from bika.schedule_export import FORMATS, export
+
+
+def _jobs(settings: Settings) -> list[Job]:
+    return jobs(
+        settings.schedule,
+        has_identity=settings.identity is not None,
+        has_copy=bool(settings.copy_.to),
+    )
+
+
+@app.group("schedule", cls=BikaGroup)
+def schedule() -> None:
+    """Show or export the [schedule] of bika.toml."""
+
+
+@schedule.command("show")
+@click.option("--count", default=3, show_default=True, metavar="N", help="next runs per job")
+def schedule_show(count: int) -> None:
+    """The jobs, what each runs, and their next run times."""
+    settings = STATE.settings()
+    table = Table(title=f"schedule ({settings.schedule.timezone})", title_justify="left")
+    for column in ("job", "cron", "runs", "next"):
+        table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
+    for job in _jobs(settings):
+        times, at = [], now
+        for _ in range(count):
+            at = next_run(job, at, settings.schedule.timezone)
+            times.append(f"{at:%Y-%m-%d %H:%M:%S} UTC")
+        runs = " && ".join("bika " + " ".join(step) for step in job.steps)
+        table.add_row(Text(job.name), Text(job.cron), Text(runs), Text("\n".join(times)))
+    STATE.out.print(table)
+
+
+@schedule.command("export")
+@click.option("--systemd", "fmt", flag_value="systemd", help="a .service and .timer per job")
+@click.option("--cron", "fmt", flag_value="cron", help="crontab lines")
+@click.option("--kubernetes", "fmt", flag_value="kubernetes", help="a CronJob per job")
+@click.option("--github-actions", "fmt", flag_value="github-actions", help="a scheduled workflow")
+def schedule_export(fmt: str | None) -> None:
+    """Print the schedule for the platform's own scheduler instead of `bika daemon`."""
+    if fmt not in FORMATS:
+        raise ConfigError("choose one of --systemd, --cron, --kubernetes or --github-actions")
+    settings = STATE.settings()
+    bika = shutil.which("bika") or "bika"
+    config = str(STATE.config.resolve()) if STATE.config else None
+    STATE.out.file.write(
+        export(fmt, _jobs(settings), settings.schedule, bika=bika, config_file=config)
+    )
+
+
+@app.command("daemon")
+@click.argument("configs", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="serve /healthz and /metrics there (e.g. 127.0.0.1:9187)",
+)
+def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
+    """Run the schedule of bika.toml (or of each CONFIG given: one database and repository
+    each), one job at a time; SIGTERM stops cleanly and exits 0."""
+    files: list[Path | None] = list(configs) or [STATE.config]
+    entries = []
+    for file in files:
+        settings = load_settings(file)
+        entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%SZ",
+        )
+        logging.Formatter.converter = time.gmtime
+
+    def metrics() -> bytes:
+        out = b""
+        for file in files:
+            report = check_repository(open_repository(load_settings(file)))
+            out += generate_latest(registry(report.history, report.findings))
+        return out
+
+    address = None
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"--listen {listen!r} is not HOST:PORT, e.g. 127.0.0.1:9187")
+        address = (host or "127.0.0.1", int(port))
+    code = Daemon(entries, State(state_path()), listen=address, metrics=metrics).run()
+    raise click.exceptions.Exit(code)
