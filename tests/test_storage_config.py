@@ -8,6 +8,7 @@ import pytest
 
 from bika.config import load_settings
 from bika.errors import ConfigError
+from bika.storage import reveal
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +37,11 @@ def test_storage_table_becomes_storage_settings(
         'monthly = "GLACIER_IR"\n'
     )
     settings = load_settings()
-    storage = settings.storage.storage_settings()
+    storage = settings.storage
     assert storage.endpoint == "https://s3.eu-central-003.backblazeb2.com"
     assert storage.region == "eu-central-003" and storage.path_style is True
-    assert storage.access_key_id == "0012345"
-    assert storage.secret_access_key == "K001-very-secret"
+    assert reveal(storage.access_key_id) == "0012345"
+    assert reveal(storage.secret_access_key) == "K001-very-secret"
     assert storage.part_size == 16 * 1024 * 1024 and storage.max_retries == 3
     assert settings.storage.storage_class("monthly") == "GLACIER_IR"
     assert settings.storage.storage_class("daily") is None
@@ -49,7 +50,7 @@ def test_storage_table_becomes_storage_settings(
 
 
 def test_unset_storage_settings_leave_the_clouds_own_defaults() -> None:
-    storage = load_settings().storage.storage_settings()
+    storage = load_settings().storage
     assert storage.endpoint is None and storage.region is None
     assert storage.access_key_id is None and storage.azure_connection_string is None
 

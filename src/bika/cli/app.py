@@ -212,7 +212,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def open_repository_storage(settings: Settings) -> Storage:
     """The storage the settings' repository lives on, configured by the [storage] table."""
-    return open_storage(settings.require_repo(), settings.storage.storage_settings())
+    return open_storage(settings.require_repo(), settings.storage)
 
 
 def open_repository(settings: Settings) -> Repository:
@@ -222,7 +222,7 @@ def open_repository(settings: Settings) -> Repository:
 
 def open_other_storage(url: str, config: StorageConfig) -> Storage:
     """A second repository's storage (bika copy --to), with its own storage settings."""
-    return open_storage(url, config.storage_settings())
+    return open_storage(url, config)
 
 
 def repo_option(func: F) -> F:
