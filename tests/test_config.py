@@ -216,3 +216,14 @@ def test_explain_shows_where_each_setting_came_from_and_never_a_secret(
     text = repr(rows)
     for secret in ("hunter2-pw", "K001-very-secret", "AKIAFILE"):
         assert secret not in text
+
+
+def test_a_variable_replaces_a_whole_table_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "bika.toml").write_text('[storage.classes]\nmonthly = "GLACIER_IR"\n')
+    monkeypatch.setenv("BIKA_STORAGE__CLASSES", '{"daily": "STANDARD_IA"}')
+    settings = load_settings()
+    assert settings.storage.classes == {"daily": "STANDARD_IA"}
+    row = next(row for row in settings.explain() if row.name == "storage.classes")
+    assert (row.source, row.detail) == ("env", "BIKA_STORAGE__CLASSES")

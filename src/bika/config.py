@@ -222,8 +222,7 @@ def load_settings(
                     f"setting {name!r} in {path} refers to ${{{missing}}}, which is not set in"
                     f" the environment; set {missing} or change the setting"
                 )
-                if "." in name:  # the table stays, even if all it holds is unset
-                    _set(values, name.rsplit(".", 1)[0], {})
+                _table(values, name.rpartition(".")[0])  # even a table of unset values stays
             origins[name] = f"file {path}"
     for name, variable, value in _from_environment(environ):
         _override(values, origins, unset, name, value, f"env {variable}")
@@ -384,17 +383,19 @@ def _override(
 
 def _set(values: dict[str, Any], name: str, value: Any) -> None:
     """Set a dotted name ("copy.to") in nested tables, making the tables on the way."""
-    *tables, last = name.split(".")
-    for table in tables:
-        inner = values.get(table)
+    table, _, last = name.rpartition(".")
+    _table(values, table)[last] = value
+
+
+def _table(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """The table a dotted name ("copy.storage") names in values, made if missing."""
+    for part in name.split(".") if name else ():
+        inner = values.get(part)
         if not isinstance(inner, dict):
             inner = {}
-            values[table] = inner
+            values[part] = inner
         values = inner
-    if isinstance(value, dict) and isinstance(values.get(last), dict):
-        values[last].update(value)
-    else:
-        values[last] = value
+    return values
 
 
 def _defer(model: BaseModel, parts: list[str], message: str) -> None:
