@@ -3,6 +3,7 @@ that fails only the command reading the setting, and `config show`'s rows (never
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from bika import config
 from bika.config import load_settings
 from bika.errors import ConfigError
+
+from helpers import KeyedRepo, assert_clean_error, run_bika
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +230,51 @@ def test_a_variable_replaces_a_whole_table_setting(
     assert settings.storage.classes == {"daily": "STANDARD_IA"}
     row = next(row for row in settings.explain() if row.name == "storage.classes")
     assert (row.source, row.detail) == ("env", "BIKA_STORAGE__CLASSES")
+
+
+def test_list_works_while_database_url_waits_for_an_unset_variable(
+    keyed_repo: KeyedRepo, tmp_path: Path
+) -> None:
+    # reliability case 95: a ${VAR} only `backup` needs must not stop `list`
+    (tmp_path / "bika.toml").write_text(
+        f'repo = "{keyed_repo.repo}"\ndatabase_url = "${{UNSET_BIKA_DB}}"\n'
+    )
+    listed = run_bika("list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    backup = run_bika("backup", cwd=tmp_path)
+    assert backup.returncode == 2
+    assert_clean_error(backup, "setting 'database_url'", "${UNSET_BIKA_DB}", "is not set")
+
+
+def test_config_show_says_where_settings_came_from_and_never_prints_a_secret(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "bika.toml").write_text('repo = "/srv/bika"\n[storage]\nazure_key = "${AZ_KEY}"\n')
+    env = {
+        "DATABASE_URL": "postgresql://app:hunter2-pw@db.example/app",
+        "BIKA_STORAGE__SECRET_ACCESS_KEY": "K001-very-secret",
+        "AZ_KEY": "az-key-secret",
+    }
+    shown = run_bika("config", "show", env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines()}
+    assert lines["settings"] == "settings file: bika.toml"
+    assert '"/srv/bika"' in lines["repo"] and lines["repo"].endswith("(file bika.toml)")
+    assert '"postgresql://app:***@db.example/app"' in lines["database_url"]
+    assert lines["database_url"].endswith("(env DATABASE_URL)")
+    assert lines["storage.secret_access_key"].endswith("(env BIKA_STORAGE__SECRET_ACCESS_KEY)")
+    assert lines["compression_level"].endswith("(default)")
+    as_json = run_bika("config", "show", "--json", env=env, cwd=tmp_path)
+    rows = {row["name"]: row for row in json.loads(as_json.stdout)["settings"]}
+    assert rows["storage.azure_key"] == {
+        "name": "storage.azure_key",
+        "value": "***",
+        "source": "file",
+        "from": "bika.toml",
+    }
+    for secret in ("hunter2-pw", "K001-very-secret", "az-key-secret"):
+        assert secret not in shown.stdout + shown.stderr + as_json.stdout + as_json.stderr
+    found = run_bika("config", "path", cwd=tmp_path)
+    assert (found.returncode, found.stdout) == (0, "bika.toml\n")
+    (tmp_path / "bika.toml").unlink()
+    assert run_bika("config", "path", cwd=tmp_path).returncode == 1

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bika.errors import ConfigError
 from bika.log import CONSOLE, configure
+from bika.postgres.cluster import Cluster
+from bika.postgres.connection import ConnInfo
+
+from helpers import KeyedRepo, assert_clean_error, run_bika
 
 LOG = logging.getLogger("bika.operations.backup")
 SECRET_URL = "postgresql://app:hunter2-pw@db.example/app"
@@ -69,7 +73,7 @@ def test_quiet_keeps_notes_off_the_terminal_but_in_the_file(
     configure(interactive=True, quiet=True, log_file=log_file)
     LOG.info("a note")
     LOG.warning("something to see")
-    assert capsys.readouterr().err == "warning: something to see\n"
+    assert capsys.readouterr().err == "something to see\n"
     lines = log_file.read_text().splitlines()
     assert lines[0].endswith(" INFO a note") and lines[1].endswith(" WARNING something to see")
 
@@ -79,3 +83,34 @@ def test_bad_log_settings_are_one_line_errors(tmp_path: Path) -> None:
         configure(interactive=False, log_file=tmp_path / "missing" / "bika.log")
     with pytest.raises(ConfigError, match="--log-format 'xml' is not one of text, json"):
         configure(interactive=False, log_format="xml")  # type: ignore[arg-type]
+
+
+def test_an_unattended_backup_logs_json_lines_without_the_password(
+    pg18: Cluster,
+    new_database: Callable[[Cluster], str],
+    keyed_repo: KeyedRepo,
+    tmp_path: Path,
+) -> None:
+    url = new_database(pg18)
+    password = ConnInfo.parse(url).password
+    assert password
+    log_file = tmp_path / "bika.log"
+    done = run_bika(
+        "--log-file", str(log_file), "--log-format", "json", "backup", "--repo",
+        str(keyed_repo.repo), "--db", url, "--kind", "daily",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    backup_id = done.stdout.strip()
+    # stderr is not a terminal here: it gets the same JSON lines as the file
+    on_stderr = [json.loads(line) for line in done.stderr.splitlines()]
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert on_stderr == logged
+    assert {entry["command"] for entry in logged} == {"backup"}
+    assert logged[0]["message"].startswith("backing up postgresql://")
+    assert logged[-1]["backup_id"] == backup_id and logged[-1]["level"] == "info"
+
+    failed = run_bika("--log-file", str(log_file), "list", "--repo", str(tmp_path / "nope"))
+    assert_clean_error(failed, "no bika repository")  # stderr: still the one plain line
+    last = log_file.read_text().splitlines()[-1]  # appended, in the default text format
+    assert re.fullmatch(r"\S+Z ERROR list: error: no bika repository at .*", last), last
+    assert password not in log_file.read_text() + done.stderr + failed.stderr

@@ -24,6 +24,9 @@ LogFormat = Literal["text", "json"]
 CONSOLE = "console"
 """extra={CONSOLE: False} keeps a record off stderr (the CLI has printed it already)."""
 
+# until configure(): nothing (not Python's last-resort printing of warnings to stderr)
+logging.getLogger(LOGGER).addHandler(logging.NullHandler())
+
 # what every LogRecord has; the rest of its __dict__ came from extra= and is a field
 _STANDARD = {*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"}
 
@@ -120,13 +123,10 @@ def _message(record: logging.LogRecord) -> str:
 
 
 class _Bare(logging.Formatter):
-    """A terminal's line: the message, and the level only when it is not a note."""
+    """A terminal's line: the message as written for a person, who sees when it came."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = _message(record)
-        if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {text}"
-        return text
+        return _message(record)
 
 
 class _TimedText(logging.Formatter):

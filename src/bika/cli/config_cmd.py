@@ -44,9 +44,7 @@ def config_show(as_json: bool) -> None:
     for r in rows:
         value = "" if r.value is None else json.dumps(r.value, ensure_ascii=False)
         origin = f"{r.source} {r.detail}" if r.detail else r.source
-        STATE.out.print(
-            f"{r.name:<{width}} = {value:<24} ({origin})", markup=False, soft_wrap=True
-        )
+        STATE.out.print(f"{r.name:<{width}} = {value:<24} ({origin})", markup=False, soft_wrap=True)
 
 
 @config_app.command("path")
