@@ -136,8 +136,10 @@ class _TimedText(logging.Formatter):
         fields = _fields(record)
         command = fields.pop("command", None)
         where = f"{command}:" if command else ""
-        parts = [_time(record), record.levelname, where, _message(record)]
-        parts += [f"{key}={redact(str(value))}" for key, value in fields.items()]
+        message = _message(record)
+        parts = [_time(record), record.levelname, where, message]
+        # a field the message already names (the backup id, mostly) is not repeated
+        parts += [f"{k}={redact(str(v))}" for k, v in fields.items() if str(v) not in message]
         return " ".join(part for part in parts if part).replace("\n", "\n    ")
 
 
