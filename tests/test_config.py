@@ -278,3 +278,16 @@ def test_config_show_says_where_settings_came_from_and_never_prints_a_secret(
     assert (found.returncode, found.stdout) == (0, "bika.toml\n")
     (tmp_path / "bika.toml").unlink()
     assert run_bika("config", "path", cwd=tmp_path).returncode == 1
+
+
+def test_a_misspelt_variable_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("BIKA_STORAGE__REGOIN", "eu")
+    monkeypatch.setenv("BIKA_DEBUG", "1")  # the CLI's own: no warning
+    with caplog.at_level("WARNING", logger="bika"):
+        assert load_settings().storage.region is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "BIKA_STORAGE__REGOIN is not a bika setting and is ignored;"
+        " did you mean BIKA_STORAGE__REGION?"
+    ]

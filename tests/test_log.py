@@ -29,6 +29,7 @@ def fresh_logger() -> Iterator[None]:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True  # as before configure(), for other tests' caplog
 
 
 def test_unattended_lines_carry_time_level_and_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,9 @@ storage backends themselves, so a more specific bika.toml beats a machine-wide d
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 import re
 import tomllib
@@ -52,6 +54,13 @@ OLDER_NAMES: dict[str, tuple[str, ...]] = {
     "database_url": ("BIKA_DATABASE_URL", "DATABASE_URL"),
     "copy.to": ("BIKA_COPY__TO", "BIKA_COPY_TO"),
 }
+
+
+# BIKA_ variables that are not settings: the CLI's own, and the test suite's (BIKA_TEST_*, …)
+NOT_SETTINGS = ("BIKA_CONFIG", "BIKA_DEBUG", "BIKA_LOG_FILE", "BIKA_LOG_FORMAT")
+NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE")
+
+_LOG = logging.getLogger(__name__)
 
 
 class _Deferred(BaseModel):
@@ -326,10 +335,27 @@ def _interpolate(value: Any, environ: Mapping[str, str]) -> tuple[Any, str | Non
     return _VARIABLE.sub(lambda m: environ[m.group(1)], value), None
 
 
+def _variables(name: str) -> tuple[str, ...]:
+    return OLDER_NAMES.get(name, (PREFIX + name.replace(".", NESTING).upper(),))
+
+
 def _from_environment(environ: Mapping[str, str]) -> Iterator[tuple[str, str, Any]]:
-    """(setting, variable, value) for each setting a non-empty variable gives."""
-    for name, is_table in _setting_names(Settings, ""):
-        for variable in OLDER_NAMES.get(name, (PREFIX + name.replace(".", NESTING).upper(),)):
+    """(setting, variable, value) for each setting a non-empty variable gives; a warning for
+    a BIKA_ variable that is no setting (as pgBackRest warns of an invalid option)."""
+    names = list(_setting_names(Settings, ""))
+    known = {variable for name, _ in names for variable in _variables(name)}
+    for variable in sorted(environ):
+        stray = variable.startswith(PREFIX) and variable not in known
+        if (
+            stray
+            and variable not in NOT_SETTINGS
+            and not variable.startswith(NOT_SETTINGS_PREFIXES)
+        ):
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; check its spelling"
+            _LOG.warning(f"{variable} is not a bika setting and is ignored{hint}")
+    for name, is_table in names:
+        for variable in _variables(name):
             text = environ.get(variable)
             if not text:
                 continue

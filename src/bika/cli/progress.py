@@ -25,8 +25,10 @@ def stream_progress(
     *,
     expected_plain: int | None = None,
     expected_stored: int | None = None,
+    estimate: bool = True,
 ) -> Iterator[Progress | None]:
-    """expected_plain or expected_stored (one of them) is what the count reaches at the end."""
+    """expected_plain or expected_stored (one of them) is what the count reaches at the end;
+    estimate says it is a guess (shown as ~)."""
     if not STATE.interactive:
         yield None
         return
@@ -44,6 +46,7 @@ def stream_progress(
                 (plain_label, plain, expected_plain),
                 (stored_label, stored, expected_stored),
                 now - started,
+                estimate=estimate,
             )
             live.update(Text(line))
 
@@ -51,7 +54,11 @@ def stream_progress(
 
 
 def progress_line(
-    plain: tuple[str, int, int | None], stored: tuple[str, int, int | None], elapsed: float
+    plain: tuple[str, int, int | None],
+    stored: tuple[str, int, int | None],
+    elapsed: float,
+    *,
+    estimate: bool = True,
 ) -> str:
     """ "dumped 312.0 MiB of ~450.0 MiB (69%)  stored 101.1 MiB  48.0 MiB/s  7s, ~3s left": each
     count is (label, bytes so far, bytes expected or None). The first count with an expected
@@ -60,7 +67,10 @@ def progress_line(
     ahead: tuple[int, int] | None = None
     for label, done, expected in (plain, stored):
         if expected and done <= expected and ahead is None:
-            parts.append(f"{label} {size(done)} of ~{size(expected)} ({done * 100 // expected}%)")
+            about = "~" if estimate else ""
+            parts.append(
+                f"{label} {size(done)} of {about}{size(expected)} ({done * 100 // expected}%)"
+            )
             ahead = (done, expected)
         else:
             parts.append(f"{label} {size(done)}")
@@ -68,7 +78,7 @@ def progress_line(
     clock = f"{elapsed:.0f}s"
     if ahead is not None and ahead[0] > 0 and elapsed >= 1:
         left = (ahead[1] - ahead[0]) * elapsed / ahead[0]
-        clock += f", ~{_duration(left)} left"
+        clock += f", ~{_duration(left)} left"  # a guess, whatever the total
     return "  ".join([*parts, f"{size(rate)}/s", clock])
 
 

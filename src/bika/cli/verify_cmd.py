@@ -64,7 +64,9 @@ def verify(
         STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}", backup_id=one)
         manifest = repository.manifest(one)
         expected = bytes_to_read(manifest, subset) if read_data else None
-        with stream_progress("checked", "read", expected_stored=expected) as progress:
+        with stream_progress(
+            "checked", "read", expected_stored=expected, estimate=False
+        ) as progress:
             result = verify_backup(
                 repository,
                 manifest,
