@@ -79,6 +79,8 @@ def run_bika(
 ) -> subprocess.CompletedProcess[str]:
     base = offline_env({k: v for k, v in os.environ.items() if not k.startswith("BIKA_")})
     base.pop("DATABASE_URL", None)
+    # a developer's own ~/.config/bika/bika.toml must not reach the tests
+    base["XDG_CONFIG_HOME"] = "/nonexistent/bika-tests"
     return subprocess.run(
         [sys.executable, "-m", "bika", *args],
         capture_output=True,

@@ -135,3 +135,13 @@ def test_doctor_reads_what_azure_and_gcs_show(
         # lifecycle management is only visible to Azure Resource Manager
         assert checks["lifecycle rules"]["status"] == "unknown"
         assert checks["access logging"]["status"] in ("warn", "ok")
+
+
+def test_doctor_reports_a_setting_waiting_for_an_unset_variable(tmp_path: Path) -> None:
+    (tmp_path / "bika.toml").write_text(
+        f'repo = "{tmp_path / "repo"}"\ndatabase_url = "${{UNSET_DOCTOR_DB}}"\n'
+    )
+    result = run_bika("doctor", "--json", cwd=tmp_path)
+    checks = {c["scope"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["database"]["status"] == "fail"
+    assert "${UNSET_DOCTOR_DB}" in checks["database"]["detail"]

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
 
+from bika import config
 from bika.config import load_settings
 from bika.errors import ConfigError
+from bika.storage import open_storage, reveal
+
+from helpers import offline_env
+from storage.servers import BUCKET, Server
 
 
 @pytest.fixture(autouse=True)
 def in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("BIKA_REPO", "BIKA_COPY_TO"):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("BIKA_") or name == "XDG_CONFIG_HOME":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "bika.toml")
     monkeypatch.chdir(tmp_path)
 
 
@@ -36,11 +46,11 @@ def test_storage_table_becomes_storage_settings(
         'monthly = "GLACIER_IR"\n'
     )
     settings = load_settings()
-    storage = settings.storage.storage_settings()
+    storage = settings.storage
     assert storage.endpoint == "https://s3.eu-central-003.backblazeb2.com"
     assert storage.region == "eu-central-003" and storage.path_style is True
-    assert storage.access_key_id == "0012345"
-    assert storage.secret_access_key == "K001-very-secret"
+    assert reveal(storage.access_key_id) == "0012345"
+    assert reveal(storage.secret_access_key) == "K001-very-secret"
     assert storage.part_size == 16 * 1024 * 1024 and storage.max_retries == 3
     assert settings.storage.storage_class("monthly") == "GLACIER_IR"
     assert settings.storage.storage_class("daily") is None
@@ -49,7 +59,7 @@ def test_storage_table_becomes_storage_settings(
 
 
 def test_unset_storage_settings_leave_the_clouds_own_defaults() -> None:
-    storage = load_settings().storage.storage_settings()
+    storage = load_settings().storage
     assert storage.endpoint is None and storage.region is None
     assert storage.access_key_id is None and storage.azure_connection_string is None
 
@@ -93,3 +103,21 @@ def test_copy_destination_from_flag_environment_or_file(
     assert settings.copy_storage.region is None  # its own table, not a merge
     with pytest.raises(ConfigError, match="--to"):
         settings.require_copy_to()
+
+
+def test_storage_variables_alone_reach_the_storage(moto: Server) -> None:
+    # no bika.toml and no AWS_* variables: the BIKA_STORAGE__* variables say everything
+    environ = {
+        **offline_env({}),
+        "BIKA_REPO": f"s3://{BUCKET}/from-variables-{uuid.uuid4().hex[:8]}",
+        "BIKA_STORAGE__ENDPOINT": moto.endpoint,
+        "BIKA_STORAGE__REGION": "us-east-1",
+        "BIKA_STORAGE__ACCESS_KEY_ID": "test",
+        "BIKA_STORAGE__SECRET_ACCESS_KEY": "test",
+        "BIKA_STORAGE__MAX_RETRIES": "1",
+    }
+    settings = load_settings(environ=environ)
+    assert settings.storage.max_retries == 1
+    storage = open_storage(settings.require_repo(), settings.storage)
+    storage.write_bytes("probe", b"reached")
+    assert storage.read_bytes("probe") == b"reached"

@@ -1,6 +1,13 @@
-"""Settings: command-line flags, then environment, then bika.toml (or --config FILE).
+"""Settings: command-line flags, then environment variables, then one bika.toml.
 
-${NAME} in bika.toml is replaced by the environment variable NAME, so secrets stay out of it.
+The file is --config FILE, else $BIKA_CONFIG, else the first of ./bika.toml,
+$XDG_CONFIG_HOME/bika/bika.toml (~/.config/bika/bika.toml) and /etc/bika/bika.toml that exists.
+Every setting is also a variable: BIKA_ and its name in capitals, a table's settings joined by
+two underscores (BIKA_STORAGE__REGION, BIKA_COPY__STORAGE__ENDPOINT; a table of values such as
+BIKA_STORAGE__CLASSES is JSON). DATABASE_URL and BIKA_COPY_TO are kept as older names.
+
+${NAME} in bika.toml is replaced by the environment variable NAME, so secrets stay out of it. An
+unset NAME fails only the command that reads that setting, naming both.
 
 The [storage] table says how to reach an off-site repository; what it leaves unset falls back to
 each cloud's own variables and credential chain (AWS_*, AZURE_STORAGE_*, GOOGLE_*), read by the
@@ -9,84 +16,74 @@ storage backends themselves, so a more specific bika.toml beats a machine-wide d
 
 from __future__ import annotations
 
+import difflib
+import json
+import logging
 import os
 import re
 import tomllib
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from bika.errors import ConfigError
+from bika.postgres.connection import ConnInfo, redact, scrub
 from bika.repository.manifest import KINDS
 from bika.schedule import ScheduleConfig
 from bika.storage import StorageSettings
 
-DEFAULT_CONFIG = "bika.toml"
+CONFIG_NAME = "bika.toml"
+SYSTEM_CONFIG = Path("/etc/bika") / CONFIG_NAME
+PREFIX = "BIKA_"
+NESTING = "__"
 
-# setting name (dotted for tables) → environment variables, first match wins
-ENVIRONMENT: dict[str, tuple[str, ...]] = {
-    "repo": ("BIKA_REPO",),
+# settings whose variables are not (only) BIKA_<NAME>, first match wins
+OLDER_NAMES: dict[str, tuple[str, ...]] = {
     "database_url": ("BIKA_DATABASE_URL", "DATABASE_URL"),
-    "identity": ("BIKA_IDENTITY",),
-    "recipients": ("BIKA_RECIPIENTS",),
-    "pg_bin_dir": ("BIKA_PG_BIN_DIR",),
-    "compression_level": ("BIKA_COMPRESSION_LEVEL",),
-    "copy.to": ("BIKA_COPY_TO",),
+    "copy.to": ("BIKA_COPY__TO", "BIKA_COPY_TO"),
 }
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+# BIKA_ variables that are not settings: the CLI's own, and the test suite's (BIKA_TEST_*, …)
+NOT_SETTINGS = ("BIKA_CONFIG", "BIKA_DEBUG", "BIKA_LOG_FILE", "BIKA_LOG_FORMAT")
+NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE")
+
+_LOG = logging.getLogger(__name__)
 
 
-class StorageConfig(BaseModel):
-    """The [storage] table: how to reach an s3://, gs:// or az:// repository. Secrets are
-    SecretStr, so printing settings never shows them."""
+class _Deferred(BaseModel):
+    """A settings table some of whose values named an unset ${VAR}: reading one of those
+    raises its ConfigError, reading the others works, so a command fails only for what it uses."""
 
-    model_config = ConfigDict(extra="forbid")
+    _unset: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    endpoint: str | None = Field(
-        default=None, description="S3-compatible (B2, R2, MinIO, Wasabi), Azure or GCS endpoint URL"
-    )
-    region: str | None = Field(default=None, description="S3 region")
-    path_style: bool | None = Field(default=None, description="S3 path-style URLs (MinIO)")
-    allow_http: bool | None = Field(default=None, description="allow a plain http:// endpoint")
-    profile: str | None = Field(default=None, description="AWS profile")
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
-    sse: str | None = Field(
-        default=None, description="S3 server-side encryption: SSE-S3 or SSE-KMS"
-    )
-    sse_kms_key_id: str | None = Field(
-        default=None, description="KMS key id or ARN (implies SSE-KMS)"
-    )
-    azure_account: str | None = None
-    azure_key: SecretStr | None = None
-    azure_sas: SecretStr | None = None
-    azure_connection_string: SecretStr | None = None
-    gcs_credentials_file: str | None = Field(default=None, description="service-account key file")
-    gcs_project: str | None = None
-    part_size: int = Field(default=8 * 1024**2, ge=256 * 1024, description="bytes, or '16MiB'")
-    upload_concurrency: int = Field(default=4, ge=1, le=64)
-    max_retries: int = Field(default=10, ge=0)
-    retry_timeout: float = Field(default=180.0, gt=0, description="seconds a request is retried")
-    connect_timeout: float = Field(default=10.0, gt=0)
-    timeout: float = Field(default=120.0, gt=0, description="seconds one request may take")
-    classes: dict[str, str] = Field(
-        default_factory=dict, description="backup kind → storage class of its artifacts"
-    )
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            private = object.__getattribute__(self, "__pydantic_private__")
+            if private and name in private["_unset"]:
+                raise ConfigError(private["_unset"][name])
+        return super().__getattribute__(name)
 
-    @field_validator("part_size", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        match = _SIZE.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a size; write bytes or e.g. '16MiB'")
-        unit = (match.group(2) or "")[:1].upper()
-        return int(match.group(1)) * _UNITS[unit]
+
+class StorageConfig(StorageSettings, _Deferred):
+    """The [storage] table: StorageSettings, plus the storage class each kind of backup's
+    artifacts get."""
+
+    classes: dict[str, str] = Field(default_factory=dict)
+    """Backup kind → storage class (S3, GCS) or access tier (Azure) of its artifacts."""
 
     @field_validator("classes")
     @classmethod
@@ -98,67 +95,44 @@ class StorageConfig(BaseModel):
                 raise ValueError(f"the storage class for {kind!r} is empty")
         return value
 
-    def storage_settings(self) -> StorageSettings:
-        """What open_storage takes; None fields fall back to the cloud's own variables."""
-
-        def secret(value: SecretStr | None) -> str | None:
-            return value.get_secret_value() if value is not None else None
-
-        return StorageSettings(
-            endpoint=self.endpoint,
-            region=self.region,
-            path_style=self.path_style,
-            allow_http=self.allow_http,
-            profile=self.profile,
-            access_key_id=secret(self.access_key_id),
-            secret_access_key=secret(self.secret_access_key),
-            session_token=secret(self.session_token),
-            sse=self.sse,
-            sse_kms_key_id=self.sse_kms_key_id,
-            azure_account=self.azure_account,
-            azure_key=secret(self.azure_key),
-            azure_sas=secret(self.azure_sas),
-            azure_connection_string=secret(self.azure_connection_string),
-            gcs_credentials_file=self.gcs_credentials_file,
-            gcs_project=self.gcs_project,
-            part_size=self.part_size,
-            upload_concurrency=self.upload_concurrency,
-            max_retries=self.max_retries,
-            retry_timeout=self.retry_timeout,
-            connect_timeout=self.connect_timeout,
-            timeout=self.timeout,
-        )
-
     def storage_class(self, kind: str) -> str | None:
         return self.classes.get(kind)
 
 
-class CopyConfig(BaseModel):
+class CopyConfig(_Deferred):
     """The [copy] table: the second repository `bika copy` fills (the 3-2-1 rule)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    to: str | None = Field(default=None, description="destination repository")
-    storage: StorageConfig | None = Field(
-        default=None, description="how to reach it; default: the [storage] table"
-    )
+    to: str | None = None
+    """Destination repository."""
+    storage: StorageConfig | None = None
+    """How to reach it; default: the [storage] table."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Settings(_Deferred):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    repo: str | None = Field(
-        None, description="repository: a folder, s3://, gs://, az:// or azure:// URL"
-    )
-    database_url: SecretStr | None = Field(None, description="postgresql://user:pw@host/db")
-    identity: Path | None = Field(None, description="age identity file, to read data back")
-    recipients: list[str] = Field(default_factory=list, description="age1… public keys")
-    pg_bin_dir: str | None = Field(None, description="folder of pg_dump/pg_restore to use")
-    compression_level: int = Field(3, ge=1, le=22, description="zstd level")
-    compression_threads: int = Field(0, ge=0, description="zstd threads, 0 = one per core")
+    repo: str | None = None
+    """Repository: a folder, s3://, gs://, az:// or azure:// URL."""
+    database_url: SecretStr | None = None
+    """postgresql://user:pw@host/db."""
+    identity: Path | None = None
+    """Age identity file, to read data back."""
+    recipients: list[str] = Field(default_factory=list)
+    """age1… public keys."""
+    pg_bin_dir: str | None = None
+    """Folder of pg_dump/pg_restore to use."""
+    compression_level: int = Field(3, ge=1, le=22)
+    """zstd level."""
+    compression_threads: int = Field(0, ge=0)
+    """zstd threads, 0 = one per core."""
     storage: StorageConfig = Field(default_factory=StorageConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _file: Path | None = PrivateAttr(default=None)
 
     @field_validator("recipients", mode="before")
     @classmethod
@@ -166,6 +140,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [v for v in re.split(r"[\s,]+", value) if v]
         return value
+
+    @property
+    def config_file(self) -> Path | None:
+        """The bika.toml these settings were read from, if any."""
+        return self._file
 
     def require_repo(self) -> str:
         if not self.repo:
@@ -177,7 +156,7 @@ class Settings(BaseModel):
     def require_copy_to(self) -> str:
         if not self.copy_.to:
             raise ConfigError(
-                "no destination given; pass --to REPO, set BIKA_COPY_TO, or put to = … in the"
+                "no destination given; pass --to REPO, set BIKA_COPY__TO, or put to = … in the"
                 " [copy] table of bika.toml"
             )
         return self.copy_.to
@@ -203,54 +182,120 @@ class Settings(BaseModel):
             )
         return self.identity
 
+    def explain(self) -> list[SettingRow]:
+        """Every setting's effective value (secrets hidden) and where it came from."""
+        return [
+            SettingRow(name, _shown(value), *self._origin(name)) for name, value in _walk(self, "")
+        ]
 
-def load_settings(config: Path | None = None, **flags: Any) -> Settings:
-    """Merge flags (None = not given) over the environment over the config file."""
-    values: dict[str, Any] = _read_file(config)
-    for name, variables in ENVIRONMENT.items():
-        for variable in variables:
-            if os.environ.get(variable):
-                _set(values, name, os.environ[variable])
-                break
+    def _origin(self, name: str) -> tuple[str, str | None]:
+        origins = self._origins
+        found = origins.get(name) or next(
+            (where for key, where in origins.items() if key.startswith(name + ".")), None
+        )
+        if found is None:
+            return "default", None
+        source, _, detail = found.partition(" ")
+        return source, detail or None
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One line of `bika config show`."""
+
+    name: str
+    value: Any
+    """As shown: secrets are "***", passwords in URLs hidden; None when unset."""
+    source: str
+    """flag, env, file or default."""
+    detail: str | None = None
+    """The variable (env) or the file (file) it came from."""
+
+
+def load_settings(
+    config: Path | None = None, *, environ: Mapping[str, str] | None = None, **flags: Any
+) -> Settings:
+    """Merge flags (None = not given; dotted names for tables, "copy.to") over the environment
+    over the config file."""
+    environ = os.environ if environ is None else environ
+    path = find_config(config, environ)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    unset: dict[str, str] = {}
+    if path is not None:
+        data = _read_file(path)
+        for name, value in _leaves(data, ""):
+            resolved, missing = _interpolate(value, environ)
+            if missing is None:
+                _set(values, name, resolved)
+            else:
+                unset[name] = (
+                    f"setting {name!r} in {path} refers to ${{{missing}}}, which is not set in"
+                    f" the environment; set {missing} or change the setting"
+                )
+                _table(values, name.rpartition(".")[0])  # even a table of unset values stays
+            origins[name] = f"file {path}"
+    for name, variable, value in _from_environment(environ):
+        _override(values, origins, unset, name, value, f"env {variable}")
     for name, value in flags.items():
         if value is not None and value != []:
-            _set(values, name, value)
+            _override(values, origins, unset, name, value, "flag")
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "settings"
+        origin = next(
+            (o for key, o in origins.items() if where == key or where.startswith(key + ".")), None
+        )
+        given = f" (from {origin.split(' ', 1)[1]})" if origin and origin != "flag" else ""
         if error["type"] == "extra_forbidden":
-            raise ConfigError(f"unknown setting {where!r}; check its spelling") from None
-        raise ConfigError(f"setting {where!r}: {error['msg']}") from None
+            raise ConfigError(f"unknown setting {where!r}{given}; check its spelling") from None
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"setting {where!r}{given}: {message}") from None
+    settings._origins = origins
+    settings._file = path
+    for name, message in unset.items():
+        _defer(settings, name.split("."), message)
+    return settings
 
 
-def _set(values: dict[str, Any], name: str, value: Any) -> None:
-    """Set a dotted name ("copy.to") in nested tables, making the tables on the way."""
-    *tables, last = name.split(".")
-    for table in tables:
-        inner = values.get(table)
-        if not isinstance(inner, dict):
-            inner = {}
-            values[table] = inner
-        values = inner
-    values[last] = value
+def config_candidates(environ: Mapping[str, str]) -> list[Path]:
+    """Where bika looks for its settings file when neither --config nor BIKA_CONFIG says."""
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(xdg):  # the XDG spec: a relative value is to be ignored
+        home = environ.get("HOME")
+        xdg = os.path.join(home, ".config") if home else ""
+    user = [Path(xdg) / "bika" / CONFIG_NAME] if xdg else []
+    return [Path(CONFIG_NAME), *user, SYSTEM_CONFIG]
 
 
-def _read_file(config: Path | None) -> dict[str, Any]:
-    path = config or Path(DEFAULT_CONFIG)
-    if not path.exists():
-        if config is not None:
-            raise ConfigError(f"config file {path} does not exist")
-        return {}
+def find_config(config: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The settings file: --config, BIKA_CONFIG, or the first candidate that exists."""
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file {config} does not exist")
+        return config
+    named = environ.get("BIKA_CONFIG")
+    if named:
+        if not Path(named).is_file():
+            raise ConfigError(
+                f"BIKA_CONFIG names {named}, which does not exist; fix or unset the variable"
+            )
+        return Path(named)
+    return next((path for path in config_candidates(environ) if path.is_file()), None)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}; fix the file or pass --config"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read {path}: {reason}") from None
     known = {field.alias or name for name, field in Settings.model_fields.items()}
     unknown = set(data) - known
     if unknown:
@@ -258,24 +303,193 @@ def _read_file(config: Path | None) -> dict[str, Any]:
             f"{path}: unknown setting {sorted(unknown)[0]!r}; known settings are "
             + ", ".join(sorted(known))
         )
-    return {key: _interpolate(value, path) for key, value in data.items()}
+    return data
+
+
+def _leaves(data: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of a file's settings; tables are walked, values kept whole. A table
+    that is a setting's value (storage.classes) is walked too, so ${VAR} works inside it."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, name + ".")
+        elif isinstance(value, dict):
+            yield name, {}
+        else:
+            yield name, value
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _interpolate(value: Any, path: Path) -> Any:
+def _interpolate(value: Any, environ: Mapping[str, str]) -> tuple[Any, str | None]:
+    """The value with ${NAME}s replaced, and the first NAME that is not set (or None)."""
     if isinstance(value, list):
-        return [_interpolate(v, path) for v in value]
-    if isinstance(value, dict):
-        return {k: _interpolate(v, path) for k, v in value.items()}
+        items = [_interpolate(v, environ) for v in value]
+        missing = next((m for _, m in items if m is not None), None)
+        return [v for v, _ in items], missing
     if not isinstance(value, str):
-        return value
+        return value, None
+    names = _VARIABLE.findall(value)
+    missing = next((name for name in names if name not in environ), None)
+    if missing is not None:
+        return None, missing
+    return _VARIABLE.sub(lambda m: environ[m.group(1)], value), None
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{path} refers to ${{{name}}}, which is not set in the environment")
-        return os.environ[name]
 
-    return _VARIABLE.sub(replace, value)
+def _variables(name: str) -> tuple[str, ...]:
+    return OLDER_NAMES.get(name, (PREFIX + name.replace(".", NESTING).upper(),))
+
+
+def _from_environment(environ: Mapping[str, str]) -> Iterator[tuple[str, str, Any]]:
+    """(setting, variable, value) for each setting a non-empty variable gives; a warning for
+    a BIKA_ variable that is no setting (as pgBackRest warns of an invalid option)."""
+    names = list(_setting_names(Settings, ""))
+    known = {variable for name, _ in names for variable in _variables(name)}
+    for variable in sorted(environ):
+        stray = variable.startswith(PREFIX) and variable not in known
+        if (
+            stray
+            and variable not in NOT_SETTINGS
+            and not variable.startswith(NOT_SETTINGS_PREFIXES)
+        ):
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; check its spelling"
+            _LOG.warning(f"{variable} is not a bika setting and is ignored{hint}")
+    for name, is_table in names:
+        for variable in _variables(name):
+            text = environ.get(variable)
+            if not text:
+                continue
+            value: Any = text
+            if is_table:
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ConfigError(
+                        f'{variable} is not JSON; write it as \'{{"key": "value"}}\''
+                    ) from None
+            yield name, variable, value
+            break
+
+
+def _setting_names(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, bool]]:
+    """Every setting of a model, dotted, and whether its value is itself a table (a dict)."""
+    for name, field in model.model_fields.items():
+        dotted = prefix + (field.alias or name)
+        table = _table_model(field.annotation)
+        if table is not None:
+            yield from _setting_names(table, dotted + ".")
+        else:
+            yield dotted, typing.get_origin(field.annotation) is dict
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings table a field holds (StorageConfig for `StorageConfig | None`), if any."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+    for option in (annotation, *options):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            return option
+    return None
+
+
+def _override(
+    values: dict[str, Any],
+    origins: dict[str, str],
+    unset: dict[str, str],
+    name: str,
+    value: Any,
+    origin: str,
+) -> None:
+    """A higher layer's value for a setting: it replaces the file's, and the file's ${VAR}s."""
+    _set(values, name, value)
+    for key in [k for k in origins if k == name or k.startswith(name + ".")]:
+        del origins[key]
+        unset.pop(key, None)
+    origins[name] = origin
+
+
+def _set(values: dict[str, Any], name: str, value: Any) -> None:
+    """Set a dotted name ("copy.to") in nested tables, making the tables on the way."""
+    table, _, last = name.rpartition(".")
+    _table(values, table)[last] = value
+
+
+def _table(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """The table a dotted name ("copy.storage") names in values, made if missing."""
+    for part in name.split(".") if name else ():
+        inner = values.get(part)
+        if not isinstance(inner, dict):
+            inner = {}
+            values[part] = inner
+        values = inner
+    return values
+
+
+def _defer(model: BaseModel, parts: list[str], message: str) -> None:
+    """Make the field parts name (or the table setting that holds it) raise when read."""
+    fields = {field.alias or name: name for name, field in type(model).model_fields.items()}
+    field = fields.get(parts[0])
+    if field is None:
+        return
+    inner = model.__dict__.get(field)
+    if len(parts) > 1 and isinstance(inner, _Deferred):
+        _defer(inner, parts[1:], message)
+    elif isinstance(model, _Deferred):
+        model._unset.setdefault(field, message)
+
+
+def _walk(model: BaseModel, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of every setting, without tripping over an unset ${VAR}."""
+    unset = model._unset if isinstance(model, _Deferred) else {}
+    for name, field in type(model).model_fields.items():
+        dotted = prefix + (field.alias or name)
+        if name in unset:
+            yield dotted, _Unset(unset[name])
+            continue
+        value = model.__dict__[name]
+        table = _table_model(field.annotation)
+        if isinstance(value, BaseModel):
+            yield from _walk(value, dotted + ".")
+        elif value is None and table is not None:
+            continue  # an absent optional table ([copy.storage]): nothing to show
+        else:
+            yield dotted, value
+
+
+@dataclass(frozen=True)
+class _Unset:
+    message: str
+
+
+def _shown_secret(text: str) -> str:
+    """A database URL with its password hidden (it says which database); any other secret
+    as ***."""
+    try:
+        conn = ConnInfo.parse(text)
+    except ConfigError:
+        return "***"
+    if "://" not in text and "=" not in text:
+        return "***"
+    return scrub(text, conn)
+
+
+_MISSING = re.compile(r"refers to (\$\{\w+\}), which is not set")
+
+
+def _shown(value: Any) -> Any:
+    """A setting's value as `bika config show` prints it: never a secret."""
+    if isinstance(value, _Unset):
+        match = _MISSING.search(value.message)
+        return f"{match.group(1) if match else '${…}'} (not set)"
+    if isinstance(value, SecretStr):
+        return _shown_secret(value.get_secret_value())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,11 @@ def create_gcs_bucket(endpoint: str, bucket: str) -> None:
         pass
 
 
+def replace(settings: StorageSettings, **changes: object) -> StorageSettings:
+    """settings with some fields changed, validated (so secrets become SecretStr)."""
+    return StorageSettings.model_validate({**settings.model_dump(), **changes})
+
+
 def s3_settings(server_url: str, **changes: object) -> StorageSettings:
     settings = replace(
         TEST_SETTINGS,
@@ -225,7 +230,7 @@ def s3_settings(server_url: str, **changes: object) -> StorageSettings:
         access_key_id="test",
         secret_access_key="test",
     )
-    return replace(settings, **changes)  # type: ignore[arg-type]
+    return replace(settings, **changes)
 
 
 def azure_settings(server_url: str, **changes: object) -> StorageSettings:
@@ -236,11 +241,11 @@ def azure_settings(server_url: str, **changes: object) -> StorageSettings:
             f"BlobEndpoint={server_url}/{DEV_ACCOUNT};"
         ),
     )
-    return replace(settings, **changes)  # type: ignore[arg-type]
+    return replace(settings, **changes)
 
 
 def gcs_settings(server_url: str, **changes: object) -> StorageSettings:
-    return replace(TEST_SETTINGS, endpoint=server_url, **changes)  # type: ignore[arg-type]
+    return replace(TEST_SETTINGS, endpoint=server_url, **changes)
 
 
 def s3_env(server_url: str) -> dict[str, str]:

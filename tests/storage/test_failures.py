@@ -9,7 +9,6 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from .servers import (
     free_port,
     gcs_settings,
     moto_client,
+    replace,
     s3_settings,
     start_moto,
 )

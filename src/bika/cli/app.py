@@ -2,12 +2,14 @@
 
 Commands live one per module (backup_cmd.py, …) and register themselves on `app`; they open
 their repository through open_repository(), the one place settings become storage. Global
-options (--config, --quiet, --debug) are accepted before or after the command's name.
+options (--config, --quiet, --debug, --log-file, --log-format) are accepted before or after the
+command's name. Progress notes go through logging (bika.log), so unattended runs get timestamps.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from bika import log
 from bika.config import Settings, StorageConfig, load_settings
 from bika.repository import Repository
 from bika.storage import Storage, open_storage
@@ -28,6 +31,8 @@ class State:
     config: Path | None = None
     debug: bool = False
     quiet: bool = False
+    log_file: Path | None = None
+    log_format: log.LogFormat = "text"
     # piped output is read by programs and people alike: do not squeeze tables to 80 columns
     out: Console = field(
         default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -46,10 +51,28 @@ class State:
     def interactive(self) -> bool:
         return not self.quiet and sys.stderr.isatty()
 
-    def say(self, message: str) -> None:
-        """Progress notes go to stderr, so stdout stays parseable (ids, JSON)."""
-        if not self.quiet:
-            self.err.print(message)
+    def start(self, command: str) -> None:
+        """Set up logging for this run of command, once its options are known."""
+        log.configure(
+            interactive=sys.stderr.isatty(),
+            quiet=self.quiet,
+            debug=self.debug,
+            log_file=self.log_file,
+            log_format=self.log_format,
+            command=command,
+        )
+
+    def say(self, message: str, **fields: Any) -> None:
+        """Progress notes go to stderr (not with --quiet), so stdout stays parseable (ids,
+        JSON), and to --log-file; fields (backup_id=…) become a JSON line's keys."""
+        _LOG.info(message, extra=fields)
+
+    def fail(self, message: str, **fields: Any) -> None:
+        """A failure worth a line even with --quiet (the command's exit code says it too)."""
+        _LOG.error(message, extra=fields)
+
+
+_LOG = logging.getLogger("bika.cli")
 
 
 STATE = State()
@@ -65,6 +88,11 @@ def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         setattr(STATE, str(param.name), True)
 
 
+def _set_value(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        setattr(STATE, str(param.name), value)
+
+
 # Accepted by the root and by every command, so `bika -q list` and `bika list -q` both work.
 GLOBAL_OPTIONS: list[Callable[[], click.Option]] = [
     lambda: click.Option(
@@ -73,7 +101,8 @@ GLOBAL_OPTIONS: list[Callable[[], click.Option]] = [
         metavar="FILE",
         expose_value=False,
         callback=_set_config,
-        help="settings file (default: ./bika.toml) [env: BIKA_CONFIG]",
+        help="settings file (default: the first of ./bika.toml, ~/.config/bika/bika.toml,"
+        " /etc/bika/bika.toml) [env: BIKA_CONFIG]",
     ),
     lambda: click.Option(
         ["--quiet", "-q"],
@@ -89,8 +118,26 @@ GLOBAL_OPTIONS: list[Callable[[], click.Option]] = [
         callback=_set_flag,
         help="show tracebacks on errors [env: BIKA_DEBUG=1]",
     ),
+    lambda: click.Option(
+        ["--log-file"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        envvar="BIKA_LOG_FILE",
+        expose_value=False,
+        callback=_set_value,
+        help="also append every message, with its time and level, to FILE [env: BIKA_LOG_FILE]",
+    ),
+    lambda: click.Option(
+        ["--log-format"],
+        type=click.Choice(log.FORMATS),
+        envvar="BIKA_LOG_FORMAT",
+        expose_value=False,
+        callback=_set_value,
+        help="lines of --log-file, and of stderr when it is not a terminal: text or JSON"
+        " (time, level, message, command, backup_id …) [env: BIKA_LOG_FORMAT]",
+    ),
 ]
-_GLOBAL_NAMES = {"config", "quiet", "debug", "version"}
+_GLOBAL_NAMES = {"config", "quiet", "debug", "version", "log_file", "log_format"}
 
 
 def _format_split_options(cmd: click.Command, ctx: click.Context, out: click.HelpFormatter) -> None:
@@ -122,6 +169,10 @@ class BikaCommand(click.Command):
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         _format_split_options(self, ctx, formatter)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        STATE.start(ctx.command_path.removeprefix("bika "))
+        return super().invoke(ctx)
 
 
 class BikaGroup(click.Group):
@@ -204,7 +255,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check")),
     ("Restore", ("restore",)),
-    ("Set up and check", ("key", "doctor", "demo", "completion")),
+    ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -212,7 +263,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def open_repository_storage(settings: Settings) -> Storage:
     """The storage the settings' repository lives on, configured by the [storage] table."""
-    return open_storage(settings.require_repo(), settings.storage.storage_settings())
+    return open_storage(settings.require_repo(), settings.storage)
 
 
 def open_repository(settings: Settings) -> Repository:
@@ -222,7 +273,7 @@ def open_repository(settings: Settings) -> Repository:
 
 def open_other_storage(url: str, config: StorageConfig) -> Storage:
     """A second repository's storage (bika copy --to), with its own storage settings."""
-    return open_storage(url, config.storage_settings())
+    return open_storage(url, config)
 
 
 def repo_option(func: F) -> F:

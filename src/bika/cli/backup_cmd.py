@@ -9,7 +9,7 @@ import click
 
 from bika.cli.app import STATE, app, db_option, open_repository, pg_bin_option, repo_option
 from bika.cli.progress import stream_progress
-from bika.operations.backup import BackupOptions, take_backup
+from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository.manifest import KINDS
 from bika.units import size
@@ -56,7 +56,8 @@ def backup(
         storage_class=settings.storage.storage_class(kind),
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
-    with stream_progress("dumped", "stored") as progress:
+    expected = expected_dump_size(repository, conn) if STATE.interactive else None
+    with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
@@ -64,6 +65,7 @@ def backup(
     STATE.say(
         f"backup {manifest.id}: {len(manifest.tables)} tables, {manifest.total_rows} rows,"
         f" {size(manifest.plain_size)} dumped → {size(manifest.stored_size)} stored"
-        f" in {seconds:.1f}s"
+        f" in {seconds:.1f}s",
+        backup_id=manifest.id,
     )
     STATE.out.print(manifest.id)

@@ -53,7 +53,7 @@ def copy(
         elif result.status == "present":
             STATE.say(f"skipped {result.backup_id}: {result.detail}")
         else:
-            STATE.err.print(f"FAILED {result.backup_id}: {result.detail}", highlight=False)
+            STATE.fail(f"FAILED {result.backup_id}: {result.detail}", backup_id=result.backup_id)
 
     STATE.say(f"copying {len(ids)} backup(s) from {source.url} to {dest.url}")
     with stream_progress("read", "written") as progress:

@@ -37,7 +37,7 @@ def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bo
     """Check the repository's storage and bucket settings, the copy destination and the database."""
     settings = STATE.settings(repo=repo, database_url=db, pg_bin_dir=pg_bin_dir)
     sections = [("repository", _repository_checks(settings))]
-    if settings.copy_.to:
+    if _copy_configured(settings):
         sections.append(("copy destination", _copy_checks(settings)))
     sections.append(("database", _database_checks(settings)))
     every = [check for _, checks in sections for check in checks]
@@ -67,35 +67,46 @@ def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bo
 
 
 def _repository_checks(settings: Settings) -> list[Check]:
-    if not settings.repo:
-        return [Check("repository", "warn", "none configured", "pass --repo or set BIKA_REPO")]
+    # a setting naming an unset ${VAR} raises when read: a failed check, not a failed doctor
     try:
+        if not settings.repo:
+            return [Check("repository", "warn", "none configured", "pass --repo or set BIKA_REPO")]
         storage = open_repository_storage(settings)
+        classes = settings.storage.classes
     except BikaError as exc:
         return [Check("settings", "fail", str(exc))]
-    return diagnose(storage_facts(storage, settings.storage.classes), None)
+    return diagnose(storage_facts(storage, classes), None)
+
+
+def _copy_configured(settings: Settings) -> bool:
+    try:
+        return bool(settings.copy_.to)
+    except BikaError:
+        return True  # its checks say what is wrong
 
 
 def _copy_checks(settings: Settings) -> list[Check]:
-    config = settings.copy_storage
     try:
+        config = settings.copy_storage
         storage = open_other_storage(settings.require_copy_to(), config)
+        classes = config.classes
     except BikaError as exc:
         return [Check("settings", "fail", str(exc))]
-    return diagnose(storage_facts(storage, config.classes), None)
+    return diagnose(storage_facts(storage, classes), None)
 
 
 def _database_checks(settings: Settings) -> list[Check]:
-    if settings.database_url is None:
-        return [
-            Check(
-                "database",
-                "info",
-                "none configured; give --db or set BIKA_DATABASE_URL to check it",
-            )
-        ]
     try:
-        facts = database_facts(settings.database_url.get_secret_value(), settings.pg_bin_dir)
+        url = settings.database_url
+        if url is None:
+            return [
+                Check(
+                    "database",
+                    "info",
+                    "none configured; give --db or set BIKA_DATABASE_URL to check it",
+                )
+            ]
+        facts = database_facts(url.get_secret_value(), settings.pg_bin_dir)
     except BikaError as exc:
         return [Check("database", "fail", str(exc))]
     return diagnose(None, facts)

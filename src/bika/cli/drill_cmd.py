@@ -93,9 +93,9 @@ def _print(record: DrillRecord) -> None:
     for note in record.notes:
         STATE.say(f"note: {note}")
     for problem in record.problems[:SHOWN_PROBLEMS]:
-        STATE.err.print(f"FAILED {problem}")
+        STATE.fail(f"FAILED {problem}")
     if len(record.problems) > SHOWN_PROBLEMS:
-        STATE.err.print(f"… and {len(record.problems) - SHOWN_PROBLEMS} more (see --json)")
+        STATE.fail(f"… and {len(record.problems) - SHOWN_PROBLEMS} more (see --json)")
     skipped = [t for t in record.tables if t.status == "skipped"]
     verdict = "passed" if record.passed else "FAILED"
     out.print(

@@ -6,6 +6,7 @@ a stopped service cleans up exactly as a Ctrl-C does.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from bika.cli import (  # noqa: F401
     backup_cmd,
     check_cmd,
     completion_cmd,
+    config_cmd,
     copy_cmd,
     demo_cmd,
     doctor_cmd,
@@ -29,6 +31,7 @@ from bika.cli import (  # noqa: F401
 )
 from bika.cli.app import STATE, app
 from bika.errors import BikaError, Terminated
+from bika.log import CONSOLE
 from bika.postgres.connection import redact
 
 EXIT_USAGE = 2
@@ -76,7 +79,7 @@ def _main(args: list[str], debug: bool) -> int:
         return EXIT_USAGE
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:
         terminated = isinstance(exc, Terminated)
-        print(f"bika: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        _error("", "terminated" if terminated else "interrupted")
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except click.ClickException as exc:
         _error("error", exc.format_message())
@@ -101,7 +104,10 @@ def _main(args: list[str], debug: bool) -> int:
 
 
 def _error(kind: str, message: str) -> None:
-    print(f"bika: {kind}: {redact(_one_line(message))}", file=sys.stderr)
+    line = f"{kind}: {redact(_one_line(message))}" if kind else message
+    print(f"bika: {line}", file=sys.stderr)
+    # and into --log-file, if the run got as far as setting it up
+    logging.getLogger("bika.cli").error(line, extra={CONSOLE: False})
 
 
 def _broken_pipe() -> int:

@@ -21,8 +21,9 @@ from bika.cli.app import (
     pg_bin_option,
     repo_option,
 )
+from bika.cli.progress import stream_progress
 from bika.crypto import load_identities
-from bika.operations.verify import parse_subset, verify_backup
+from bika.operations.verify import bytes_to_read, parse_subset, verify_backup
 from bika.units import size
 
 
@@ -60,17 +61,23 @@ def verify(
     ids = [repository.resolve(backup_id)] if backup_id else repository.backup_ids()
     results = []
     for one in ids:
-        STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}")
-        result = verify_backup(
-            repository,
-            repository.manifest(one),
-            identities=identities,
-            pg_bin_dir=settings.pg_bin_dir,
-            subset=subset,
-        )
+        STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}", backup_id=one)
+        manifest = repository.manifest(one)
+        expected = bytes_to_read(manifest, subset) if read_data else None
+        with stream_progress(
+            "checked", "read", expected_stored=expected, estimate=False
+        ) as progress:
+            result = verify_backup(
+                repository,
+                manifest,
+                identities=identities,
+                pg_bin_dir=settings.pg_bin_dir,
+                subset=subset,
+                progress=progress if read_data else None,
+            )
         results.append(result)
         for problem in result.problems:
-            STATE.err.print(f"FAILED {one} {problem.artifact}: {problem.message}")
+            STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
     if as_json:
         STATE.out.print_json(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bika
-from bika.errors import DumpError
+from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
@@ -34,6 +34,30 @@ class BackupOptions:
     storage_class: str | None = None
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
+
+
+# manifests read, newest first, looking for the previous backup of the same database
+_LOOKBACK = 10
+
+
+def expected_dump_size(repo: Repository, conn: ConnInfo) -> int | None:
+    """About how many bytes pg_dump will write, for a progress bar's % and ETA: the previous
+    backup's dump of the same database, else the database's size on disk (which counts indexes
+    and bloat, so that estimate runs high). None when neither is known."""
+    for backup_id in reversed(repo.backup_ids()[-_LOOKBACK:]):
+        try:
+            manifest = repo.manifest(backup_id)
+        except BikaError:
+            continue
+        same = manifest.source.database == conn.database
+        if same and manifest.source.host_hash == conn.host_hash():
+            dump = manifest.artifacts.get("database")
+            if dump is not None:
+                return dump.plain_size
+    try:
+        return catalog.database_size(conn)
+    except BikaError:
+        return None  # the backup itself will say what is wrong
 
 
 def take_backup(

@@ -20,7 +20,7 @@ from bika.postgres.archive import ArchiveTap
 from bika.postgres.process import run
 from bika.repository import Artifact, Manifest, Repository
 from bika.storage import Source
-from bika.stream import StreamStats, decode
+from bika.stream import Progress, StreamStats, decode
 
 
 @dataclass
@@ -95,6 +95,15 @@ def parse_subset(text: str, today: date) -> Subset:
     )
 
 
+def bytes_to_read(manifest: Manifest, subset: Subset | None = None) -> int:
+    """Stored bytes verify_backup reads with identities: the whole backup, or subset's share."""
+    return sum(
+        artifact.stored_size
+        for artifact in manifest.artifacts.values()
+        if subset is None or subset.contains(artifact.key)
+    )
+
+
 def verify_backup(
     repo: Repository,
     manifest: Manifest,
@@ -102,10 +111,13 @@ def verify_backup(
     identities: list[object] | None = None,
     pg_bin_dir: str | None = None,
     subset: Subset | None = None,
+    progress: Progress | None = None,
 ) -> VerifyResult:
     """Without identities: presence and sizes. With them: every byte (--read-data) of every
-    artifact, or of those in `subset`."""
+    artifact, or of those in `subset`. progress gets the plaintext and stored bytes read so far
+    in this backup (of bytes_to_read)."""
     result = VerifyResult(manifest.id, read_data=identities is not None)
+    plain_read = 0
     for name, artifact in manifest.artifacts.items():
         info = repo.storage.stat(artifact.key)
         if info is None:
@@ -122,12 +134,21 @@ def verify_backup(
             continue
         if identities is not None and (subset is None or subset.contains(artifact.key)):
             result.read.append(name)
+            counted = _offset(progress, plain_read, result.read_bytes)
             result.read_bytes += artifact.stored_size
+            plain_read += artifact.plain_size
             try:
-                _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir)
+                _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir, counted)
             except BikaError as exc:
                 result.problems.append(Problem(name, str(exc)))
     return result
+
+
+def _offset(progress: Progress | None, plain: int, stored: int) -> Progress | None:
+    """progress for one artifact, counted on from what the backup's earlier ones read."""
+    if progress is None:
+        return None
+    return lambda p, s: progress(plain + p, stored + s)
 
 
 def _read_artifact(
@@ -137,15 +158,18 @@ def _read_artifact(
     artifact: Artifact,
     identities: list[object],
     pg_bin_dir: str | None,
+    progress: Progress | None,
 ) -> None:
     label = f"{manifest.id}/{name}"
     tap = ArchiveTap() if artifact.content == "pg_dump-custom" else None
     with repo.storage.open(artifact.key) as source:
         if tap is None:
-            stats = decode(source, _Discard(), identities, name=label)
+            stats = decode(source, _Discard(), identities, name=label, progress=progress)
             toc_tables: set[str] | None = None
         else:
-            stats, toc_tables = _decode_listing(source, tap, identities, label, pg_bin_dir)
+            stats, toc_tables = _decode_listing(
+                source, tap, identities, label, pg_bin_dir, progress
+            )
     if stats.stored_sha256 != artifact.stored_sha256 or stats.stored_size != artifact.stored_size:
         raise _mismatch(label, "stored bytes", artifact.stored_sha256, stats.stored_sha256)
     if stats.plain_sha256 != artifact.plain_sha256 or stats.plain_size != artifact.plain_size:
@@ -211,13 +235,16 @@ def _decode_listing(
     identities: list[object],
     label: str,
     pg_bin_dir: str | None,
+    progress: Progress | None,
 ) -> tuple[StreamStats, set[str]]:
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(pg_bin_dir))
     with run([pg_restore, "--list", "--file=-"], stdin=True) as child:
         listing: list[bytes] = []
         reader = threading.Thread(target=lambda: listing.extend(child.stdout), daemon=True)
         reader.start()
-        stats = decode(source, _TeeToList(tap, child.stdin.write), identities, name=label)
+        stats = decode(
+            source, _TeeToList(tap, child.stdin.write), identities, name=label, progress=progress
+        )
         with contextlib.suppress(BrokenPipeError):
             child.stdin.close()
         code = child.wait()

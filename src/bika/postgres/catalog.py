@@ -27,11 +27,14 @@ class ServerFacts:
     output_settings: dict[str, str] = field(default_factory=dict)
 
 
+_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
+
+
 def server_facts(conn: ConnInfo) -> ServerFacts:
     with conn.connect() as db:
         version = str(db.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
         num = int(db.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
-        size = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        size = int(db.execute(_DATABASE_SIZE).fetchone()[0])  # type: ignore[index]
         rows = db.execute(
             "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -43,6 +46,12 @@ def server_facts(conn: ConnInfo) -> ServerFacts:
             for name in OUTPUT_SETTINGS
         }
     return ServerFacts(version, num, size, {(s, t): int(r) for s, t, r in rows}, output)
+
+
+def database_size(conn: ConnInfo) -> int:
+    """Bytes the database takes on disk (tables, indexes, bloat): an upper bound of a dump."""
+    with conn.connect() as db:
+        return int(db.execute(_DATABASE_SIZE).fetchone()[0])  # type: ignore[index]
 
 
 def user_relations(conn: ConnInfo) -> int:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,16 @@ class Storage(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class StorageSettings:
-    """How to reach an off-site storage. Every field left None falls back to the cloud's usual
-    environment variables and credential chain, so StorageSettings() means "as the CLIs would".
-    Secrets are kept out of repr() so a settings object can be logged."""
+_MIN_PART = 256 * 1024
+
+
+class StorageSettings(BaseModel):
+    """How to reach an off-site storage: the [storage] table of bika.toml validates into it.
+    Every field left None falls back to the cloud's usual environment variables and credential
+    chain, so StorageSettings() means "as the CLIs would". Secrets are SecretStr, so a settings
+    object can be printed or logged; reveal() gives a backend the value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     endpoint: str | None = None
     """S3-compatible endpoint (B2, R2, MinIO, Wasabi), Azure blob endpoint or GCS API/emulator
@@ -83,34 +90,41 @@ class StorageSettings:
     """Allow a plain-http endpoint. Default: yes when the endpoint itself says http://."""
     profile: str | None = None
     """AWS profile in ~/.aws/credentials and ~/.aws/config. Default: AWS_PROFILE."""
-    access_key_id: str | None = field(default=None, repr=False)
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
+    access_key_id: SecretStr | None = None
+    """S3 access key id. Default: AWS_ACCESS_KEY_ID, the profile, the instance's role."""
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
     sse: str | None = None
     """S3 server-side encryption: "SSE-S3" (AES256) or "SSE-KMS" (aws:kms)."""
     sse_kms_key_id: str | None = None
     """KMS key id or ARN for SSE-KMS; implies sse="aws:kms"."""
     azure_account: str | None = None
-    azure_key: str | None = field(default=None, repr=False)
-    azure_sas: str | None = field(default=None, repr=False)
-    azure_connection_string: str | None = field(default=None, repr=False)
+    azure_key: SecretStr | None = None
+    azure_sas: SecretStr | None = None
+    azure_connection_string: SecretStr | None = None
     """Default: AZURE_STORAGE_CONNECTION_STRING."""
     gcs_credentials_file: str | None = None
     """Service-account key file. Default: GOOGLE_APPLICATION_CREDENTIALS, then application
     default credentials."""
     gcs_project: str | None = None
-    part_size: int = 8 * 1024 * 1024
-    """Multipart / block / resumable chunk size. An upload holds about part_size times
-    (upload_concurrency + 2) in memory (8 MiB x 4: ~50 MB); S3 allows 10,000 parts, so 8 MiB
-    parts carry objects up to 80 GB: raise it for larger backups."""
-    upload_concurrency: int = 4
-    max_retries: int = 10
+    part_size: Annotated[ByteSize, Field(ge=_MIN_PART)] = ByteSize(8 * 1024 * 1024)
+    """Multipart / block / resumable chunk size: bytes, or a size such as "16MiB" (MiB = 2**20
+    bytes; MB = 10**6). An upload holds about part_size times (upload_concurrency + 2) in memory
+    (8 MiB x 4: ~50 MB); S3 allows 10,000 parts, so 8 MiB parts carry objects up to 80 GB:
+    raise it for larger backups."""
+    upload_concurrency: int = Field(default=4, ge=1, le=64)
+    max_retries: int = Field(default=10, ge=0)
     """Transient failures (5xx, 429, resets) are retried with exponential backoff."""
-    retry_timeout: float = 180.0
+    retry_timeout: float = Field(default=180.0, gt=0)
     """Seconds after which a failing request is no longer retried."""
-    connect_timeout: float = 10.0
-    timeout: float = 120.0
+    connect_timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0)
     """Seconds one request (one part, one ranged read) may take."""
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, for the one call that hands it to a cloud client."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def open_storage(url: str, settings: StorageSettings | None = None) -> Storage:

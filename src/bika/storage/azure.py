@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from obstore.store import AzureStore
 
 from bika.errors import ConfigError
-from bika.storage import StorageSettings
+from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -140,7 +140,9 @@ class AzureStorage(CloudStorage):
         container, prefix = parts[0], "/".join(parts[1:])
         self.container = container
 
-        text = settings.azure_connection_string or environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        text = reveal(settings.azure_connection_string) or environ.get(
+            "AZURE_STORAGE_CONNECTION_STRING"
+        )
         conn = parse_connection_string(text) if text else ConnectionString()
         account = (
             url_account
@@ -156,8 +158,8 @@ class AzureStorage(CloudStorage):
             )
         self.account = account
         from_conn = conn.account in (None, account)
-        key = settings.azure_key or (conn.key if from_conn else None)
-        sas = settings.azure_sas or (conn.sas if from_conn else None)
+        key = reveal(settings.azure_key) or (conn.key if from_conn else None)
+        sas = reveal(settings.azure_sas) or (conn.sas if from_conn else None)
         if not key and not sas:
             key = environ.get("AZURE_STORAGE_ACCOUNT_KEY") or environ.get("AZURE_STORAGE_KEY")
             sas = environ.get("AZURE_STORAGE_SAS_TOKEN") or environ.get("AZURE_STORAGE_SAS_KEY")

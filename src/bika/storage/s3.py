@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from obstore.store import S3Store
 
 from bika.errors import ConfigError
-from bika.storage import StorageSettings
+from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -205,7 +205,11 @@ def _explicit_credentials(
     settings: StorageSettings, environ: Mapping[str, str]
 ) -> tuple[str | None, str | None, str | None]:
     if settings.access_key_id or settings.secret_access_key:
-        return settings.access_key_id, settings.secret_access_key, settings.session_token
+        return (
+            reveal(settings.access_key_id),
+            reveal(settings.secret_access_key),
+            reveal(settings.session_token),
+        )
     if settings.profile:
         return None, None, None
     return (
