@@ -23,14 +23,16 @@ from helpers import KeyedRepo, offline_env, run_bika
 from storage.servers import free_port
 
 
-def _children(pid: int) -> list[str]:
-    """The command lines of a process's children."""
+def _descendants(pid: int) -> list[str]:
+    """The command lines of a process's children, grandchildren, …"""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                found.append(cmdline.replace(b"\0", b" ").decode())
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                    found.append(cmdline.replace(b"\0", b" ").decode())
+                    found += _descendants(int(child))
     return found
 
 
@@ -79,8 +81,8 @@ def test_daemon_runs_backups_on_schedule_and_stops_cleanly_on_sigterm(
         # the next scheduled backup: SIGTERM as soon as its process runs (a backup of this
         # database takes seconds, so the signal lands mid-dump)
         before = {b["id"] for b in keyed_repo.list()}
-        _wait(lambda: any(" backup " in c for c in _children(daemon.pid)), 30, "a backup")
-        time.sleep(0.5)
+        _wait(lambda: any("pg_dump " in c for c in _descendants(daemon.pid)), 30, "a pg_dump")
+        time.sleep(0.2)
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=60)
     finally:

@@ -4,10 +4,7 @@ or handed to systemd, cron, Kubernetes or GitHub Actions.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,14 +87,6 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
     for file in files:
         settings = load_settings(file)
         entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            stream=sys.stderr,
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%SZ",
-        )
-        logging.Formatter.converter = time.gmtime
 
     def metrics() -> bytes:
         out = b""
