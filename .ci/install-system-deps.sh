@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond PyPI, from Debian's registry: PostgreSQL 15 (what Supabase
 # runs; source and restore target in the tests), the age and zstd command-line tools (the
-# restore-by-hand interop test), and Node.js/npm for the Azure emulator. Idempotent.
+# restore-by-hand interop test), Node.js/npm for the Azure emulator, chromium for the status
+# page and systemd-analyze for the timer export. Idempotent.
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
@@ -9,6 +10,10 @@ command -v age >/dev/null || need+=(age)
 command -v zstd >/dev/null || need+=(zstd)
 command -v chattr >/dev/null || need+=(e2fsprogs)
 command -v npm >/dev/null || need+=(nodejs npm)
+# the status page's test loads it in a real headless browser
+command -v chromium >/dev/null || need+=(chromium)
+# the schedule's systemd export is checked with systemd-analyze
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing ${need[*]} from Debian's packages"

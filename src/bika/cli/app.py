@@ -253,7 +253,7 @@ def app() -> None:
 app.sections = (
     ("Back up", ("init", "backup", "copy", "schedule", "daemon")),
     ("Look", ("list", "show")),
-    ("Prove and watch", ("verify", "drill", "check", "checklist")),
+    ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore",)),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )

@@ -20,6 +20,7 @@ from bika.errors import BikaError, ConfigError
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.metrics import write_textfile
 from bika.operations.check import CheckReport, check_repository
+from bika.report import page
 from bika.repository import Repository
 
 _STYLE = {"ok": "green", "info": "blue", "warn": "yellow", "error": "red", "unknown": "magenta"}
@@ -132,3 +133,22 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
             STATE.out.print(Text(f"    {item.evidence}"))
     if not all(item.ticked for item in items):
         raise click.exceptions.Exit(1)
+
+
+@app.command("report")
+@repo_option
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    metavar="FILE",
+    help="write the status page there",
+)
+def report_command(repo: str | None, html_file: Path) -> None:
+    """Write the status page (backups, findings, drills, charts) as one HTML file: no data
+    values, no key needed; the same page `bika daemon --listen` serves at /."""
+    settings = STATE.settings(repo=repo)
+    report = check_repository(open_repository(settings), copy=_second(settings))
+    html_file.write_text(page(report.repository, report.history, report.findings))
+    STATE.say(f"wrote {html_file}")

@@ -17,8 +17,9 @@ from bika.cli.app import STATE, BikaGroup, app, open_repository
 from bika.config import Settings, load_settings
 from bika.errors import ConfigError
 from bika.metrics import registry
-from bika.operations.check import check_repository
+from bika.operations.check import CheckReport, check_repository
 from bika.operations.daemon import Daemon, Entry, State, state_path
+from bika.report import page
 from bika.schedule import Job, jobs, next_run
 from bika.schedule_export import FORMATS, export
 
@@ -88,12 +89,15 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
         settings = load_settings(file)
         entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
 
+    def reports() -> list[CheckReport]:
+        return [check_repository(open_repository(load_settings(file))) for file in files]
+
     def metrics() -> bytes:
-        out = b""
-        for file in files:
-            report = check_repository(open_repository(load_settings(file)))
-            out += generate_latest(registry(report.history, report.findings))
-        return out
+        return b"".join(generate_latest(registry(r.history, r.findings)) for r in reports())
+
+    def status_page() -> bytes:
+        # one page per repository, one after the other
+        return "".join(page(r.repository, r.history, r.findings) for r in reports()).encode()
 
     address = None
     if listen:
@@ -101,5 +105,7 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
         if not port.isdigit():
             raise ConfigError(f"--listen {listen!r} is not HOST:PORT, e.g. 127.0.0.1:9187")
         address = (host or "127.0.0.1", int(port))
-    code = Daemon(entries, State(state_path()), listen=address, metrics=metrics).run()
+    code = Daemon(
+        entries, State(state_path()), listen=address, metrics=metrics, status_page=status_page
+    ).run()
     raise click.exceptions.Exit(code)

@@ -137,12 +137,14 @@ class Daemon:
         *,
         listen: tuple[str, int] | None = None,
         metrics: Callable[[], bytes] | None = None,
+        status_page: Callable[[], bytes] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.entries = entries
         self.state = state
         self.listen = listen
         self.metrics = metrics
+        self.status_page = status_page
         self.now = now
         self.stopping = threading.Event()
         self.alive = time.monotonic()
@@ -196,14 +198,19 @@ class Daemon:
                     healthy = time.monotonic() - daemon.alive < 3600 * 24
                     self._reply(200 if healthy else 503, b"ok\n" if healthy else b"stalled\n")
                 elif self.path == "/metrics" and daemon.metrics is not None:
-                    try:
-                        body = daemon.metrics()
-                    except Exception as exc:  # a scrape must not kill the daemon
-                        self._reply(500, f"{redact(str(exc))}\n".encode())
-                        return
-                    self._reply(200, body, "text/plain; version=0.0.4")
+                    self._answer(daemon.metrics, "text/plain; version=0.0.4")
+                elif self.path == "/" and daemon.status_page is not None:
+                    self._answer(daemon.status_page, "text/html; charset=utf-8")
                 else:
                     self._reply(404, b"not found\n")
+
+            def _answer(self, make: Callable[[], bytes], kind: str) -> None:
+                try:
+                    body = make()
+                except Exception as exc:  # a request must not kill the daemon
+                    self._reply(500, f"{redact(str(exc))}\n".encode())
+                    return
+                self._reply(200, body, kind)
 
             def _reply(self, code: int, body: bytes, kind: str = "text/plain") -> None:
                 self.send_response(code)
@@ -218,7 +225,7 @@ class Daemon:
         self.server = ThreadingHTTPServer(listen, Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         host, port = self.server.server_address[:2]
-        log.info("serving /healthz and /metrics on http://%s:%s", host, port)
+        log.info("serving /, /healthz and /metrics on http://%s:%s", host, port)
 
 
 def state_path(environ: dict[str, str] | None = None) -> Path:
