@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from bika.errors import ConfigError
 from bika.repository.manifest import KINDS
+from bika.retention import DEFAULT_RULES, Policy, Rule
 from bika.storage import StorageSettings
+from bika.units import parse_duration
 
 DEFAULT_CONFIG = "bika.toml"
 
@@ -143,6 +145,61 @@ class CopyConfig(BaseModel):
     )
 
 
+class RuleConfig(BaseModel):
+    """One [retention.KIND] table; given, it replaces that kind's default rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int | None = Field(default=None, ge=0, description="keep what is younger")
+    keep_last: int | None = Field(default=None, ge=0, description="keep the newest N")
+
+
+def _default_rule(kind: str) -> Any:
+    rule = DEFAULT_RULES[kind]
+    return Field(default_factory=lambda: RuleConfig(keep_days=rule.keep_days))
+
+
+class RetentionConfig(BaseModel):
+    """The [retention] table: a rule per kind (and per role: weekly, monthly) for bika prune;
+    the procedure's numbers by default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    daily: RuleConfig = _default_rule("daily")
+    weekly: RuleConfig = _default_rule("weekly")
+    monthly: RuleConfig = _default_rule("monthly")
+    pre_migration: RuleConfig = Field(
+        default_factory=lambda: RuleConfig(keep_days=DEFAULT_RULES["pre-migration"].keep_days),
+        alias="pre-migration",
+    )
+    manual: RuleConfig = Field(default_factory=RuleConfig, description="kept until deleted")
+    keep_within: str | None = Field(default=None, description="keep everything younger: 30d")
+
+    @field_validator("keep_within")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def policy(self) -> Policy:
+        rules = {
+            kind: Rule(keep_days=rule.keep_days, keep_last=rule.keep_last)
+            for kind, rule in (
+                ("daily", self.daily),
+                ("weekly", self.weekly),
+                ("monthly", self.monthly),
+                ("pre-migration", self.pre_migration),
+                ("manual", self.manual),
+            )
+        }
+        within = parse_duration(self.keep_within) if self.keep_within else None
+        return Policy(rules, keep_within=within)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -157,6 +214,7 @@ class Settings(BaseModel):
     compression_threads: int = Field(0, ge=0, description="zstd threads, 0 = one per core")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("recipients", mode="before")
     @classmethod
