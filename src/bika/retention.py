@@ -71,6 +71,17 @@ class Policy:
     def rule(self, name: str) -> Rule | None:
         return self.rules.get(name)
 
+    def overridden(
+        self, keep_last: Mapping[str, int | None], keep_within: timedelta | None = None
+    ) -> Policy:
+        """restic's flags over this policy: --keep-daily N replaces the daily rule by "the
+        newest N" (and so on); --keep-within adds to what every rule keeps."""
+        rules = dict(self.rules)
+        for name, count in keep_last.items():
+            if count is not None:
+                rules[name] = Rule(keep_last=count)
+        return Policy(rules, keep_within if keep_within is not None else self.keep_within)
+
 
 DEFAULT_RULES: Mapping[str, Rule] = {
     "daily": Rule(keep_days=7),

@@ -21,6 +21,7 @@ from bika.cli import (  # noqa: F401
     drill_cmd,
     key_cmd,
     list_cmd,
+    prune_cmd,
     restore_cmd,
     verify_cmd,
 )
