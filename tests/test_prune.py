@@ -437,6 +437,7 @@ def test_a_backup_running_while_prune_runs_keeps_its_backup(
     proc = _start_backup(repo, slow_database)
     _wait_for_partial(repo, proc)
     report = prune(repo, "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0")
+    assert proc.poll() is None, "the backup ended before the prune did: nothing overlapped"
     assert [b["id"] for b in report["backups"] if not b["keep"]] == earlier[:1]
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
