@@ -8,6 +8,7 @@ show the rest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -46,7 +47,8 @@ def plant(repo: Path | Repository, kind: str, started: datetime, size: int = 100
     repository = repo if isinstance(repo, Repository) else Repository.open(LocalStorage(repo))
     backup_id = new_backup_id(kind, started)
     key = repository.artifact_key(backup_id, "database.pgdump.zst.age")
-    repository.storage.write_bytes(key, os.urandom(size))
+    data = os.urandom(size)
+    repository.storage.write_bytes(key, data)
     repository.commit(
         Manifest(
             tool="bika test",
@@ -64,7 +66,7 @@ def plant(repo: Path | Repository, kind: str, started: datetime, size: int = 100
                     content="pg_dump-custom",
                     codecs=["zstd", "age"],
                     stored_size=size,
-                    stored_sha256="0" * 64,
+                    stored_sha256=hashlib.sha256(data).hexdigest(),
                     plain_size=size,
                     plain_sha256="0" * 64,
                 )
@@ -507,3 +509,60 @@ def test_a_run_that_cannot_reach_its_repository_is_logged_by_the_next_run(
     assert sorted(b["outcome"] for b in bodies) == ["failed", "ok"]
     unreachable = next(b for b in bodies if b["outcome"] == "failed")
     assert unreachable["repository_id"] is not None  # filled in on upload
+
+
+def test_a_months_first_backup_lands_in_the_monthly_class(
+    moto: Server, database: str, tmp_path: Path
+) -> None:
+    url = f"s3://{BUCKET}/classes-{os.urandom(4).hex()}"
+    env = s3_env(moto.endpoint)
+    (tmp_path / "bika.toml").write_text(
+        '[storage.classes]\nmonthly = "GLACIER_IR"\ndaily = "STANDARD_IA"\n'
+    )
+    key = tmp_path / "k.txt"
+    init = run_bika("init", "--repo", url, "--recipient", generate_identity(key), env=env)
+    assert init.returncode == 0, init.stderr
+
+    def nightly(when: datetime) -> str:
+        result = run_bika(
+            "backup", "--repo", url, "--db", database, "--kind", "daily",
+            cwd=tmp_path, env={**env, **at(when)},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    first = nightly(datetime(2026, 6, 1, 2, tzinfo=UTC))
+    second = nightly(datetime(2026, 6, 2, 2, tzinfo=UTC))
+    client = moto_client(moto.endpoint)
+    prefix = url.split("/", 3)[3]
+
+    def class_of(backup_id: str, name: str) -> str:
+        head = client.head_object(Bucket=BUCKET, Key=f"{prefix}/backups/{backup_id}/{name}")
+        return str(head.get("StorageClass", "STANDARD"))
+
+    assert class_of(first, "database.pgdump.zst.age") == "GLACIER_IR"
+    assert class_of(second, "database.pgdump.zst.age") == "STANDARD_IA"
+    assert class_of(first, "manifest.json") == "STANDARD"  # listing never waits for a restore
+
+
+def test_copy_drill_and_restore_runs_are_logged_too(keyed_repo: KeyedRepo, tmp_path: Path) -> None:
+    repo = keyed_repo.repo
+    backup_id = plant(repo, "daily", NOW - timedelta(hours=1))
+    other = tmp_path / "second"
+    copied = run_bika("copy", "--repo", str(repo), "--to", str(other), "--init")
+    assert copied.returncode == 0, copied.stderr
+    # without a key, drill and restore fail once they have opened the repository
+    drill = run_bika("drill", "--repo", str(repo))
+    restore = run_bika(
+        "restore", "--repo", str(repo), "--latest", "--to-file", str(tmp_path / "o.sql")
+    )
+    assert drill.returncode == 2 and restore.returncode == 2
+    logged = {e["command"]: e for e in events(repo)}
+    assert logged["copy"]["outcome"] == "ok"
+    assert logged["copy"]["backup_ids"] == [backup_id]
+    assert logged["copy"]["detail"]["destination"] == str(other)
+    for command in ("drill", "restore"):
+        assert logged[command]["outcome"] == "failed"
+        assert "private key" in logged[command]["error"]
+        assert logged[command]["backup_ids"] == [backup_id]
+    assert not (other / "events").exists(), "copy logged in its destination"

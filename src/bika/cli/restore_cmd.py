@@ -144,6 +144,7 @@ def restore(
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
+    note_backups(manifest.id)
     identities = load_identities(settings.require_identity())
     options = RestoreOptions(
         jobs=jobs,
@@ -163,7 +164,6 @@ def restore(
     destination: ConnInfo | Path = ConnInfo.parse(to) if to is not None else Path(str(to_file))
     shown = destination.redacted() if isinstance(destination, ConnInfo) else str(destination)
     note_backups(
-        manifest.id,
         to="file" if isinstance(destination, Path) else "database",
         target_host_hash=destination.host_hash() if isinstance(destination, ConnInfo) else None,
         dry_run=dry_run,
