@@ -25,8 +25,10 @@ import psycopg
 import pytest
 
 from bika.crypto import generate_identity
+from bika.errors import RepositoryLocked
 from bika.postgres.cluster import Cluster
 from bika.repository import Artifact, Manifest, Repository, Source
+from bika.repository.locks import exclusive_lock
 from bika.repository.manifest import Roles
 from bika.repository.repository import new_backup_id
 from bika.storage import StorageSettings, open_storage
@@ -566,3 +568,22 @@ def test_copy_drill_and_restore_runs_are_logged_too(keyed_repo: KeyedRepo, tmp_p
         assert "private key" in logged[command]["error"]
         assert logged[command]["backup_ids"] == [backup_id]
     assert not (other / "events").exists(), "copy logged in its destination"
+
+
+def test_the_lock_renews_its_lease_and_stops_when_broken(keyed_repo: KeyedRepo) -> None:
+    repository = Repository.open(LocalStorage(keyed_repo.repo))
+    clock = [NOW]
+    with exclusive_lock(repository, "prune", now=lambda: clock[0]) as lock:
+        first = lock.key
+        lock.renew()
+        assert lock.key == first, "renewed before it was due"
+        clock[0] += timedelta(minutes=11)
+        lock.renew()
+        assert lock.key != first
+        assert [i.key for i in repository.storage.list("locks/")] == [lock.key]
+        record = json.loads(repository.storage.read_bytes(lock.key))
+        assert datetime.fromisoformat(record["expires_at"]) == clock[0] + timedelta(minutes=30)
+        repository.storage.delete(lock.key)  # another host's --break-lock
+        with pytest.raises(RepositoryLocked, match="broken by another process"):
+            lock.renew()
+    assert list(repository.storage.list("locks/")) == []

@@ -58,7 +58,7 @@ class Rule:
             parts.append(f"{self.keep_days} days")
         if self.keep_last is not None:
             parts.append(f"the newest {self.keep_last}")
-        return "keep " + " and ".join(parts)
+        return "kept " + " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def decide(backups: Iterable[Backup], policy: Policy, now: datetime) -> list[Dec
     if policy.keep_within is not None:
         for backup in ordered:
             if now - backup.started_at < policy.keep_within:
-                verdicts[backup.id][0].append(f"younger than {_span(policy.keep_within)}")
+                verdicts[backup.id][0].append(f"younger than {span(policy.keep_within)}")
     for name, members in judged.items():
         rule = policy.rule(name)
         for rank, backup in enumerate(reversed(members), start=1):
@@ -218,7 +218,7 @@ def _why_not(rule: Rule) -> str:
     return " and ".join(parts)
 
 
-def _span(delta: timedelta) -> str:
+def span(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds % 86400 == 0:
         return f"{seconds // 86400} days"

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from bika.cli.app import STATE, app, json_option, logged, note_backups, open_repository, repo_option
 from bika.operations.prune import PruneOptions, PruneReport, prune
+from bika.retention import span
 from bika.units import parse_duration, size
 
 
@@ -67,10 +68,18 @@ def prune_backups(
         break_lock=break_lock,
         storage_classes=settings.storage.classes,
     )
+    STATE.say(
+        "policy: "
+        + "; ".join(f"{name} {rule.describe()}" for name, rule in policy.rules.items())
+        + (f"; everything younger than {span(policy.keep_within)}" if policy.keep_within else "")
+    )
     report = prune(repository, options, on_note=lambda note: STATE.say(f"note: {note}"))
-    if not dry_run:
+    if dry_run:
+        note_backups(dry_run=True)
+    else:
         note_backups(
             *[b.id for b in report.dropped],
+            dry_run=False,
             deleted_objects=report.deleted_objects,
             freed_bytes=report.freed_bytes,
             leftovers=len(report.leftovers),

@@ -71,6 +71,7 @@ class Lock:
         self._now = now
         self.key = ""
         self.taken_at = now()
+        self._written = self.taken_at
 
     def _write(self) -> None:
         now = self._now()
