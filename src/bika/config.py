@@ -42,8 +42,10 @@ from pydantic import (
 from bika.errors import ConfigError
 from bika.postgres.connection import ConnInfo, redact, scrub
 from bika.repository.manifest import KINDS
+from bika.retention import DEFAULT_RULES, Policy, Rule
 from bika.schedule import ScheduleConfig
 from bika.storage import StorageSettings
+from bika.units import parse_duration
 
 CONFIG_NAME = "bika.toml"
 SYSTEM_CONFIG = Path("/etc/bika") / CONFIG_NAME
@@ -110,6 +112,61 @@ class CopyConfig(_Deferred):
     """How to reach it; default: the [storage] table."""
 
 
+class RuleConfig(BaseModel):
+    """One [retention.KIND] table; given, it replaces that kind's default rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int | None = Field(default=None, ge=0, description="keep what is younger")
+    keep_last: int | None = Field(default=None, ge=0, description="keep the newest N")
+
+
+def _default_rule(kind: str) -> Any:
+    rule = DEFAULT_RULES[kind]
+    return Field(default_factory=lambda: RuleConfig(keep_days=rule.keep_days))
+
+
+class RetentionConfig(BaseModel):
+    """The [retention] table: a rule per kind (and per role: weekly, monthly) for bika prune;
+    the procedure's numbers by default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    daily: RuleConfig = _default_rule("daily")
+    weekly: RuleConfig = _default_rule("weekly")
+    monthly: RuleConfig = _default_rule("monthly")
+    pre_migration: RuleConfig = Field(
+        default_factory=lambda: RuleConfig(keep_days=DEFAULT_RULES["pre-migration"].keep_days),
+        alias="pre-migration",
+    )
+    manual: RuleConfig = Field(default_factory=RuleConfig, description="kept until deleted")
+    keep_within: str | None = Field(default=None, description="keep everything younger: 30d")
+
+    @field_validator("keep_within")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def policy(self) -> Policy:
+        rules = {
+            kind: Rule(keep_days=rule.keep_days, keep_last=rule.keep_last)
+            for kind, rule in (
+                ("daily", self.daily),
+                ("weekly", self.weekly),
+                ("monthly", self.monthly),
+                ("pre-migration", self.pre_migration),
+                ("manual", self.manual),
+            )
+        }
+        within = parse_duration(self.keep_within) if self.keep_within else None
+        return Policy(rules, keep_within=within)
+
+
 class Settings(_Deferred):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -130,6 +187,7 @@ class Settings(_Deferred):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _file: Path | None = PrivateAttr(default=None)

@@ -67,3 +67,7 @@ class PostgresError(BikaError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds exactly as Ctrl-C does, so every cleanup path runs."""
+
+
+class RepositoryLocked(RepositoryError):
+    """Another process holds the repository's exclusive lock (bika prune)."""

@@ -9,6 +9,7 @@ command's name. Progress notes go through logging (bika.log), so unattended runs
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from rich.console import Console
 
 from bika import log
 from bika.config import Settings, StorageConfig, load_settings
+from bika.errors import RepositoryError
+from bika.operations.runlog import Run, recorded
 from bika.repository import Repository
 from bika.storage import Storage, open_storage
 
@@ -43,6 +46,9 @@ class State:
             stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()
         )
     )
+
+    run: Run | None = None
+    """The run being recorded in the run log, while a @logged command runs."""
 
     def settings(self, **flags: Any) -> Settings:
         return load_settings(self.config, **flags)
@@ -251,7 +257,7 @@ def app() -> None:
 
 
 app.sections = (
-    ("Back up", ("init", "backup", "copy", "schedule", "daemon")),
+    ("Back up", ("init", "backup", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore",)),
@@ -267,8 +273,49 @@ def open_repository_storage(settings: Settings) -> Storage:
 
 
 def open_repository(settings: Settings) -> Repository:
-    """The settings' repository, which must exist (bika init made it)."""
-    return Repository.open(open_repository_storage(settings))
+    """The settings' repository, which must exist (bika init made it). The first one a
+    logged command opens is where its run is recorded."""
+    storage = open_repository_storage(settings)
+    run = STATE.run if STATE.run is not None and STATE.run.repository is None else None
+    if run is not None:
+        run.url = storage.url
+    try:
+        repository = Repository.open(storage)
+    except RepositoryError:
+        if run is not None:
+            run.url = None  # no repository there to log into, now or later
+        raise
+    if run is not None:
+        run.attach(repository)
+    return repository
+
+
+def logged(command: str) -> Callable[[F], F]:
+    """Record every run of the command, failed ones included, in its repository's run log."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run: Run | None = None
+            try:
+                with recorded(command) as run:
+                    STATE.run = run
+                    return func(*args, **kwargs)
+            finally:
+                STATE.run = None
+                for warning in run.warnings if run is not None else []:
+                    STATE.say(f"note: {warning}")
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def note_backups(*backup_ids: str, **detail: Any) -> None:
+    """Name the backups the logged run touched, and what else its event should say."""
+    if STATE.run is not None:
+        STATE.run.backup_ids.extend(backup_ids)
+        STATE.run.detail.update(detail)
 
 
 def open_other_storage(url: str, config: StorageConfig) -> Storage:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import click
 
-from bika.cli.app import STATE, app, db_option, open_repository, pg_bin_option, repo_option
+from bika.cli.app import (
+    STATE,
+    app,
+    db_option,
+    logged,
+    note_backups,
+    open_repository,
+    pg_bin_option,
+    repo_option,
+)
 from bika.cli.progress import stream_progress
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
@@ -33,6 +42,7 @@ from bika.units import size
     help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
 )
 @pg_bin_option
+@logged("backup")
 def backup(
     repo: str | None,
     db: str | None,
@@ -54,11 +64,13 @@ def backup(
         compression_threads=settings.compression_threads,
         pg_bin_dir=settings.pg_bin_dir,
         storage_class=settings.storage.storage_class(kind),
+        role_classes=settings.storage.classes,
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
     with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
+    note_backups(manifest.id, kind=kind, stored_bytes=manifest.stored_size)
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()

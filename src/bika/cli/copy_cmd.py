@@ -13,6 +13,8 @@ from bika.cli.app import (
     STATE,
     app,
     json_option,
+    logged,
+    note_backups,
     open_other_storage,
     open_repository,
     repo_option,
@@ -35,6 +37,7 @@ from bika.units import size
     "--init", is_flag=True, help="create the destination repository, with the same recipients"
 )
 @json_option
+@logged("copy")
 def copy(
     backup_ids: tuple[str, ...], to: str | None, repo: str | None, init: bool, as_json: bool
 ) -> None:
@@ -65,6 +68,11 @@ def copy(
             progress=progress,
             on_result=said,
         )
+    note_backups(
+        *[r.backup_id for r in report.results if r.status == "copied"],
+        destination=report.destination,
+        failed=[r.backup_id for r in report.results if r.status == "failed"],
+    )
     if as_json:
         STATE.out.print_json(
             json.dumps(

@@ -14,6 +14,8 @@ from bika.cli.app import (
     app,
     identity_option,
     json_option,
+    logged,
+    note_backups,
     open_repository,
     pg_bin_option,
     repo_option,
@@ -52,6 +54,7 @@ SHOWN_PROBLEMS = 10
 @identity_option
 @pg_bin_option
 @json_option
+@logged("drill")
 def drill(
     backup_id: str | None,
     latest: bool,
@@ -73,11 +76,13 @@ def drill(
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(repository.resolve(backup_id or "latest"))
+    note_backups(manifest.id, target="server" if target else "embedded")
     identities = load_identities(settings.require_identity())
     options = DrillOptions(target=target, keep=keep, jobs=jobs, pg_bin_dir=settings.pg_bin_dir)
     with stream_progress("restored", "read") as progress:
         outcome = run_drill(repository, manifest, identities, options, STATE.say, progress)
     record = outcome.record
+    note_backups(passed=record.passed, rto_seconds=round(record.restore_seconds, 3))
     if as_json:
         STATE.out.print_json(record.to_json())
     else:

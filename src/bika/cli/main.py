@@ -25,6 +25,7 @@ from bika.cli import (  # noqa: F401
     drill_cmd,
     key_cmd,
     list_cmd,
+    prune_cmd,
     restore_cmd,
     schedule_cmd,
     verify_cmd,

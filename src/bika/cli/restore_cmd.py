@@ -23,6 +23,8 @@ from bika.cli.app import (
     STATE,
     app,
     identity_option,
+    logged,
+    note_backups,
     open_repository,
     pg_bin_option,
     repo_option,
@@ -106,6 +108,7 @@ _MARKS = {"ok": "[green]ok[/]   ", "warn": "[yellow]warn[/] ", "error": "[red]er
     help="where --jobs puts its temporary file",
 )
 @pg_bin_option
+@logged("restore")
 def restore(
     backup_id: str | None,
     to: str | None,
@@ -141,6 +144,7 @@ def restore(
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
+    note_backups(manifest.id)
     identities = load_identities(settings.require_identity())
     options = RestoreOptions(
         jobs=jobs,
@@ -159,6 +163,11 @@ def restore(
     )
     destination: ConnInfo | Path = ConnInfo.parse(to) if to is not None else Path(str(to_file))
     shown = destination.redacted() if isinstance(destination, ConnInfo) else str(destination)
+    note_backups(
+        to="file" if isinstance(destination, Path) else "database",
+        target_host_hash=destination.host_hash() if isinstance(destination, ConnInfo) else None,
+        dry_run=dry_run,
+    )
     STATE.say(f"{'planning' if dry_run else 'restoring'} {manifest.id} into {shown}")
     plan = plan_restore(repository, manifest, destination, identities, options)
     if dry_run:

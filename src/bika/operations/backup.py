@@ -5,11 +5,13 @@ If anything fails before the manifest is written, the backup does not exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import bika
+from bika import clock
 from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
@@ -18,6 +20,7 @@ from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Source
 from bika.repository.repository import new_backup_id
+from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
@@ -34,6 +37,17 @@ class BackupOptions:
     storage_class: str | None = None
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
+    role_classes: Mapping[str, str] = field(default_factory=dict)
+    """[storage] classes: a backup that will stand for its month (the month's first) is stored
+    in the monthly class, one that stands for its week in the weekly class (retention.py)."""
+
+
+def storage_class_for(repo: Repository, options: BackupOptions, started: datetime) -> str | None:
+    """The class of a backup's artifacts: its role's (monthly before weekly), else its kind's."""
+    for role in roles_of_new(repo.started_times(), started):
+        if role in options.role_classes:
+            return options.role_classes[role]
+    return options.storage_class
 
 
 # manifests read, newest first, looking for the previous backup of the same database
@@ -69,9 +83,10 @@ def take_backup(
     recipients = _recipients(repo)
     bin_dir = binaries.find_bin_dir(options.pg_bin_dir)
     pg_dump = binaries.tool("pg_dump", bin_dir)
-    started = datetime.now(UTC)
+    started = clock.now()
     facts = catalog.server_facts(conn)
     backup_id = new_backup_id(options.kind, started)
+    storage_class = storage_class_for(repo, options, started)
     conninfo, env = conn.libpq_args()
     threads = options.compression_threads or -1
 
@@ -86,7 +101,7 @@ def take_backup(
     ]
     with (
         run(argv, conn=conn, env=env) as child,
-        repo.storage.create(key, storage_class=options.storage_class) as sink,
+        repo.storage.create(key, storage_class=storage_class) as sink,
     ):
         stats = encode(
             child.stdout,
@@ -106,7 +121,7 @@ def take_backup(
         "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
     }
 
-    roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options)
+    roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options, storage_class)
     if isinstance(roles, Artifact):
         artifacts["globals"] = roles
         roles_note = Roles(status="saved")
@@ -120,7 +135,7 @@ def take_backup(
         kind=options.kind,
         label=options.label,
         started_at=started,
-        finished_at=datetime.now(UTC),
+        finished_at=clock.now(),
         source=Source(
             database=summary.header.database or conn.database,
             host_hash=conn.host_hash(),
@@ -180,6 +195,7 @@ def _dump_roles(
     backup_id: str,
     recipients: list[object],
     options: BackupOptions,
+    storage_class: str | None,
 ) -> Artifact | str:
     """The cluster's roles without passwords, or why the server would not give them."""
     pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
@@ -194,7 +210,7 @@ def _dump_roles(
     try:
         with (
             run(argv, conn=conn, env=env) as child,
-            repo.storage.create(key, storage_class=options.storage_class) as sink,
+            repo.storage.create(key, storage_class=storage_class) as sink,
         ):
             stats = encode(child.stdout, sink, recipients, level=options.compression_level)
             if child.wait() != 0:

@@ -110,6 +110,10 @@ class Repository:
                 ids.append(parts[0])
         return sorted(ids)
 
+    def started_times(self) -> list[datetime]:
+        """When each backup started, to the second, from the ids alone (no manifest read)."""
+        return [t for i in self.backup_ids() if (t := _id_time(i)) is not None]
+
     def manifest(self, backup_id: str) -> Manifest:
         return self.read_manifest(backup_id)[0]
 

@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,24 +114,58 @@ class LocalStorage:
                     full = Path(dirpath) / name
                     key = full.relative_to(base).as_posix()
                     if key.startswith(prefix):
-                        found.append(ObjectInfo(key, full.stat().st_size))
+                        found.append(_info(key, full))
+        except OSError as exc:
+            raise self._fail("list", prefix, exc) from exc
+        yield from sorted(found, key=lambda info: info.key)
+
+    def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root
+        if not base.is_dir():
+            return
+        found: list[ObjectInfo] = []
+        try:
+            for dirpath, dirs, files in os.walk(base):
+                folder = Path(dirpath)
+                for name in files:
+                    key = (folder / name).relative_to(base).as_posix()
+                    if name.startswith(TEMP_PREFIX) and key.startswith(prefix):
+                        found.append(_info(key, folder / name))
+                key = folder.relative_to(base).as_posix() + "/"
+                if folder != base and not dirs and not files and key.startswith(prefix):
+                    found.append(_info(key, folder))
         except OSError as exc:
             raise self._fail("list", prefix, exc) from exc
         yield from sorted(found, key=lambda info: info.key)
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
-            return ObjectInfo(key, self._path(key).stat().st_size)
+            return _info(key, self._path(key))
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise self._fail("stat", key, exc) from exc
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         try:
-            self._path(key).unlink(missing_ok=True)
+            if key.endswith("/"):
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise self._fail("delete", key, exc) from exc
+        # the object's folder goes with its last object (backups/<id>/, drills/<id>/); the
+        # top-level folders stay, so a concurrent write into them never loses its parent
+        folder = path.parent
+        while folder.parent != self.root and folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
 
 
 class _FileSink:
@@ -147,6 +182,11 @@ class _FileSink:
 
     def flush(self) -> None:
         """pyrage calls flush() on its writer; durability comes from the commit's fsync."""
+
+
+def _info(key: str, path: Path) -> ObjectInfo:
+    status = path.stat()
+    return ObjectInfo(key, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
 
 
 def _fsync_dir(path: Path) -> None:
