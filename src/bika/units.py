@@ -1,4 +1,5 @@
-"""Quantities as people read them: byte counts in binary units ("1.5 GiB").
+"""Quantities as people read them: byte counts in binary units ("1.5 GiB"), counts grouped
+by thousands ("3,038,830").
 
 One formatter for the command line and the operations' messages, so a size reads alike everywhere.
 """
@@ -16,3 +17,8 @@ def size(n: float) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{value:.1f} {_UNITS[-1]}"
+
+
+def count(n: int) -> str:
+    """3038830 → "3,038,830": rows and other counts, grouped by thousands everywhere."""
+    return f"{n:,}"

@@ -1,0 +1,183 @@
+"""Terminal output: untrusted text (labels, table names, paths, messages quoting them) is data,
+escaped for the terminal and never read as markup; tables are plain aligned columns.
+
+Every console bika prints through comes from console(); every table from print_table().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+from rich.style import Style
+from rich.text import Text
+
+# C0 controls (newline and tab too: one value stays on one line), DEL, C1 controls, the line
+# and paragraph separators, and the bidirectional overrides and isolates that reorder what a
+# terminal shows ("Trojan source")
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def text(value: object) -> str:
+    """value as a terminal may show it: control characters written as visible escapes
+    ("\\x1b", "\\n"), everything else as is. Markup-looking text ("[/bold]") stays literal
+    because bika's consoles never parse markup."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def cell(value: object, style: str | Style = "") -> Text:
+    """A table cell or a styled piece of a line, holding value as data."""
+    return Text(text(value), style=style)
+
+
+class DataConsole(Console):
+    """A rich Console that reads every string it prints as data: control characters escaped,
+    no markup, no emoji codes (":warning:"), whatever a caller passes."""
+
+    def render_str(
+        self,
+        text_: str,
+        *,
+        style: str | Style = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: HighlighterType | None = None,
+    ) -> Text:
+        return super().render_str(
+            text(text_),
+            style=style,
+            justify=justify,
+            overflow=overflow,
+            emoji=False,
+            markup=False,
+            highlight=highlight,
+            highlighter=highlighter,
+        )
+
+
+def console(stderr: bool = False) -> Console:
+    """stdout's (or stderr's) console. Piped output keeps each line whole (no wrapping, no
+    padding), for grep and for logs; on a terminal prose wraps at its width."""
+    stream = sys.stderr if stderr else sys.stdout
+    return DataConsole(
+        stderr=stderr,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=not stream.isatty(),
+    )
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    right: bool = False  # numbers and sizes line up on their last digit
+
+
+Cell = str | Text
+
+
+def print_table(
+    out: Console, columns: Sequence[Column], rows: Iterable[Sequence[Cell]], title: str = ""
+) -> None:
+    """A table as restic prints one: a title line, a header, and one line per row in columns
+    two spaces apart. Nothing is ever shortened, so an id can always be copied whole; a row
+    wider than the terminal wraps there. On a terminal the header is bold and ruled; piped,
+    the same lines arrive with no styles, no box drawing and no trailing spaces."""
+    body = [[value if isinstance(value, Text) else cell(value) for value in row] for row in rows]
+    header = [Text(column.header, style="bold") for column in columns]
+    widths = [max(c.cell_len for c in cells) for cells in zip(header, *body, strict=False)]
+    if title:
+        out.print(cell(title), soft_wrap=True)
+    out.print(_line(columns, widths, header), soft_wrap=True)
+    if out.is_terminal:
+        out.print(Text("-" * (sum(widths) + 2 * (len(widths) - 1)), style="dim"), soft_wrap=True)
+    for cells in body:
+        out.print(_line(columns, widths, cells), soft_wrap=True)
+
+
+def _line(columns: Sequence[Column], widths: Sequence[int], cells: Sequence[Text]) -> Text:
+    line = Text()
+    for index, (column, width, value) in enumerate(zip(columns, widths, cells, strict=True)):
+        if index:
+            line.append("  ")
+        pad = " " * (width - value.cell_len)
+        if column.right:
+            line.append(pad)
+            line.append_text(value)
+        else:
+            line.append_text(value)
+            line.append(pad)
+    line.rstrip()
+    return line
+
+
+# --json ----------------------------------------------------------------------------------
+
+
+class JsonOutput:
+    """Whether this run prints JSON, and whether it has printed its one document yet: stdout
+    under --json holds exactly one JSON document, the result or the error."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.written = False
+
+
+JSON = JsonOutput()
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One JSON document on stdout, as json.dumps writes it: pure ASCII (control characters
+    and non-ASCII escaped), never highlighted, the same on a terminal and in a pipe."""
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
+    sys.stdout.flush()
+    JSON.written = True
+
+
+# broken pipes ----------------------------------------------------------------------------
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr has gone (`bika list | head -1`)."""
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def die_of_broken_pipe() -> NoReturn:
+    """End as git and restic do when their reader goes away: killed by SIGPIPE, quietly (a
+    shell reports status 141). bika ignores SIGPIPE while it works, so that a pg_restore
+    that dies shows up as an error rather than killing bika; only a closed stdout or stderr
+    ends it this way."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):  # nothing left to flush at exit, nothing to complain into
+        os.dup2(devnull, fd)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + signal.SIGPIPE)  # not reached where SIGPIPE kills
