@@ -141,7 +141,7 @@ def test_a_closed_pipe_ends_show_and_list_quietly_as_git_does(
         [
             "bash",
             "-c",
-            f'"$0" -m bika show latest --repo "$1" | head -1; exit "${{PIPESTATUS[0]}}"',
+            '"$0" -m bika show latest --repo "$1" | head -1; exit "${PIPESTATUS[0]}"',
             sys.executable,
             repo,
         ],
