@@ -1,20 +1,18 @@
 """Terminal output: untrusted text (labels, table names, paths, messages quoting them) is data,
 escaped for the terminal and never read as markup; tables are plain aligned columns.
 
-Every console bika prints through comes from console(); every table from print_table().
+Every console bika prints through comes from console(), every table from print_table(), every
+--json document from print_json().
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
-import signal
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
 from rich.style import Style
@@ -153,31 +151,3 @@ def print_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
     sys.stdout.flush()
     JSON.written = True
-
-
-# broken pipes ----------------------------------------------------------------------------
-
-
-def output_closed() -> bool:
-    """Whether the reader of stdout or stderr has gone (`bika list | head -1`)."""
-    poller = select.poll()
-    for fd in (1, 2):
-        poller.register(fd, select.POLLOUT)
-    try:
-        events = poller.poll(0)
-    except OSError:
-        return False
-    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
-
-
-def die_of_broken_pipe() -> NoReturn:
-    """End as git and restic do when their reader goes away: killed by SIGPIPE, quietly (a
-    shell reports status 141). bika ignores SIGPIPE while it works, so that a pg_restore
-    that dies shows up as an error rather than killing bika; only a closed stdout or stderr
-    ends it this way."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):  # nothing left to flush at exit, nothing to complain into
-        os.dup2(devnull, fd)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGPIPE)
-    sys.exit(128 + signal.SIGPIPE)  # not reached where SIGPIPE kills
