@@ -178,19 +178,22 @@ def restore_result(
     destination: str,
     findings: Sequence[Finding],
     report: RestoreReport | ExportReport | None,
+    dry_run: bool = False,
 ) -> Json:
-    """A restore (report: RestoreReport), a --to-file export (ExportReport) or a --dry-run
-    plan (None): the preflight's findings and, after a restore, every table's rows."""
+    """A restore (report: RestoreReport), a --to-file export (ExportReport), or a plan that
+    was only printed (--dry-run) or refused (None): the preflight's findings and, after a
+    restore, every table's rows."""
     result: Json = {
-        "ok": not any(f.level == "error" for f in findings),
+        "ok": report is not None or dry_run,
         "backup_id": manifest.id,
         "destination": destination,
-        "dry_run": report is None,
+        "dry_run": dry_run,
         "preflight": _findings(findings),
         "seconds": None,
         "tables": [],
         "file": None,
     }
+    result["ok"] = result["ok"] and not any(f.level == "error" for f in findings)
     if isinstance(report, RestoreReport):
         result["ok"] = result["ok"] and report.ok
         result["seconds"] = round(report.seconds, 3)

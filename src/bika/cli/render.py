@@ -72,6 +72,11 @@ class DataConsole(Console):
             highlighter=highlighter,
         )
 
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 here; main.py ends every broken pipe alike (141, quietly)
+        self.quiet = True
+        raise BrokenPipeError
+
 
 def console(stderr: bool = False) -> Console:
     """stdout's (or stderr's) console. Piped output keeps each line whole (no wrapping, no
