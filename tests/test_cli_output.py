@@ -217,6 +217,8 @@ def test_errors_under_json_are_restics_exit_error_on_stdout(keyed_repo: KeyedRep
     }
     missing = run_bika("list", "--repo", str(keyed_repo.repo / "nothing"), "--json")
     assert json.loads(missing.stdout)["code"] == 1
+    usage = run_bika("list", "--json", "--bogus")
+    assert usage.returncode == 2 and json.loads(usage.stdout)["code"] == 2
 
 
 def test_show_with_an_empty_id_asks_for_one(keyed_repo: KeyedRepo) -> None:

@@ -114,7 +114,8 @@ def print_table(
         out.print(cell(title), soft_wrap=True)
     out.print(_line(columns, widths, header), soft_wrap=True)
     if out.is_terminal:
-        out.print(Text("-" * (sum(widths) + 2 * (len(widths) - 1)), style="dim"), soft_wrap=True)
+        rule = min(sum(widths) + 2 * (len(widths) - 1), out.width)
+        out.print(Text("-" * rule, style="dim"), soft_wrap=True)
     for cells in body:
         out.print(_line(columns, widths, cells), soft_wrap=True)
 
