@@ -1,10 +1,12 @@
-"""Quantities as people read them: byte counts in binary units ("1.5 GiB"), counts grouped
-by thousands ("3,038,830").
+"""Quantities as people and programs read them: byte counts in binary units ("1.5 GiB"),
+counts grouped by thousands ("3,038,830"), and the one time format of bika's JSON.
 
 One formatter for the command line and the operations' messages, so a size reads alike everywhere.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -22,3 +24,10 @@ def size(n: float) -> str:
 def count(n: int) -> str:
     """3038830 → "3,038,830": rows and other counts, grouped by thousands everywhere."""
     return f"{n:,}"
+
+
+def timestamp(when: datetime) -> str:
+    """2026-11-30T10:46:27.067336Z: RFC 3339 in UTC, always six fraction digits, so every time
+    bika prints as JSON has one width, sorts as text, and loses nothing of a manifest's."""
+    utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)  # naive: UTC
+    return f"{utc:%Y-%m-%dT%H:%M:%S.%fZ}"

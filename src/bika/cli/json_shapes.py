@@ -7,24 +7,23 @@ Fields are only ever added within format version 1.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from bika.diagnosis import Check
+from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
+from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
-from bika.operations.restore import ExportReport, Finding, RestoreReport
+from bika.operations.restore import ExportReport, RestoreReport
+from bika.operations.restore import Finding as PreflightFinding
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord
+from bika.units import timestamp
 
 Json = dict[str, Any]
-
-
-def timestamp(when: datetime) -> str:
-    """2026-11-30T10:46:27.067336Z: one width, sorts as text, no time lost from a manifest."""
-    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def _plain(value: Any) -> Any:
@@ -169,14 +168,14 @@ def doctor_result(sections: Sequence[tuple[str, Sequence[Check]]], ok: bool) -> 
     }
 
 
-def _findings(findings: Iterable[Finding]) -> list[Json]:
+def _findings(findings: Iterable[PreflightFinding]) -> list[Json]:
     return [{"level": f.level, "check": f.check, "message": f.message} for f in findings]
 
 
 def restore_result(
     manifest: Manifest,
     destination: str,
-    findings: Sequence[Finding],
+    findings: Sequence[PreflightFinding],
     report: RestoreReport | ExportReport | None,
     dry_run: bool = False,
 ) -> Json:
@@ -211,3 +210,32 @@ def restore_result(
         result["seconds"] = round(report.seconds, 3)
         result["file"] = {"path": str(report.path), "format": report.format, "size": report.size}
     return result
+
+
+def _check_finding(f: Finding) -> Json:
+    return {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix, "facts": f.facts}
+
+
+def check_result(report: CheckReport) -> Json:
+    """`bika check`: "status" and "exit_code" as Nagios reads them; "ok" when both say OK."""
+    code = exit_code(report.findings)
+    return {
+        "ok": code == 0,
+        "status": NAGIOS_NAMES[worst(report.findings)],
+        "exit_code": code,
+        "repository": report.repository,
+        "checked_at": timestamp(report.checked_at),
+        "findings": [_check_finding(f) for f in report.findings],
+    }
+
+
+def check_unknown(repository: str, finding: Finding) -> Json:
+    """`bika check` when the repository cannot be read: UNKNOWN (exit 3), the reason as its
+    one finding."""
+    return {
+        "ok": False,
+        "status": "UNKNOWN",
+        "exit_code": 3,
+        "repository": repository,
+        "findings": [_check_finding(finding)],
+    }
