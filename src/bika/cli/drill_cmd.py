@@ -101,9 +101,9 @@ def _print(record: DrillRecord) -> None:
     skipped = [t for t in record.tables if t.status == "skipped"]
     verdict = "passed" if record.passed else "FAILED"
     out.print(
-        f"drill of {record.backup_id} {verdict}: {record.tables_checked} tables"
+        f"drill of {record.backup_id} {verdict}: {count(record.tables_checked)} tables"
         f" ({count(record.rows_checked)} rows, {size(record.bytes_hashed)}) and"
-        f" {record.objects_checked} schema objects compared"
+        f" {count(record.objects_checked)} schema objects compared"
         + (f", {len(skipped)} tables skipped" if skipped else "")
     )
     out.print(

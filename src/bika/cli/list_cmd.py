@@ -176,8 +176,9 @@ def _print_drills(history: list[DrillRecord]) -> None:
             )
         else:
             skipped = sum(1 for t in record.tables if t.status == "skipped")
-            detail = f"{record.tables_checked} tables, {record.objects_checked} objects" + (
-                f"; {skipped} tables skipped" if skipped else ""
+            detail = (
+                f"{count(record.tables_checked)} tables, {count(record.objects_checked)} objects"
+                + (f"; {skipped} tables skipped" if skipped else "")
             )
         rows.append(
             [
