@@ -4,12 +4,16 @@ ids are never shortened, piped output is plain, a closed pipe ends bika quietly,
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,3 +236,40 @@ def test_init_names_a_path_with_brackets_as_given(tmp_path: Path, keyed_repo: Ke
     result = run_bika("init", "--repo", str(repo), "--recipient", keyed_repo.recipient)
     assert result.returncode == 0, result.stderr
     assert f"created repository {repo} " in result.stderr
+
+
+def _on_a_terminal(*args: str, columns: int = 80) -> str:
+    """bika's stdout on a pseudo-terminal `columns` wide, as a person sees it."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = offline_env({k: v for k, v in os.environ.items() if not k.startswith("BIKA_")})
+    env.pop("COLUMNS", None)
+    env["TERM"] = "xterm-256color"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bika", *args], stdout=follower, stderr=subprocess.PIPE, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side has closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    return b"".join(chunks).decode()
+
+
+def test_on_an_80_column_terminal_ids_are_whole_and_json_is_not_coloured(
+    pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo
+) -> None:
+    backup_id = keyed_repo.backup(_small_database(pg18, new_database), "--kind", "pre-migration")
+    repo = str(keyed_repo.repo)
+    table = _on_a_terminal("list", "--repo", repo)
+    assert backup_id in table and "…" not in table
+    shown = _on_a_terminal("list", "--repo", repo, "--json")
+    assert "\x1b" not in shown
+    assert json.loads(shown)["backups"][0]["id"] == backup_id
