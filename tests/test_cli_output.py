@@ -236,6 +236,10 @@ def test_init_names_a_path_with_brackets_as_given(tmp_path: Path, keyed_repo: Ke
     result = run_bika("init", "--repo", str(repo), "--recipient", keyed_repo.recipient)
     assert result.returncode == 0, result.stderr
     assert f"created repository {repo} " in result.stderr
+    cleared = tmp_path / "x\x1b[2Jy"
+    result = run_bika("init", "--repo", str(cleared), "--recipient", keyed_repo.recipient)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stderr and f"{tmp_path}/x\\x1b[2Jy" in result.stderr
 
 
 def _on_a_terminal(*args: str, columns: int = 80) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from bika.config import SettingRow
 from bika.diagnosis import Check
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
@@ -238,4 +240,15 @@ def check_unknown(repository: str, finding: Finding) -> Json:
         "exit_code": 3,
         "repository": repository,
         "findings": [_check_finding(finding)],
+    }
+
+
+def config_result(config_file: Path | None, rows: Iterable[SettingRow]) -> Json:
+    """`bika config show`: each setting's value (secrets as ***) and where it came from."""
+    return {
+        "ok": True,
+        "config_file": str(config_file) if config_file else None,
+        "settings": [
+            {"name": r.name, "value": r.value, "source": r.source, "from": r.detail} for r in rows
+        ],
     }

@@ -8,7 +8,6 @@ Every console bika prints through comes from console(), every table from print_t
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,26 +17,14 @@ from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
 from rich.style import Style
 from rich.text import Text
 
-# C0 controls (newline and tab too: one value stays on one line), DEL, C1 controls, the line
-# and paragraph separators, and the bidirectional overrides and isolates that reorder what a
-# terminal shows ("Trojan source")
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from bika.untrusted import escape
 
 
 def text(value: object) -> str:
     """value as a terminal may show it: control characters written as visible escapes
     ("\\x1b", "\\n"), everything else as is. Markup-looking text ("[/bold]") stays literal
     because bika's consoles never parse markup."""
-    return _UNSAFE.sub(_escape, str(value))
+    return escape(value)
 
 
 def cell(value: object, style: str | Style = "") -> Text:
