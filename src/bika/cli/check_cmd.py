@@ -105,7 +105,7 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
         STATE.out.file.write(render_markdown(items, report.repository, report.checked_at))
     else:
         for item in items:
-            STATE.out.print(Text(f"[{'x' if item.ticked else ' '}] {item.text}"))
-            STATE.out.print(Text(f"    {item.evidence}"))
+            STATE.out.print(f"[{'x' if item.ticked else ' '}] {item.text}")
+            STATE.out.print(f"    {item.evidence}")
     if not all(item.ticked for item in items):
         raise click.exceptions.Exit(1)
