@@ -1,11 +1,13 @@
-"""Quantities as people read them: byte counts in binary units ("1.5 GiB"), durations ("30d").
+"""Quantities as people and programs read them: byte counts in binary units ("1.5 GiB"),
+counts grouped by thousands ("3,038,830"), durations ("30d"), and the one time format of bika's
+JSON.
 
 One formatter for the command line and the operations' messages, so a size reads alike everywhere.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pytimeparse.timeparse import timeparse
 
@@ -40,3 +42,15 @@ def parse_duration(text: str) -> timedelta:
             " 30d (days), 4w (weeks) or 12h (hours)"
         )
     return timedelta(seconds=seconds)
+
+
+def count(n: int) -> str:
+    """3038830 → "3,038,830": rows and other counts, grouped by thousands everywhere."""
+    return f"{n:,}"
+
+
+def timestamp(when: datetime) -> str:
+    """2026-11-30T10:46:27.067336Z: RFC 3339 in UTC, always six fraction digits, so every time
+    bika prints as JSON has one width, sorts as text, and loses nothing of a manifest's."""
+    utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)  # naive: UTC
+    return f"{utc:%Y-%m-%dT%H:%M:%S.%fZ}"

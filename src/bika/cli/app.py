@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 
 from bika import log
+from bika.cli.render import JSON, console
 from bika.config import Settings, StorageConfig, load_settings
 from bika.errors import RepositoryError
 from bika.operations.runlog import Run, recorded
@@ -36,16 +37,10 @@ class State:
     quiet: bool = False
     log_file: Path | None = None
     log_format: log.LogFormat = "text"
-    # piped output is read by programs and people alike: do not squeeze tables to 80 columns
-    out: Console = field(
-        default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    )
-    # piped stderr keeps each message on one line, for logs and for grep
-    err: Console = field(
-        default_factory=lambda: Console(
-            stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()
-        )
-    )
+    # consoles that print every string as data (render.py): no markup, control characters
+    # escaped, piped lines kept whole
+    out: Console = field(default_factory=console)
+    err: Console = field(default_factory=lambda: console(stderr=True))
 
     run: Run | None = None
     """The run being recorded in the run log, while a @logged command runs."""
@@ -343,8 +338,20 @@ def identity_option(func: F) -> F:
     )(func)
 
 
+def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        JSON.requested = True  # an error from here on is printed as JSON too (main.py)
+    return value
+
+
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(func)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=_set_json,
+        help="one JSON document on stdout (docs/FORMAT.md); errors as JSON too",
+    )(func)
 
 
 def pg_bin_option(func: F) -> F:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
     db_option,
+    json_option,
     logged,
     note_backups,
     open_repository,
@@ -18,10 +20,11 @@ from bika.cli.app import (
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository.manifest import KINDS
-from bika.units import size
+from bika.units import count, size
 
 
 @app.command("backup")
@@ -43,6 +46,7 @@ from bika.units import size
 )
 @pg_bin_option
 @logged("backup")
+@json_option
 def backup(
     repo: str | None,
     db: str | None,
@@ -50,6 +54,7 @@ def backup(
     label: str | None,
     compression_level: int | None,
     pg_bin_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Back up a database: pg_dump → zstd → age → repository."""
     settings = STATE.settings(
@@ -75,9 +80,13 @@ def backup(
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()
     STATE.say(
-        f"backup {manifest.id}: {len(manifest.tables)} tables, {manifest.total_rows} rows,"
+        f"backup {manifest.id}: {count(len(manifest.tables))} tables,"
+        f" {count(manifest.total_rows)} rows,"
         f" {size(manifest.plain_size)} dumped → {size(manifest.stored_size)} stored"
         f" in {seconds:.1f}s",
         backup_id=manifest.id,
     )
-    STATE.out.print(manifest.id)
+    if as_json:
+        print_json(json_shapes.backup_result(repository, manifest))
+    else:
+        STATE.out.print(manifest.id)

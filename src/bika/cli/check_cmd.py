@@ -4,17 +4,17 @@ exit codes monitoring systems expect: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Na
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from bika.checklist import checklist
 from bika.checklist import markdown as render_markdown
+from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_other_storage, open_repository, repo_option
+from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
 from bika.errors import BikaError, ConfigError
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
@@ -51,7 +51,7 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
     if textfile is not None:
         write_textfile(textfile, report.history, report.findings)
     if as_json:
-        STATE.out.file.write(json.dumps(_json(report), indent=2) + "\n")
+        print_json(json_shapes.check_result(report))
     else:
         _print(report)
     code = exit_code(report.findings)
@@ -68,49 +68,26 @@ def _second(settings: Settings) -> Callable[[], Repository] | None:
     )
 
 
-def _json(report: CheckReport) -> dict[str, object]:
-    level = worst(report.findings)
-    return {
-        "ok": exit_code(report.findings) == 0,
-        "status": NAGIOS_NAMES[level],
-        "exit_code": exit_code(report.findings),
-        "repository": report.repository,
-        "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "findings": [_finding(f) for f in report.findings],
-    }
-
-
-def _finding(f: Finding) -> dict[str, object]:
-    return {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix, "facts": f.facts}
-
-
 def _print(report: CheckReport) -> None:
     level = worst(report.findings)
-    table = Table(title=f"bika check {report.repository}", title_justify="left")
-    for column in ("status", "check", "finding"):
-        table.add_column(column, overflow="fold")
-    for f in report.findings:
-        table.add_row(
-            Text(NAGIOS_NAMES[f.level], style=_STYLE[f.level]),
-            Text(f.what),
-            Text(f.message + (f" → {f.fix}" if f.fix and f.level != "ok" else "")),
-        )
-    STATE.out.print(table)
+    rows: list[list[Cell]] = [
+        [
+            cell(NAGIOS_NAMES[f.level], _STYLE[f.level]),
+            f.what,
+            f.message + (f" → {f.fix}" if f.fix and f.level != "ok" else ""),
+        ]
+        for f in report.findings
+    ]
+    columns = [Column("status"), Column("check"), Column("finding")]
+    print_table(STATE.out, columns, rows, title=f"bika check {report.repository}")
     STATE.out.print(Text(f"status: {NAGIOS_NAMES[level]}", style=_STYLE[level]))
 
 
 def _unknown(where: str, why: str, as_json: bool) -> None:
     finding = Finding("unknown", "repository", f"cannot read the repository: {why}")
     if as_json:
-        payload = {
-            "ok": False,
-            "status": "UNKNOWN",
-            "exit_code": 3,
-            "repository": where,
-            "findings": [_finding(finding)],
-        }
-        STATE.out.file.write(json.dumps(payload, indent=2) + "\n")
-    STATE.err.print(Text(f"bika: error: {finding.message}"))
+        print_json(json_shapes.check_unknown(where, finding))
+    STATE.err.print(f"bika: error: {finding.message}")
     raise click.exceptions.Exit(3)
 
 
@@ -129,8 +106,8 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
         STATE.out.file.write(render_markdown(items, report.repository, report.checked_at))
     else:
         for item in items:
-            STATE.out.print(Text(f"[{'x' if item.ticked else ' '}] {item.text}"))
-            STATE.out.print(Text(f"    {item.evidence}"))
+            STATE.out.print(f"[{'x' if item.ticked else ' '}] {item.text}")
+            STATE.out.print(f"    {item.evidence}")
     if not all(item.ticked for item in items):
         raise click.exceptions.Exit(1)
 

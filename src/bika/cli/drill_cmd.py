@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
@@ -21,11 +22,12 @@ from bika.cli.app import (
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.crypto import load_identities
 from bika.errors import ConfigError
 from bika.operations.drill import DrillOptions, run_drill
 from bika.repository.drills import DrillRecord
-from bika.units import size
+from bika.units import count, size
 
 SHOWN_PROBLEMS = 10
 
@@ -84,7 +86,7 @@ def drill(
     record = outcome.record
     note_backups(passed=record.passed, rto_seconds=round(record.restore_seconds, 3))
     if as_json:
-        STATE.out.print_json(record.to_json())
+        print_json(json_shapes.drill_result(record))
     else:
         _print(record)
     if outcome.kept:
@@ -104,9 +106,9 @@ def _print(record: DrillRecord) -> None:
     skipped = [t for t in record.tables if t.status == "skipped"]
     verdict = "passed" if record.passed else "FAILED"
     out.print(
-        f"drill of {record.backup_id} {verdict}: {record.tables_checked} tables"
-        f" ({record.rows_checked:,} rows, {size(record.bytes_hashed)}) and"
-        f" {record.objects_checked} schema objects compared"
+        f"drill of {record.backup_id} {verdict}: {count(record.tables_checked)} tables"
+        f" ({count(record.rows_checked)} rows, {size(record.bytes_hashed)}) and"
+        f" {count(record.objects_checked)} schema objects compared"
         + (f", {len(skipped)} tables skipped" if skipped else "")
     )
     out.print(

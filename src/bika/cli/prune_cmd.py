@@ -4,15 +4,14 @@ why — then delete the dropped backups and what failed runs left, and say what 
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
+from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, logged, note_backups, open_repository, repo_option
+from bika.cli.render import Column, print_json, print_table
 from bika.operations.prune import PruneOptions, PruneReport, prune
 from bika.retention import span
 from bika.units import parse_duration, size
@@ -85,7 +84,7 @@ def prune_backups(
             leftovers=len(report.leftovers),
         )
     if as_json:
-        STATE.out.print_json(json.dumps(_json(report)))
+        print_json(json_shapes.prune_result(report))
         return
     _print(report)
 
@@ -97,18 +96,18 @@ def _age(delta: timedelta) -> str:
 
 def _print(report: PruneReport) -> None:
     if report.backups:
-        table = Table(title=f"retention in {report.repository}", title_justify="left")
-        for column in ("id", "kind", "age", "verdict", "reason"):
-            table.add_column(column, justify="right" if column == "age" else "left")
-        for b in report.backups:
-            table.add_row(
-                Text(b.id),
-                Text(b.kind),
+        columns = [Column(c, right=c == "age") for c in ("id", "kind", "age", "verdict", "reason")]
+        rows = [
+            [
+                b.id,
+                b.kind,
                 _age(b.age),
-                Text("keep") if b.keep else Text("drop", style="bold"),
-                Text(b.reason),
-            )
-        STATE.out.print(table)
+                "keep" if b.keep else Text("drop", style="bold"),
+                b.reason,
+            ]
+            for b in report.backups
+        ]
+        print_table(STATE.out, columns, rows, title=f"retention in {report.repository}")
     for leftover in report.leftovers:
         STATE.out.print(Text(f"leftover {leftover.key} ({size(leftover.size)}): {leftover.why}"))
     for note in report.notes:
@@ -126,28 +125,3 @@ def _print(report: PruneReport) -> None:
             f" {len(report.leftovers)} leftovers ({report.deleted_objects} objects),"
             f" freed {size(report.freed_bytes)}"
         )
-
-
-def _json(report: PruneReport) -> dict[str, Any]:
-    return {
-        "repository": report.repository,
-        "now": report.now.isoformat(),
-        "dry_run": report.dry_run,
-        "backups": [
-            {
-                "id": b.id,
-                "kind": b.kind,
-                "started_at": b.started_at.isoformat(),
-                "age_seconds": round(b.age.total_seconds()),
-                "keep": b.keep,
-                "reason": b.reason,
-                "roles": list(b.roles),
-                "stored_size": b.stored_size,
-            }
-            for b in report.backups
-        ],
-        "leftovers": [{"key": i.key, "size": i.size, "why": i.why} for i in report.leftovers],
-        "notes": report.notes,
-        "deleted_objects": report.deleted_objects,
-        "freed_bytes": report.freed_bytes,
-    }

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import click
 from prometheus_client import generate_latest
-from rich.table import Table
-from rich.text import Text
 
 from bika.cli.app import STATE, BikaGroup, app, open_repository
+from bika.cli.render import Column, print_table
 from bika.config import Settings, load_settings
 from bika.errors import ConfigError
 from bika.metrics import registry
@@ -42,18 +41,17 @@ def schedule() -> None:
 def schedule_show(count: int) -> None:
     """The jobs, what each runs, and their next run times."""
     settings = STATE.settings()
-    table = Table(title=f"schedule ({settings.schedule.timezone})", title_justify="left")
-    for column in ("job", "cron", "runs", "next"):
-        table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
+    rows = []
     for job in _jobs(settings):
         times, at = [], now
         for _ in range(count):
             at = next_run(job, at, settings.schedule.timezone)
-            times.append(f"{at:%Y-%m-%d %H:%M:%S} UTC")
+            times.append(f"{at:%Y-%m-%d %H:%M:%S}")
         runs = " && ".join("bika " + " ".join(step) for step in job.steps)
-        table.add_row(Text(job.name), Text(job.cron), Text(runs), Text("\n".join(times)))
-    STATE.out.print(table)
+        rows.append([job.name, job.cron, runs, ", ".join(times)])
+    columns = [Column("job"), Column("cron"), Column("runs"), Column("next (UTC)")]
+    print_table(STATE.out, columns, rows, title=f"schedule ({settings.schedule.timezone})")
 
 
 @schedule.command("export")

@@ -6,12 +6,12 @@ Without --read-data it checks presence and sizes (no key); with it, every byte; 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
@@ -22,6 +22,7 @@ from bika.cli.app import (
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.crypto import load_identities
 from bika.operations.verify import bytes_to_read, parse_subset, verify_backup
 from bika.units import size
@@ -80,26 +81,7 @@ def verify(
             STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
     if as_json:
-        STATE.out.print_json(
-            json.dumps(
-                {
-                    "repository": repository.url,
-                    "read_data": read_data,
-                    "read_data_subset": subset.text if subset else None,
-                    "backups": [
-                        {
-                            "id": r.backup_id,
-                            "ok": r.ok,
-                            "read": r.read,
-                            "problems": [
-                                {"artifact": p.artifact, "message": p.message} for p in r.problems
-                            ],
-                        }
-                        for r in results
-                    ],
-                }
-            )
-        )
+        print_json(json_shapes.verify_result(repository, read_data, subset, results))
     else:
         how = ""
         if subset is not None:

@@ -20,6 +20,7 @@ from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord
 from bika.storage.local import LocalStorage
+from bika.units import count, size
 
 SOURCE_DB = "ibimina"
 RESTORED_DB = "ibimina_restored"
@@ -54,8 +55,9 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
 
         manifest = take_backup(repo, ConnInfo.parse(url), BackupOptions(label="bika demo"))
         say(
-            f"backed up: {manifest.id}, {len(manifest.tables)} tables, {manifest.total_rows:,}"
-            f" rows, {manifest.plain_size:,} bytes dumped → {manifest.stored_size:,} stored"
+            f"backed up: {manifest.id}, {len(manifest.tables)} tables,"
+            f" {count(manifest.total_rows)} rows, {size(manifest.plain_size)} dumped →"
+            f" {size(manifest.stored_size)} stored"
         )
 
         identities = load_identities(key)
@@ -76,7 +78,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
         ).record
         say(
             f"drill {'passed' if drill.passed else 'FAILED'}: {drill.tables_checked} tables,"
-            f" {drill.rows_checked:,} rows, {drill.objects_checked} schema objects checked;"
+            f" {count(drill.rows_checked)} rows, {drill.objects_checked} schema objects checked;"
             f" restore took {drill.restore_seconds:.1f}s (the measured RTO)"
         )
     return DemoResult(folder, repo, key, manifest, verified, restored, drill)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bika.errors import (
     BackupNotFound,
+    ConfigError,
     ObjectExists,
     ObjectNotFound,
     RepositoryError,
@@ -138,6 +139,11 @@ class Repository:
 
     def resolve(self, ref: str) -> str:
         """A full id, a unique prefix of one, or 'latest'."""
+        if not ref.strip():
+            # every id starts with "", so an empty one would match them all
+            raise ConfigError(
+                "give a backup id, a unique prefix of one, or 'latest'; 'bika list' shows the ids"
+            )
         if ref == "latest":
             return self.latest()
         ids = self.backup_ids()
