@@ -37,6 +37,14 @@ class BackupNotFound(RepositoryError):
     """No backup with the requested id."""
 
 
+class DamagedManifest(RepositoryError):
+    """A backup's manifest does not parse or does not describe its folder."""
+
+
+class ForeignBackup(RepositoryError):
+    """A backup taken in another repository, put here by hand rather than by `bika copy`."""
+
+
 class DumpError(BikaError):
     """pg_dump / pg_dumpall failed or produced something unreadable."""
 

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from bika.cli.app import STATE, app, json_option, open_repository, repo_option
-from bika.repository import Manifest, Repository
+from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord, drill_history, drill_summary, latest_drills
 from bika.units import size
 
@@ -56,27 +56,32 @@ def _open(repo: str | None) -> Repository:
 def list_backups(repo: str | None, as_json: bool) -> None:
     """List the repository's backups, oldest first."""
     repository = _open(repo)
-    manifests = repository.manifests()
+    manifests, damaged = repository.scan()
     drills = latest_drills(repository)
     if as_json:
         payload = {
             "repository": repository.url,
             "backups": [summary(m, drills.get(m.id)) for m in manifests],
+            "damaged": [{"id": d.backup_id, "reason": d.reason} for d in damaged],
         }
         STATE.out.print_json(json.dumps(payload))
         return
-    print_backups(repository, manifests, drills)
+    print_backups(repository, manifests, drills, damaged)
 
 
 def print_backups(
     repository: Repository,
     manifests: list[Manifest] | None = None,
     drills: dict[str, DrillRecord] | None = None,
+    damaged: list[DamagedBackup] | None = None,
 ) -> None:
     """The human table of `bika list` (also shown at the end of `bika demo`)."""
-    manifests = repository.manifests() if manifests is None else manifests
+    if manifests is None:
+        manifests, damaged = repository.scan()
     drills = latest_drills(repository) if drills is None else drills
-    if not manifests:
+    for bad in damaged or []:
+        STATE.err.print(f"DAMAGED {bad.reason}", markup=False, highlight=False)
+    if not manifests and not damaged:
         STATE.say(f"{repository.url} holds no backups yet")
         return
     table = Table(title=f"backups in {repository.url}", title_justify="left")

@@ -28,7 +28,7 @@ from bika.cli.app import (
     repo_option,
 )
 from bika.crypto import load_identities
-from bika.errors import ConfigError, RestoreError
+from bika.errors import ConfigError
 from bika.operations.restore import (
     DATA_KINDS,
     Finding,
@@ -36,7 +36,9 @@ from bika.operations.restore import (
     RestoreFailed,
     RestoreOptions,
     RestorePlan,
+    RestoreReport,
     RestoreStep,
+    RowsDiffer,
     StepProgress,
     export_backup,
     plan_restore,
@@ -199,12 +201,23 @@ def restore(
             for error in exc.errors:
                 STATE.err.print(f"  [red]error[/] {error}", markup=True, highlight=False)
             raise
+        except RowsDiffer as exc:
+            _print_checks(exc.report)
+            raise
     if isinstance(destination, Path):
         STATE.out.print(
             f"wrote {exported.path} ({exported.format}, {size(exported.size)}, mode 0600)"
             f" from {manifest.id} in {exported.seconds:.1f}s"
         )
         return
+    _print_checks(report)
+    what = "tables exist" if schema_only else "row counts match"
+    STATE.out.print(
+        f"restored {manifest.id}: {len(report.checks)} tables, all {what} ({report.seconds:.1f}s)"
+    )
+
+
+def _print_checks(report: RestoreReport) -> None:
     table_view = Table(title="restored tables", title_justify="left")
     for column in ("table", "backup", "restored", ""):
         table_view.add_column(
@@ -225,18 +238,6 @@ def restore(
         )
     if not STATE.quiet:
         STATE.out.print(table_view)
-    bad = [c for c in report.checks if not c.ok]
-    if bad:
-        first = bad[0]
-        raise RestoreError(
-            f"restore of {manifest.id} finished but {len(bad)} table(s) differ from the backup,"
-            f" e.g. {first.table}: {first.restored if first.restored is not None else 'missing'}"
-            f" rows restored, {first.expected} in the backup"
-        )
-    what = "tables exist" if schema_only else "row counts match"
-    STATE.out.print(
-        f"restored {manifest.id}: {len(report.checks)} tables, all {what} ({report.seconds:.1f}s)"
-    )
 
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:

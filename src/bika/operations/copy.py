@@ -131,6 +131,7 @@ def _copy_backup(
             source, dest, manifest, name, artifact, storage_class(manifest.kind), progress
         )
     key = dest.artifact_key(backup_id, MANIFEST)
+    dest.add_copy_source(manifest.repository_id)  # so dest accepts the manifest as its own
     try:
         # The stored bytes, not a re-serialisation: the copy is the same backup, down to its
         # repository_id, which keeps naming the repository the backup was taken in.
