@@ -97,12 +97,11 @@ class StoredArchive:
             stats.plain_sha256,
         ) == (a.stored_size, a.stored_sha256, a.plain_size, a.plain_sha256)
 
-    def mismatch(self, outcome: str = "") -> IntegrityError:
+    def mismatch(self) -> IntegrityError:
         """What to say when the decrypted archive is not the one the manifest describes."""
         return IntegrityError(
             f"{self.label}: the decrypted archive is not the one the manifest describes (its"
-            f" sha256 differs): the stored object was replaced or damaged{outcome}; run"
-            " `bika verify`"
+            " sha256 differs): the stored object was replaced or damaged; run `bika verify`"
         )
 
 
@@ -157,7 +156,7 @@ def load(
         # before 17), with --clean's drops inside its transaction, and without its COMMIT
         # until the archive has been read to the end and matched the manifest
         argv = [str(pg_restore), "--file=-", "--single-transaction", *args]
-        committed = False
+        commit_sent = False
         with run([*psql, "--tuples-only", "--no-align"], conn=target, env=env, stdin=True) as sink:
             session = _Session(sink)
             script = _Script(session.write, clean=clean, hold_commit=True)
@@ -167,7 +166,7 @@ def load(
                     before_commit(session.rows)
                 script.release()
                 session.close()
-                committed = True
+                commit_sent = True
             except _PipeClosed:
                 pass  # psql stopped on an error: its stderr says which
             except IntegrityError as exc:
@@ -176,7 +175,7 @@ def load(
                 ) from None
             code = sink.wait()
             _check_result(code, "", sink.stderr_text(), target, plan, script)
-            if not committed:
+            if not commit_sent:
                 raise RestoreError(
                     f"restore into {target.redacted()} failed: psql ended before the restore"
                     " was committed; nothing was restored"
