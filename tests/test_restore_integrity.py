@@ -115,6 +115,18 @@ def test_one_job_restore_with_create_of_a_replaced_artifact_leaves_no_database(
     assert not pg18.query(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
 
 
+def test_a_restore_that_needs_only_part_of_the_archive_still_checks_all_of_it(
+    pg18: Cluster, swapped: Swapped
+) -> None:
+    name = f"t_{uuid.uuid4().hex[:8]}"
+
+    # pg_restore stops reading after the table of contents: bika reads on to the end
+    done = swapped.restore("--to", pg18.url(name), "--create", "--schema-only")
+
+    assert_clean_error(done, "not the one the manifest describes")
+    assert not pg18.query(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+
+
 def test_export_of_a_replaced_artifact_to_sql_leaves_no_file(
     swapped: Swapped, tmp_path: Path
 ) -> None:
