@@ -278,13 +278,15 @@ def test_one_unreadable_manifest_is_shown_as_damaged_and_the_others_still_verify
     assert damaged["id"] == first and "manifest.json is damaged" in damaged["reason"]
     assert "pydantic" not in damaged["reason"] and "\n" not in damaged["reason"]
     shown = _cli(keyed_repo, "list")
-    assert second in shown.stdout and f"DAMAGED backup {first}" in shown.stderr
+    assert second in shown.stdout and f"DAMAGED {first}: its manifest.json" in shown.stderr
 
     verified = _cli(keyed_repo, "verify")
     assert verified.returncode == 1
     assert f"1 of 2 backups verified; failed: {first}" in verified.stdout
     assert "pydantic" not in verified.stderr
     assert_clean_error(_cli(keyed_repo, "show", first), "manifest.json is damaged")
+    checked = _cli(keyed_repo, "check")
+    assert f"backup {first} cannot be read: its manifest.json is damaged" in checked.stdout
 
 
 def test_verify_read_data_checks_the_manifests_data_offsets(

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bika.errors import BikaError, RepositoryError
+from bika.errors import BikaError
 from bika.findings import Finding
 from bika.monitor import History, RunEvent, Thresholds, evaluate
-from bika.repository import Manifest, Repository
+from bika.repository import Repository
 from bika.repository.drills import DrillRecord, latest_drills
 
 
@@ -39,14 +39,8 @@ def read_history(
     `copy` opens the second repository when one is configured; it is called here so that an
     unreachable copy is reported, not raised."""
     problems: list[Finding] = []
-    manifests: list[Manifest] = []
-    damaged: list[tuple[str, str]] = []
-    for backup_id in repository.backup_ids():
-        try:
-            manifests.append(repository.manifest(backup_id))
-        except RepositoryError as exc:
-            damaged.append((backup_id, str(exc).split(":", 2)[-1].strip()[:200]))
-    manifests.sort(key=lambda m: (m.started_at, m.id))
+    manifests, unusable = repository.scan()
+    damaged = [(d.backup_id, d.reason) for d in unusable]
     drills: list[DrillRecord] = []
     try:
         drills = list(latest_drills(repository).values())

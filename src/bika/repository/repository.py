@@ -20,6 +20,7 @@ from bika.errors import (
     ObjectExists,
     ObjectNotFound,
     RepositoryError,
+    UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
 from bika.storage import Storage
@@ -144,20 +145,23 @@ class Repository:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
             raise DamagedManifest(
-                f"backup {backup_id}: its manifest.json is damaged ({_first_error(exc)}), so"
-                " the backup cannot be used; the repository's other backups are unaffected"
+                backup_id,
+                f"its manifest.json is damaged ({_first_error(exc)}), so the backup cannot be"
+                " used; the repository's other backups are unaffected",
             ) from None
         if manifest.id != backup_id:
             raise DamagedManifest(
-                f"backup {backup_id}: its manifest.json describes backup {manifest.id}, so the"
-                " folder was renamed or its manifest replaced; the backup cannot be used"
+                backup_id,
+                f"its manifest.json describes backup {manifest.id}: the folder was renamed or"
+                " its manifest replaced, so the backup cannot be used",
             )
         if manifest.repository_id != self.id and manifest.repository_id not in self.copy_sources():
             raise ForeignBackup(
-                f"backup {backup_id} was taken in another repository ({manifest.repository_id},"
-                f" this one is {self.id}) and did not come here by `bika copy`: its folder was"
-                " copied in by hand, and this repository's key may not open it; use it from the"
-                " repository it came from"
+                backup_id,
+                f"it was taken in another repository ({manifest.repository_id}, this one is"
+                f" {self.id}) and did not come here by `bika copy`: its folder was copied in by"
+                " hand, and this repository's key may not open it; use it from the repository"
+                " it came from",
             )
         return manifest, raw
 
@@ -176,8 +180,8 @@ class Repository:
                 manifests.append(self.manifest(backup_id))
             except BackupNotFound:
                 continue  # deleted since it was listed
-            except RepositoryError as exc:
-                damaged.append(DamagedBackup(backup_id, str(exc)))
+            except UnusableBackup as exc:
+                damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
 
     def copy_sources(self) -> set[str]:
