@@ -127,10 +127,11 @@ def test_a_restore_that_needs_only_part_of_the_archive_still_checks_all_of_it(
     assert not pg18.query(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
 
 
-def test_export_of_a_replaced_artifact_to_sql_leaves_no_file(
-    swapped: Swapped, tmp_path: Path
+@pytest.mark.parametrize("name", ["a.sql", "a.dump"])
+def test_export_of_a_replaced_artifact_leaves_no_file(
+    name: str, swapped: Swapped, tmp_path: Path
 ) -> None:
-    out = tmp_path / "a.sql"
+    out = tmp_path / name
 
     done = swapped.restore("--to-file", str(out))
 
