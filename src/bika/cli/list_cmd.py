@@ -80,7 +80,7 @@ def print_backups(
         manifests, damaged = repository.scan()
     drills = latest_drills(repository) if drills is None else drills
     for bad in damaged or []:
-        STATE.err.print(f"DAMAGED {bad.backup_id}: {bad.reason}", markup=False, highlight=False)
+        STATE.fail(f"DAMAGED {bad.backup_id}: {bad.reason}", backup_id=bad.backup_id)
     if not manifests and not damaged:
         STATE.say(f"{repository.url} holds no backups yet")
         return

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from bika.errors import BikaError, ConfigError, DamagedManifest, DumpError, ForeignBackup
+from bika.errors import BikaError, ConfigError, DumpError, UnusableBackup
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.process import run
@@ -100,7 +100,7 @@ def open_manifest(repo: Repository, backup_id: str, *, read_data: bool) -> Manif
     that backup's failed result: one bad manifest is not the end of the run."""
     try:
         return repo.manifest(backup_id)
-    except (DamagedManifest, ForeignBackup) as exc:
+    except UnusableBackup as exc:
         result = VerifyResult(backup_id, read_data=read_data)
         result.problems.append(Problem("manifest", str(exc)))
         return result
