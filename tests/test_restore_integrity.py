@@ -261,6 +261,14 @@ def test_a_backup_folder_copied_in_from_another_repository_is_reported_as_such(
     third = KeyedRepo(tmp_path / "third", keyed_repo.key, keyed_repo.recipient)
     assert [b["id"] for b in third.list()] == [backup_id]
     assert _keyed(third, "verify", "--read-data").returncode == 0
+    # a copy made before copies were recorded is accepted after the next `bika copy` run
+    shutil.rmtree(tmp_path / "third" / "copied-from")
+    assert [d["id"] for d in json.loads(_cli(third, "list", "--json").stdout)["damaged"]] == [
+        backup_id
+    ]
+    again = run_bika("copy", "--repo", str(keyed_repo.repo), "--to", str(tmp_path / "third"))
+    assert again.returncode == 0, again.stderr
+    assert [b["id"] for b in third.list()] == [backup_id]
 
 
 def test_one_unreadable_manifest_is_shown_as_damaged_and_the_others_still_verify(

@@ -102,6 +102,10 @@ def copy_backups(
     A backup whose source bytes do not match its manifest (corrupted, truncated, missing) is
     reported as failed and the others go on; a storage failure stops the run."""
     report = CopyReport(source.url, dest.url)
+    # the destination accepts manifests of the source's repository (and of those the source
+    # holds copies of) as its own, also for backups an older bika copied there
+    for repository_id in sorted({source.id, *source.copy_sources()}):
+        dest.add_copy_source(repository_id)
     present = set(dest.backup_ids())
     for backup_id in sorted(backup_ids):
         if backup_id in present:
