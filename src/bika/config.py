@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from bika.errors import ConfigError
+from bika.monitor import Thresholds
 from bika.postgres.connection import ConnInfo, redact, scrub
 from bika.repository.manifest import KINDS
 from bika.retention import DEFAULT_RULES, Policy, Rule
@@ -99,6 +100,47 @@ class StorageConfig(StorageSettings, _Deferred):
 
     def storage_class(self, kind: str) -> str | None:
         return self.classes.get(kind)
+
+
+class CheckConfig(_Deferred):
+    """The [check] table: the thresholds of `bika check` (monitor.Thresholds)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max_age: str = "25h"
+    """A database without a backup this long is critical."""
+    drill_max_age: str = "35d"
+    """No passed drill this long is a warning."""
+    size_window: int = Field(default=10, ge=1)
+    """Earlier backups of the same database that make "usual"."""
+    size_k: float = Field(default=3.0, gt=0)
+    """The size band: median ± size_k standard deviations (from the MAD)…"""
+    size_min_band: float = Field(default=0.10, ge=0)
+    """…and at least ± this share of the median."""
+    row_drop: float = Field(default=0.20, gt=0, le=1)
+    """A table losing more than this share of its rows since the previous backup warns."""
+    copy_grace: str = "2h"
+    """A backup younger than this may still be on its way to the second repository."""
+
+    @field_validator("max_age", "drill_max_age", "copy_grace")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            max_age=parse_duration(self.max_age),
+            drill_max_age=parse_duration(self.drill_max_age),
+            size_window=self.size_window,
+            size_k=self.size_k,
+            size_min_band=self.size_min_band,
+            row_drop=self.row_drop,
+            copy_grace=parse_duration(self.copy_grace),
+        )
 
 
 class CopyConfig(_Deferred):
@@ -188,6 +230,12 @@ class Settings(_Deferred):
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    notify: list[SecretStr] = Field(default_factory=list)
+    """apprise URLs (slack://…, mailto://…, tgram://…, json://host/path) alerted on a change of
+    `bika check`'s state and on every failed backup."""
+    heartbeat_url: SecretStr | None = None
+    """Pinged after each successful backup, and at /fail after a failed one (healthchecks.io)."""
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _file: Path | None = PrivateAttr(default=None)

@@ -52,6 +52,8 @@ class RunEvent:
     error: str = ""
     backup_ids: tuple[str, ...] = ()
     database: str | None = None
+    status: str | None = None
+    """check runs: the state they found (OK, WARNING, CRITICAL, UNKNOWN)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class History:
 
 
 Rule = Callable[[History], list[Finding]]
+
+
+def last_status(history: History) -> str | None:
+    """The state the newest recorded `bika check` found, which notifications compare with."""
+    checks = [r for r in history.runs if r.command == "check" and r.status]
+    return max(checks, key=lambda r: r.time).status if checks else None
 
 
 def evaluate(history: History) -> list[Finding]:

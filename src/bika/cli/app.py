@@ -24,8 +24,11 @@ from rich.console import Console
 from bika import log
 from bika.cli.render import JSON, console
 from bika.config import Settings, StorageConfig, load_settings
-from bika.errors import RepositoryError
+from bika.errors import BikaError, RepositoryError
+from bika.notify import Message, ping, send
+from bika.operations.check import record_status
 from bika.operations.runlog import Run, recorded
+from bika.postgres.connection import redact
 from bika.repository import Repository
 from bika.storage import Storage, open_storage
 
@@ -292,18 +295,43 @@ def logged(command: str) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             run: Run | None = None
+            failure: str | None = None
             try:
                 with recorded(command) as run:
                     STATE.run = run
                     return func(*args, **kwargs)
+            except Exception as exc:
+                if getattr(exc, "exit_code", None) != 0:  # click's Exit(0) is no failure
+                    failure = redact(" ".join(str(exc).split())) or type(exc).__name__
+                raise
             finally:
                 STATE.run = None
                 for warning in run.warnings if run is not None else []:
                     STATE.say(f"note: {warning}")
+                if command == "backup":
+                    _after_backup(run, failure)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _after_backup(run: Run | None, failure: str | None) -> None:
+    """The dead-man's switch after every backup, and an alert after every failed one; neither
+    ever fails the backup (an interrupted backup sends nothing: someone stopped it)."""
+    try:
+        settings = STATE.settings()
+    except BikaError:
+        return
+    where = run.url if run is not None and run.url else (settings.repo or "")
+    if failure is not None and settings.notify:
+        alert = Message(f"bika: backup failed ({where})", failure, "failure")
+        send([url.get_secret_value() for url in settings.notify], alert)
+    if failure is not None and run is not None and run.repository is not None:
+        # the alert is sent: the next check, finding the failed run, need not send another
+        record_status(run.repository, "CRITICAL")  # saving an event never fails the run
+    url = settings.heartbeat_url.get_secret_value() if settings.heartbeat_url else None
+    ping(url, failed=failure is not None)
 
 
 def note_backups(*backup_ids: str, **detail: Any) -> None:

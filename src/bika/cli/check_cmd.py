@@ -19,7 +19,8 @@ from bika.config import Settings
 from bika.errors import BikaError, ConfigError
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.metrics import write_textfile
-from bika.operations.check import CheckReport, check_repository
+from bika.notify import send, transition
+from bika.operations.check import CheckReport, check_repository, remember_status
 from bika.report import page
 from bika.repository import Repository
 
@@ -47,7 +48,13 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
         _unknown(settings.repo or "", str(exc), as_json)
         return
 
-    report = check_repository(repository, copy=_second(settings))
+    report = report_for(settings, repository)
+    status = NAGIOS_NAMES[worst(report.findings)]
+    previous = remember_status(repository, report, status)
+    summary = "; ".join(f.message for f in report.findings if f.level in ("warn", "error"))
+    message = transition(previous, status, report.repository, summary)  # type: ignore[arg-type]
+    if message is not None:
+        send([url.get_secret_value() for url in settings.notify], message)
     if textfile is not None:
         write_textfile(textfile, report.history, report.findings)
     if as_json:
@@ -57,6 +64,17 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
     code = exit_code(report.findings)
     if code:
         raise click.exceptions.Exit(code)
+
+
+def report_for(settings: Settings, repository: Repository | None = None) -> CheckReport:
+    """`bika check` of the settings' repository, with their thresholds, retention policy and
+    second repository."""
+    return check_repository(
+        repository or open_repository(settings),
+        thresholds=settings.check.thresholds(),
+        copy=_second(settings),
+        policy=settings.retention.policy(),
+    )
 
 
 def _second(settings: Settings) -> Callable[[], Repository] | None:
@@ -100,7 +118,7 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
     settings = STATE.settings(repo=repo)
     repository = open_repository(settings)
 
-    report = check_repository(repository, copy=_second(settings))
+    report = report_for(settings, repository)
     items = checklist(report.history, report.findings)
     if markdown:
         STATE.out.file.write(render_markdown(items, report.repository, report.checked_at))
@@ -126,6 +144,6 @@ def report_command(repo: str | None, html_file: Path) -> None:
     """Write the status page (backups, findings, drills, charts) as one HTML file: no data
     values, no key needed; the same page `bika daemon --listen` serves at /."""
     settings = STATE.settings(repo=repo)
-    report = check_repository(open_repository(settings), copy=_second(settings))
+    report = report_for(settings)
     html_file.write_text(page(report.repository, report.history, report.findings))
     STATE.say(f"wrote {html_file}")

@@ -33,7 +33,7 @@ def demo(folder: Path | None) -> None:
     print_backups(result.repo)
     STATE.out.print(f"repository: {result.repo.url}")
     STATE.out.print(f"key:        {result.key}  (try: bika list --repo {result.repo.url})")
-    if not (result.verified.ok and result.restored.ok and result.drill.passed):
+    if not result.passed:
         raise BikaError("demo failed: the backup did not verify, or the restore or drill differs")
     STATE.out.print(
         "demo passed: backed up, verified every byte, restored with all rows matching,"

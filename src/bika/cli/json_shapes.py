@@ -22,7 +22,7 @@ from bika.operations.prune import PruneReport
 from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.restore import Finding as PreflightFinding
 from bika.operations.verify import Subset, VerifyResult
-from bika.repository import Manifest, Repository
+from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord
 from bika.units import timestamp
 
@@ -84,12 +84,17 @@ def backup_summary(manifest: Manifest, drill: DrillRecord | None = None) -> Json
 
 
 def list_result(
-    repository: Repository, manifests: Sequence[Manifest], drills: Mapping[str, DrillRecord]
+    repository: Repository,
+    manifests: Sequence[Manifest],
+    drills: Mapping[str, DrillRecord],
+    damaged: Sequence[DamagedBackup] = (),
 ) -> Json:
+    """`bika list --json`: the usable backups, and those whose manifest cannot be used."""
     return {
         "ok": True,
         "repository": repository.url,
         "backups": [backup_summary(m, drills.get(m.id)) for m in manifests],
+        "damaged": [{"id": d.backup_id, "reason": d.reason} for d in damaged],
     }
 
 

@@ -10,7 +10,7 @@ import click
 from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_repository, repo_option
 from bika.cli.render import Column, print_json, print_table
-from bika.repository import Manifest, Repository
+from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord, drill_history, latest_drills
 from bika.units import count, size
 
@@ -32,23 +32,27 @@ def _open(repo: str | None) -> Repository:
 def list_backups(repo: str | None, as_json: bool) -> None:
     """List the repository's backups, oldest first."""
     repository = _open(repo)
-    manifests = repository.manifests()
+    manifests, damaged = repository.scan()
     drills = latest_drills(repository)
     if as_json:
-        print_json(json_shapes.list_result(repository, manifests, drills))
+        print_json(json_shapes.list_result(repository, manifests, drills, damaged))
         return
-    print_backups(repository, manifests, drills)
+    print_backups(repository, manifests, drills, damaged)
 
 
 def print_backups(
     repository: Repository,
     manifests: list[Manifest] | None = None,
     drills: dict[str, DrillRecord] | None = None,
+    damaged: list[DamagedBackup] | None = None,
 ) -> None:
     """The human table of `bika list` (also shown at the end of `bika demo`)."""
-    manifests = repository.manifests() if manifests is None else manifests
+    if manifests is None:
+        manifests, damaged = repository.scan()
     drills = latest_drills(repository) if drills is None else drills
-    if not manifests:
+    for bad in damaged or []:
+        STATE.fail(f"DAMAGED {bad.backup_id}: {bad.reason}", backup_id=bad.backup_id)
+    if not manifests and not damaged:
         STATE.say(f"{repository.url} holds no backups yet")
         return
     # every id whole, as restic shows its snapshot ids: it is what show and restore take

@@ -33,7 +33,7 @@ from bika.cli.app import (
 )
 from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
-from bika.errors import ConfigError, RestoreError
+from bika.errors import ConfigError
 from bika.operations.restore import (
     DATA_KINDS,
     Finding,
@@ -42,6 +42,7 @@ from bika.operations.restore import (
     RestoreOptions,
     RestorePlan,
     RestoreStep,
+    RowsDiffer,
     StepProgress,
     TableCheck,
     export_backup,
@@ -219,6 +220,12 @@ def restore(
             for error in exc.errors:
                 STATE.err.print(Text.assemble("  ", cell("error", "red"), " ", cell(error)))
             raise
+        except RowsDiffer as exc:
+            if as_json:
+                print_json(json_shapes.restore_result(manifest, shown, plan.findings, exc.report))
+            elif not STATE.quiet:
+                print_checks(exc.report.checks, "restored tables")
+            raise
     result = exported if isinstance(destination, Path) else report
     if as_json:
         print_json(json_shapes.restore_result(manifest, shown, plan.findings, result))
@@ -230,19 +237,10 @@ def restore(
             f" from {manifest.id} in {exported.seconds:.1f}s"
         )
         return
-    if not (STATE.quiet or as_json):
-        print_checks(report.checks, "restored tables")
-    bad = [c for c in report.checks if not c.ok]
-    if bad:
-        first = bad[0]
-        raise RestoreError(
-            f"restore of {manifest.id} finished but {len(bad)} table(s) differ from the backup,"
-            f" e.g. {first.table}:"
-            f" {count(first.restored) if first.restored is not None else 'missing'}"
-            f" rows restored, {count(first.expected)} in the backup"
-        )
     if as_json:
         return
+    if not STATE.quiet:
+        print_checks(report.checks, "restored tables")
     what = "tables exist" if schema_only else "row counts match"
     STATE.out.print(
         f"restored {manifest.id}: {len(report.checks)} tables, all {what} ({report.seconds:.1f}s)"

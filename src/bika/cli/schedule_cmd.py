@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 from prometheus_client import generate_latest
 
-from bika.cli.app import STATE, BikaGroup, app, open_repository
+from bika.cli.app import STATE, BikaGroup, app
+from bika.cli.check_cmd import report_for
 from bika.cli.render import Column, print_table
 from bika.config import Settings, load_settings
 from bika.errors import ConfigError
 from bika.metrics import registry
-from bika.operations.check import CheckReport, check_repository
+from bika.operations.check import CheckReport
 from bika.operations.daemon import Daemon, Entry, State, state_path
 from bika.report import page
 from bika.schedule import Job, jobs, next_run
@@ -88,7 +89,7 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
         entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
 
     def reports() -> list[CheckReport]:
-        return [check_repository(open_repository(load_settings(file))) for file in files]
+        return [report_for(load_settings(file)) for file in files]
 
     def metrics() -> bytes:
         return b"".join(generate_latest(registry(r.history, r.findings)) for r in reports())

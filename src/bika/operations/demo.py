@@ -33,8 +33,12 @@ class DemoResult:
     key: Path
     manifest: Manifest
     verified: VerifyResult
-    restored: RestoreReport
+    restored: RestoreReport  # restore_backup raises RowsDiffer when a table's rows differ
     drill: DrillRecord
+
+    @property
+    def passed(self) -> bool:
+        return self.verified.ok and self.drill.passed
 
 
 def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:

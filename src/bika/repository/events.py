@@ -80,11 +80,13 @@ def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
     return key
 
 
-def read_events(storage: Storage, url: str) -> list[Event]:
-    """Every event, oldest first (keys sort by start time)."""
+def read_events(storage: Storage, url: str, since: datetime | None = None) -> list[Event]:
+    """Every event (that started at or after `since`), oldest first: keys begin with the start
+    time, so older ones are skipped without being read."""
+    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else EVENTS
     events = []
-    for info in storage.list(EVENTS):
-        if not info.key.endswith(".json"):
+    for info in sorted(storage.list(EVENTS), key=lambda i: i.key):
+        if not info.key.endswith(".json") or info.key < first:
             continue
         raw = storage.read_bytes(info.key)
         try:
