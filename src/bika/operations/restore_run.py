@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bika import scratch
+from bika.background import Background
 from bika.errors import IntegrityError, RestoreError, RestoreFailed
 from bika.operations.restore_plan import DISK_MARGIN, RestoreOptions, RestorePlan
 from bika.operations.restore_selection import clean_sql
 from bika.postgres import binaries
 from bika.postgres.archive import write_data_offsets
 from bika.postgres.connection import ConnInfo
-from bika.postgres.process import StderrLine, run
+from bika.postgres.process import Child, StderrLine, run
 from bika.repository import Artifact, Manifest, Repository
 from bika.storage import Sink
 from bika.stream import Progress, StreamStats, decode
@@ -159,11 +161,9 @@ def load(
             stdout=False,
             on_stderr_line=_Tracker.of(plan, on_step),
         ) as child:
-            feeder = _Feeder(archive, child.stdin, progress)
-            feeder.start()
-            code = child.wait()
-            feeder.join()
-            feeder.raise_error()
+            with _Feeder(archive, child, progress) as feeder:
+                code = child.wait()
+                feeder.raise_error()
             _check_result(code, child.stderr_text(), "", target, plan)
 
 
@@ -246,12 +246,10 @@ def _through_pg_restore(
 ) -> None:
     """Stream the archive through `pg_restore --file=-` into script."""
     with run(argv, stdin=True, on_stderr_line=_Tracker.of(plan, on_step)) as child:
-        feeder = _Feeder(archive, child.stdin, progress)
-        feeder.start()
-        script.copy(child.stdout)
-        code = child.wait()
-        feeder.join()
-        feeder.raise_error()
+        with _Feeder(archive, child, progress) as feeder:
+            script.copy(child.stdout)
+            code = child.wait()
+            feeder.raise_error()
         _check_result(code, child.stderr_text(), "", None, plan)
 
 
@@ -315,30 +313,41 @@ class _Script:
         return self.headers[at][1] if at >= 0 else ""
 
 
-class _Feeder(threading.Thread):
-    """Decrypts the archive into a child's stdin while the caller watches the child."""
+class _Feeder:
+    """Decrypts the archive into a child's stdin on a thread of its own while the caller
+    watches the child. Left early (an error, an interrupt), it kills the child, which ends the
+    thread, and waits for that: no thread is left decrypting behind bika's back."""
 
-    def __init__(self, archive: StoredArchive, stdin: IO[bytes], progress: Progress | None) -> None:
-        super().__init__(daemon=True, name="bika-restore-feed")
+    def __init__(self, archive: StoredArchive, child: Child, progress: Progress | None) -> None:
         self._archive = archive
-        self._stdin = stdin
+        self._child = child
         self._progress = progress
-        self.error: BaseException | None = None
+        self._task = Background(self._feed, "bika-restore-feed")
 
-    def run(self) -> None:
+    def __enter__(self) -> _Feeder:
+        self._task.start()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._child.kill()
+        self._task.wait(self._child.kill)
+
+    def _feed(self) -> None:
+        stdin = self._child.stdin
         try:
-            self._archive.decode(_PipeSink(self._stdin), self._progress)
+            self._archive.decode(_PipeSink(stdin), self._progress)
         except _PipeClosed:
             pass  # the child stopped reading: its exit code and stderr say why
-        except BaseException as exc:
-            self.error = exc
         finally:
             with contextlib.suppress(OSError, ValueError):
-                self._stdin.close()
+                stdin.close()
 
     def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
+        """Once the decryption has ended: what it raised, if anything."""
+        self._task.wait(self._child.kill)
+        if self._task.error is not None:
+            raise self._task.error
 
 
 class _PipeClosed(Exception):
@@ -478,7 +487,9 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
     if not plan.selection.use_list:
         yield None
         return
-    fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".list", dir=options.temp_dir)
+    fd, name = tempfile.mkstemp(
+        prefix="restore-", suffix=".list", dir=scratch.folder(options.temp_dir)
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for entry in plan.selection.entries:
@@ -490,10 +501,11 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
 
 
 class ArchiveCopy:
-    """The archive decrypted into a private temp file by a thread of its own, so that other
-    work (a drill starting its server) goes on meanwhile; path() waits for it. `matches`
-    tells whether it is the archive the manifest describes (StoredArchive.save); the file is
-    removed on exit."""
+    """The archive decrypted into a private temp file (in bika's scratch folder, see
+    bika.scratch) by a thread of its own, so that other work (a drill starting its server)
+    goes on meanwhile; path() waits for it. `matches` tells whether it is the archive the
+    manifest describes (StoredArchive.save); the file is removed on exit, however it is left
+    (an interrupt included)."""
 
     def __init__(
         self, archive: StoredArchive, temp_dir: Path | None, progress: Progress | None = None
@@ -502,48 +514,50 @@ class ArchiveCopy:
         self._temp_dir = temp_dir
         self._progress = progress
         self._path: Path | None = None
-        self._error: BaseException | None = None
         self.matches = False
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._save, name="bika-archive-copy", daemon=True)
+        self._task = Background(self._save, "bika-archive-copy")
 
     def __enter__(self) -> ArchiveCopy:
         size = self.archive.artifact.plain_size
-        folder = self._temp_dir or Path(tempfile.gettempdir())
+        folder = scratch.folder(self._temp_dir)
         free = shutil.disk_usage(folder).free
         if free < size + DISK_MARGIN:
             raise RestoreError(
-                f"--jobs needs a {size >> 20} MiB temporary file but {folder} has"
-                f" {free >> 20} MiB free; free space, set TMPDIR to a larger disk, or restore"
-                " without --jobs"
+                f"--jobs needs a {size >> 20} MiB temporary file but {folder.parent} has"
+                f" {free >> 20} MiB free; free space, set TMPDIR (or --temp-dir) to a larger"
+                " disk, or restore without --jobs"
             )
-        fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".pgdump", dir=folder)
+        fd, name = tempfile.mkstemp(prefix="restore-", suffix=".pgdump", dir=folder)
         os.close(fd)
         self._path = Path(name)
-        self._thread.start()
+        try:
+            self._task.start()
+        except BaseException:
+            self._path.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._cancelled.set()  # stops a copy still running (the caller gave up)
-        self._thread.join()
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+        try:
+            self._cancelled.set()  # stops a copy still running (the caller gave up)
+            self._task.wait(self._cancelled.set)
+        finally:
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
 
     def path(self) -> Path:
         """The finished file; raises what writing it raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._task.wait(self._cancelled.set)
+        if self._task.error is not None:
+            raise self._task.error
         assert self._path is not None
         return self._path
 
     def _save(self) -> None:
         assert self._path is not None
-        try:
-            with open(self._path, "r+b") as out:
-                self.matches = self.archive.save(out, self._report)
-        except BaseException as exc:  # handed to path()
-            self._error = exc
+        with open(self._path, "r+b") as out:
+            self.matches = self.archive.save(out, self._report)
 
     def _report(self, plain: int, stored: int) -> None:
         if self._cancelled.is_set():
