@@ -5,6 +5,7 @@ dead run did leave.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -81,10 +82,8 @@ class Watched:
 
     def look(self) -> set[str]:
         with_children: list[psutil.Process] = []
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             with_children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            pass
         names = set()
         for child in with_children:
             try:
