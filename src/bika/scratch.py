@@ -56,6 +56,13 @@ def folder(base: Path | None = None) -> Path:
         return made
 
 
+def tidy(base: Path | None = None) -> None:
+    """Remove what ended bika processes left under `base` (default: the system temp folder),
+    for commands that may need no scratch folder of their own."""
+    with _lock:
+        remove_leftovers(Path(base or tempfile.gettempdir()).expanduser())
+
+
 def share_with_group(path: Path, gid: int) -> None:
     """Let members of group `gid` enter (not list) the scratch folder `path`: the OS user a
     scratch server runs as when bika runs as root (mode 0710)."""
