@@ -289,10 +289,6 @@ def find_config(config: Path | None, environ: Mapping[str, str]) -> Path | None:
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 or pass --config"
-        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}; fix the file or pass --config"

@@ -16,7 +16,7 @@ from typing import Protocol
 import pyrage
 import zstandard
 
-from bika.errors import IdentityError, IntegrityError
+from bika.errors import IdentityError, IntegrityError, Terminated
 from bika.storage import Sink, Source
 
 CODECS = ["zstd", "age"]
@@ -195,6 +195,8 @@ def _raise_interrupt(exc: Exception) -> None:
     interrupt (Ctrl-C, or a signal handler's SystemExit) goes on as itself, never relabelled
     as a failed encryption or a damaged object."""
     text = str(exc)
+    if text.startswith("Terminated"):
+        raise Terminated from None
     if text.startswith("KeyboardInterrupt"):
         raise KeyboardInterrupt from None
     if text.startswith("SystemExit"):
