@@ -143,3 +143,17 @@ def test_ctrl_c_during_a_backup_leaves_no_backup_folder(
     assert proc.returncode == 130, stderr
     assert "age encryption failed" not in stderr
     assert _everything(keyed_repo.repo) == ["bika.json"]
+
+
+def test_to_file_forced_onto_a_full_disk_is_one_error_and_leaves_no_file(
+    small_disk: Callable[[int], Path], keyed_repo: KeyedRepo, big_url: str
+) -> None:
+    # reliability review case 102: an internal error (the partial file was removed)
+    keyed_repo.backup(big_url)
+    out = small_disk(2 << 20) / "out.sql"
+    result = run_bika(
+        *("restore", "latest", "--repo", str(keyed_repo.repo), "-i", str(keyed_repo.key)),
+        *("--to-file", str(out), "--force"),
+    )
+    assert_clean_error(result, "No space left on device", "partial file has been removed")
+    assert not out.exists()
