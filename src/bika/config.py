@@ -394,7 +394,7 @@ def find_config(config: Path | None, environ: Mapping[str, str]) -> Path | None:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}; fix the file or pass --config"

@@ -5,7 +5,8 @@ If anything fails before the manifest is written, the backup does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from bika.postgres.connection import ConnInfo
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Source
-from bika.repository.repository import new_backup_id
+from bika.repository.repository import MANIFEST, new_backup_id
 from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
 
@@ -90,77 +91,93 @@ def take_backup(
     conninfo, env = conn.libpq_args()
     threads = options.compression_threads or -1
 
-    tap = ArchiveTap()
-    key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
-    argv: list[str | Path] = [
-        pg_dump,
-        "--format=custom",
-        "--compress=0",
-        "--no-sync",
-        f"--dbname={conninfo}",
-    ]
-    with (
-        run(argv, conn=conn, env=env) as child,
-        repo.storage.create(key, storage_class=storage_class) as sink,
-    ):
-        stats = encode(
-            child.stdout,
-            sink,
-            recipients,
-            level=options.compression_level,
-            threads=threads,
-            tap=tap.feed,
-            progress=progress,
+    with _removed_unless_committed(repo, backup_id):
+        tap = ArchiveTap()
+        key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
+        argv: list[str | Path] = [
+            pg_dump,
+            "--format=custom",
+            "--compress=0",
+            "--no-sync",
+            f"--dbname={conninfo}",
+        ]
+        with (
+            run(argv, conn=conn, env=env) as child,
+            repo.storage.create(key, storage_class=storage_class) as sink,
+        ):
+            stats = encode(
+                child.stdout,
+                sink,
+                recipients,
+                level=options.compression_level,
+                threads=threads,
+                tap=tap.feed,
+                progress=progress,
+            )
+            if child.wait() != 0:
+                raise DumpError(
+                    f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
+                )
+            summary = tap.finish()
+        artifacts = {
+            "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
+        }
+
+        roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options, storage_class)
+        if isinstance(roles, Artifact):
+            artifacts["globals"] = roles
+            roles_note = Roles(status="saved")
+        else:
+            roles_note = Roles(status="skipped", detail=roles)
+
+        manifest = Manifest(
+            tool=f"bika {bika.__version__}",
+            id=backup_id,
+            repository_id=repo.id,
+            kind=options.kind,
+            label=options.label,
+            started_at=started,
+            finished_at=clock.now(),
+            source=Source(
+                database=summary.header.database or conn.database,
+                host_hash=conn.host_hash(),
+                server_version=facts.version,
+                pg_dump_version=summary.header.dump_version,
+                database_size=facts.database_size,
+                output_settings=facts.output_settings,
+            ),
+            artifacts=artifacts,
+            tables=[
+                TableStats(
+                    schema=t.schema,
+                    name=t.name,
+                    rows=t.rows,
+                    sha256=t.sha256,
+                    bytes=t.size,
+                    estimated_rows=facts.estimated_rows.get((t.schema, t.name)),
+                )
+                for t in summary.tables
+            ],
+            large_objects=LargeObjects(
+                count=summary.large_objects, bytes=summary.large_object_bytes
+            ),
+            roles=roles_note,
         )
-        if child.wait() != 0:
-            raise DumpError(
-                f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
-            )
-        summary = tap.finish()
-    artifacts = {
-        "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
-    }
-
-    roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options, storage_class)
-    if isinstance(roles, Artifact):
-        artifacts["globals"] = roles
-        roles_note = Roles(status="saved")
-    else:
-        roles_note = Roles(status="skipped", detail=roles)
-
-    manifest = Manifest(
-        tool=f"bika {bika.__version__}",
-        id=backup_id,
-        repository_id=repo.id,
-        kind=options.kind,
-        label=options.label,
-        started_at=started,
-        finished_at=clock.now(),
-        source=Source(
-            database=summary.header.database or conn.database,
-            host_hash=conn.host_hash(),
-            server_version=facts.version,
-            pg_dump_version=summary.header.dump_version,
-            database_size=facts.database_size,
-            output_settings=facts.output_settings,
-        ),
-        artifacts=artifacts,
-        tables=[
-            TableStats(
-                schema=t.schema,
-                name=t.name,
-                rows=t.rows,
-                sha256=t.sha256,
-                bytes=t.size,
-                estimated_rows=facts.estimated_rows.get((t.schema, t.name)),
-            )
-            for t in summary.tables
-        ],
-        large_objects=LargeObjects(count=summary.large_objects, bytes=summary.large_object_bytes),
-        roles=roles_note,
-    )
-    repo.commit(manifest)
+        repo.commit(manifest)
     return manifest
+
+
+@contextmanager
+def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None]:
+    """A backup that fails or is interrupted before its manifest is written leaves none of
+    its artifacts (nor, on local disk, their folder) behind."""
+    try:
+        yield
+    except BaseException:
+        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, MANIFEST):
+            with suppress(Exception):
+                repo.storage.delete(repo.artifact_key(backup_id, name))
+        raise
 
 
 def _recipients(repo: Repository) -> list[object]:

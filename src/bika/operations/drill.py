@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -382,7 +383,7 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
         finally:
             if options.keep and scratch is not None:
                 cluster.stop()
-                scratch.kept = _keep(cluster)
+                scratch.kept = _keep(cluster, options.workdir)
             else:
                 _discard(cluster)
         return
@@ -439,9 +440,11 @@ def _discard(cluster: Cluster) -> None:
         cluster.remove()
 
 
-def _keep(cluster: Cluster) -> str:
-    """Leave a stopped drill cluster behind, with what it takes to start and enter it."""
-    folder = cluster.data_dir.parent
+def _keep(cluster: Cluster, workdir: Path | None) -> str:
+    """Leave a stopped drill cluster behind (out of the scratch folder, which goes when bika
+    does), with what it takes to start and enter it."""
+    folder = Path(tempfile.mkdtemp(prefix="bika-drill-", dir=workdir)).resolve()
+    cluster.move(folder)
     secret = folder / "superuser-password"
     secret.write_text(f"{cluster.password}\n")
     secret.chmod(0o600)

@@ -6,11 +6,12 @@ fails loudly naming what went wrong; "errors ignored on restore" is a failure, n
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO, Literal
 
 import pyrage
 
+from bika import scratch
 from bika.errors import (
     BikaError,
     ConfigError,
@@ -217,6 +219,7 @@ def restore_backup(
         report.seconds = time.monotonic() - started
         return report
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
+    scratch.tidy(options.temp_dir)
     created = _create_target(target) if plan.create_database else False
     archive = StoredArchive.of(repo, manifest, identities)
 
@@ -273,6 +276,7 @@ def export_backup(
     report = ExportReport(manifest.id, path, kind, 0, 0.0, plan.findings, plan, options.dry_run)
     if options.dry_run:
         return report
+    scratch.tidy(options.temp_dir)
     archive = StoredArchive.of(repo, manifest, identities)
     with _private_file(path) as out:
         if kind == "dump":
@@ -333,6 +337,9 @@ def find_latest_backup(repo: Repository) -> str:
 def _check_options(options: RestoreOptions, target: ConnInfo | Path) -> None:
     if options.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
+    if options.temp_dir is not None and not options.temp_dir.is_dir():
+        what = "is not a folder" if options.temp_dir.exists() else "does not exist"
+        raise ConfigError(f"--temp-dir {options.temp_dir} {what}; create it or choose another")
     if options.schema_only and options.data_only:
         raise ConfigError("--schema-only and --data-only exclude each other; give one")
     if options.data_only and options.clean:
@@ -410,6 +417,9 @@ def _checks(count: RowCounter, plan: RestorePlan, options: RestoreOptions) -> li
     return checks
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextmanager
 def _private_file(path: Path) -> Iterator[IO[bytes]]:
     """A new file only its owner may read, never an existing one. It is written under a
@@ -424,11 +434,24 @@ def _private_file(path: Path) -> Iterator[IO[bytes]]:
     except OSError as exc:
         raise RestoreError(f"cannot create {path}: {exc.strerror}") from None
     temp = Path(name)
+    handle = os.fdopen(fd, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as handle:
+        try:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        except BaseException as exc:
+            # closing flushes what is buffered, and fails again on a full disk: never instead
+            # of the error at hand, nor before the partial file is removed
+            with suppress(OSError):
+                handle.close()
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                raise RestoreError(
+                    f"cannot write {path}: {exc.strerror}; the partial file has been removed:"
+                    " free some space or choose another place"
+                ) from None
+            raise
+        handle.close()
         try:
             os.link(temp, path)  # fails if path appeared meanwhile: never overwrites
         except FileExistsError:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bika import scratch
+from bika.background import Background
 from bika.errors import IntegrityError, RestoreError, RestoreFailed
 from bika.operations.restore_plan import DISK_MARGIN, RestoreOptions, RestorePlan
 from bika.operations.restore_selection import clean_sql
@@ -170,9 +172,13 @@ def load(
             except _PipeClosed:
                 pass  # psql stopped on an error: its stderr says which
             except IntegrityError as exc:
+                sink.kill()
                 raise IntegrityError(
                     f"{exc}; nothing was committed: the target is as it was"
                 ) from None
+            except BaseException:
+                sink.kill()  # nothing committed: psql ends, its transaction with it
+                raise
             code = sink.wait()
             _check_result(code, "", sink.stderr_text(), target, plan, script)
             if not commit_sent:
@@ -262,19 +268,10 @@ def _through_pg_restore(
     """Stream the archive through `pg_restore --file=-` into script; the archive is read to
     its end, and raises IntegrityError unless it is the one the manifest describes."""
     with run(argv, stdin=True, on_stderr_line=_Tracker.of(plan, on_step)) as child:
-        feeder = _Feeder(archive, child.stdin, progress)
-        feeder.start()
-        try:
+        with _Feeder(archive, child, progress) as feeder:
             script.copy(child.stdout)
             code = child.wait()
             _check_result(code, child.stderr_text(), "", None, plan)
-        except BaseException:
-            feeder.cancel()
-            child.kill()  # a feeder blocked on pg_restore's stdin is freed
-            feeder.join()
-            feeder.raise_error()  # a damaged archive is why pg_restore failed
-            raise
-        feeder.join()
         feeder.raise_error()
         if not archive.matches(feeder.stats):
             raise archive.mismatch()
@@ -381,36 +378,51 @@ class _Script:
         return self.headers[at][1] if at >= 0 else ""
 
 
-class _Feeder(threading.Thread):
-    """Decrypts the archive into a child's stdin while the caller watches the child; reads it
-    to the end even when the child stops reading early, so its hashes are known (`stats`)."""
+class _Feeder:
+    """Decrypts the archive into a child's stdin on a thread of its own while the caller
+    watches the child, and reads it to the end even when the child stops reading early, so
+    its hashes are known (`stats`). Left early (an error, an interrupt), it stops decrypting,
+    kills the child, and waits for the thread: none is left decrypting behind bika's back."""
 
-    def __init__(self, archive: StoredArchive, stdin: IO[bytes], progress: Progress | None) -> None:
-        super().__init__(daemon=True, name="bika-restore-feed")
+    def __init__(self, archive: StoredArchive, child: Child, progress: Progress | None) -> None:
         self._archive = archive
-        self._stdin = stdin
-        self._sink = _PipeSink(stdin, keep_reading=True)
+        self._child = child
+        self._sink = _PipeSink(child.stdin, keep_reading=True)
         self._progress = progress
         self.stats: StreamStats | None = None
-        self.error: BaseException | None = None
+        self._task = Background(self._feed, "bika-restore-feed")
 
-    def run(self) -> None:
+    def __enter__(self) -> _Feeder:
+        self._task.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self._cancel()
+        self._task.wait(self._cancel)
+        failed = exc_type is not None and issubclass(exc_type, Exception)
+        if failed and self._task.error is not None:
+            raise self._task.error  # a damaged archive is why the child failed
+
+    def _cancel(self) -> None:
+        self._sink.cancelled = True
+        self._child.kill()  # a thread blocked on the child's stdin is freed
+
+    def _feed(self) -> None:
+        stdin = self._child.stdin
         try:
             self.stats = self._archive.decode(self._sink, self._progress)
         except _Cancelled:
             pass  # the caller gave up: the child's exit code and stderr say why
-        except BaseException as exc:
-            self.error = exc
         finally:
             with contextlib.suppress(OSError, ValueError):
-                self._stdin.close()
-
-    def cancel(self) -> None:
-        self._sink.cancelled = True
+                stdin.close()
 
     def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
+        """Once the decryption has ended: what it raised, if anything."""
+        self._task.wait(self._cancel)
+        if self._task.error is not None:
+            raise self._task.error
 
 
 class _PipeClosed(Exception):
@@ -624,7 +636,9 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
     if not plan.selection.use_list:
         yield None
         return
-    fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".list", dir=options.temp_dir)
+    fd, name = tempfile.mkstemp(
+        prefix="restore-", suffix=".list", dir=scratch.folder(options.temp_dir)
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for entry in plan.selection.entries:
@@ -636,10 +650,11 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
 
 
 class ArchiveCopy:
-    """The archive decrypted into a private temp file by a thread of its own, so that other
-    work (a drill starting its server) goes on meanwhile; path() waits for it. `matches`
-    tells whether it is the archive the manifest describes (StoredArchive.save); the file is
-    removed on exit."""
+    """The archive decrypted into a private temp file (in bika's scratch folder, see
+    bika.scratch) by a thread of its own, so that other work (a drill starting its server)
+    goes on meanwhile; path() waits for it. `matches` tells whether it is the archive the
+    manifest describes (StoredArchive.save); the file is removed on exit, however it is left
+    (an interrupt included)."""
 
     def __init__(
         self, archive: StoredArchive, temp_dir: Path | None, progress: Progress | None = None
@@ -648,48 +663,50 @@ class ArchiveCopy:
         self._temp_dir = temp_dir
         self._progress = progress
         self._path: Path | None = None
-        self._error: BaseException | None = None
         self.matches = False
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._save, name="bika-archive-copy", daemon=True)
+        self._task = Background(self._save, "bika-archive-copy")
 
     def __enter__(self) -> ArchiveCopy:
         size = self.archive.artifact.plain_size
-        folder = self._temp_dir or Path(tempfile.gettempdir())
+        folder = scratch.folder(self._temp_dir)
         free = shutil.disk_usage(folder).free
         if free < size + DISK_MARGIN:
             raise RestoreError(
-                f"--jobs needs a {size >> 20} MiB temporary file but {folder} has"
-                f" {free >> 20} MiB free; free space, set TMPDIR to a larger disk, or restore"
-                " without --jobs"
+                f"--jobs needs a {size >> 20} MiB temporary file but {folder.parent} has"
+                f" {free >> 20} MiB free; free space, set TMPDIR (or --temp-dir) to a larger"
+                " disk, or restore without --jobs"
             )
-        fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".pgdump", dir=folder)
+        fd, name = tempfile.mkstemp(prefix="restore-", suffix=".pgdump", dir=folder)
         os.close(fd)
         self._path = Path(name)
-        self._thread.start()
+        try:
+            self._task.start()
+        except BaseException:
+            self._path.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._cancelled.set()  # stops a copy still running (the caller gave up)
-        self._thread.join()
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+        try:
+            self._cancelled.set()  # stops a copy still running (the caller gave up)
+            self._task.wait(self._cancelled.set)
+        finally:
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
 
     def path(self) -> Path:
         """The finished file; raises what writing it raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._task.wait(self._cancelled.set)
+        if self._task.error is not None:
+            raise self._task.error
         assert self._path is not None
         return self._path
 
     def _save(self) -> None:
         assert self._path is not None
-        try:
-            with open(self._path, "r+b") as out:
-                self.matches = self.archive.save(out, self._report)
-        except BaseException as exc:  # handed to path()
-            self._error = exc
+        with open(self._path, "r+b") as out:
+            self.matches = self.archive.save(out, self._report)
 
     def _report(self, plain: int, stored: int) -> None:
         if self._cancelled.is_set():
