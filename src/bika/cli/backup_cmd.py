@@ -6,6 +6,7 @@ Nothing is listed until the manifest is written; a failure leaves no visible bac
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from bika.cli.app import STATE, app, db_option, open_repository, pg_bin_option, repo_option
 from bika.cli.progress import stream_progress
@@ -33,6 +34,22 @@ from bika.units import size
     help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
 )
 @pg_bin_option
+@click.option(
+    "--schema", multiple=True, metavar="PATTERN", help="only schemas matching (pg_dump -n)"
+)
+@click.option(
+    "--exclude-schema", multiple=True, metavar="PATTERN", help="leave schemas out (pg_dump -N)"
+)
+@click.option("--table", multiple=True, metavar="PATTERN", help="only tables matching (pg_dump -t)")
+@click.option(
+    "--exclude-table", multiple=True, metavar="PATTERN", help="leave tables out (pg_dump -T)"
+)
+@click.option(
+    "--exclude-table-data",
+    multiple=True,
+    metavar="PATTERN",
+    help="keep these tables' definitions, not their rows",
+)
 def backup(
     repo: str | None,
     db: str | None,
@@ -40,10 +57,28 @@ def backup(
     label: str | None,
     compression_level: int | None,
     pg_bin_dir: str | None,
+    schema: tuple[str, ...],
+    exclude_schema: tuple[str, ...],
+    table: tuple[str, ...],
+    exclude_table: tuple[str, ...],
+    exclude_table_data: tuple[str, ...],
 ) -> None:
-    """Back up a database: pg_dump → zstd → age → repository."""
+    """Back up a database: pg_dump → zstd → age → repository.
+
+    The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
+    are recorded in the manifest, so that drills and monitoring know what was left out."""
     settings = STATE.settings(
-        repo=repo, database_url=db, compression_level=compression_level, pg_bin_dir=pg_bin_dir
+        repo=repo,
+        database_url=db,
+        compression_level=compression_level,
+        pg_bin_dir=pg_bin_dir,
+        **{
+            "backup.schema": list(schema),
+            "backup.exclude_schema": list(exclude_schema),
+            "backup.table": list(table),
+            "backup.exclude_table": list(exclude_table),
+            "backup.exclude_table_data": list(exclude_table_data),
+        },
     )
     repository = open_repository(settings)
     conn = ConnInfo.parse(settings.require_database_url())
@@ -54,11 +89,14 @@ def backup(
         compression_threads=settings.compression_threads,
         pg_bin_dir=settings.pg_bin_dir,
         storage_class=settings.storage.storage_class(kind),
+        scope=settings.backup.scope(),
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
     with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
+    if not manifest.scope.whole:
+        STATE.say(escape(f"scope: {' '.join(manifest.scope.options())}"))
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from bika.cli.app import (
@@ -106,7 +107,7 @@ def _database_checks(settings: Settings) -> list[Check]:
                     "none configured; give --db or set BIKA_DATABASE_URL to check it",
                 )
             ]
-        facts = database_facts(url.get_secret_value(), settings.pg_bin_dir)
+        facts = database_facts(url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope())
     except BikaError as exc:
         return [Check("database", "fail", str(exc))]
     return diagnose(None, facts)
@@ -126,7 +127,9 @@ def _print(sections: list[tuple[str, list[Check]]]) -> None:
                 fixes.append(check.fix)
                 mark = f" [{len(fixes)}]"
             style = _STYLE[check.status]
-            table.add_row(f"  {check.name}", f"[{style}]{check.status}[/]", check.detail + mark)
+            table.add_row(
+                f"  {check.name}", f"[{style}]{check.status}[/]", escape(check.detail) + mark
+            )
     STATE.out.print(table)
     if fixes:
         STATE.out.print("fixes:")

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from bika.cli.app import STATE, app, json_option, open_repository, repo_option
@@ -148,6 +149,14 @@ def show(backup_id: str, repo: str | None, as_json: bool) -> None:
         f"roles       {manifest.roles.status}"
         + (f" ({manifest.roles.detail})" if manifest.roles.detail else "")
     )
+    scope = manifest.scope
+    if scope.whole:
+        out.print("scope       the whole database")
+    else:
+        out.print(escape(f"scope       {' '.join(scope.options())}"))
+        if scope.tables_without_data:
+            names = ", ".join(t.qualified for t in scope.tables_without_data)
+            out.print(escape(f"            rows left out of {names}: restored empty"))
     if manifest.large_objects.count:
         out.print(
             f"large objs  {manifest.large_objects.count} ({size(manifest.large_objects.bytes)})"

@@ -5,7 +5,7 @@ If anything fails before the manifest is written, the backup does not exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,11 +14,12 @@ from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
+from bika.postgres.dump import DumpScope, pg_dump_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
-from bika.repository.manifest import LargeObjects, Roles, Source
+from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
 from bika.repository.repository import new_backup_id
-from bika.stream import CODECS, Progress, StreamStats, encode
+from bika.stream import CODECS, Progress, StreamStats, compression_workers, encode
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
 GLOBALS_ARTIFACT = "globals.sql.zst.age"
@@ -34,6 +35,7 @@ class BackupOptions:
     storage_class: str | None = None
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
+    scope: DumpScope = field(default_factory=DumpScope)
 
 
 # manifests read, newest first, looking for the previous backup of the same database
@@ -71,19 +73,17 @@ def take_backup(
     pg_dump = binaries.tool("pg_dump", bin_dir)
     started = datetime.now(UTC)
     facts = catalog.server_facts(conn)
+    # before dumping: pg_dump stops at the first table it may not read, after streaming the rest
+    access = catalog.scope_access(conn, options.scope)
+    if (problem := access.problem()) is not None:
+        raise DumpError(f"cannot back up {conn.redacted()}: {problem}")
     backup_id = new_backup_id(options.kind, started)
     conninfo, env = conn.libpq_args()
-    threads = options.compression_threads or -1
+    threads = options.compression_threads or compression_workers()
 
     tap = ArchiveTap()
     key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
-    argv: list[str | Path] = [
-        pg_dump,
-        "--format=custom",
-        "--compress=0",
-        "--no-sync",
-        f"--dbname={conninfo}",
-    ]
+    argv = pg_dump_argv(pg_dump, conninfo, options.scope)
     with (
         run(argv, conn=conn, env=env) as child,
         repo.storage.create(key, storage_class=options.storage_class) as sink,
@@ -143,9 +143,25 @@ def take_backup(
         ],
         large_objects=LargeObjects(count=summary.large_objects, bytes=summary.large_object_bytes),
         roles=roles_note,
+        scope=_scope(options.scope, access),
     )
     repo.commit(manifest)
     return manifest
+
+
+def _scope(scope: DumpScope, access: catalog.ScopeAccess) -> Scope:
+    return Scope(
+        schema=list(scope.schemas),
+        exclude_schema=list(scope.exclude_schemas),
+        table=list(scope.tables),
+        exclude_table=list(scope.exclude_tables),
+        exclude_table_data=list(scope.exclude_table_data),
+        tables_without_data=[
+            TableName(schema=t.schema, name=t.name)
+            for t in access.tables
+            if t.data_excluded and t.kind == "r"
+        ],
+    )
 
 
 def _recipients(repo: Repository) -> list[object]:
