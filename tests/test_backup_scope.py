@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bika.config import load_settings
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import read_toc
 from bika.postgres.cluster import Cluster
@@ -197,6 +198,17 @@ def test_the_scope_comes_from_bika_toml_and_flags_replace_it(
     scope = keyed_repo.manifest(flagged.stdout.split()[-1])["scope"]
     assert scope["exclude_table_data"] == ["archive.*"]
     assert scope["tables_without_data"] == [{"schema": "archive", "name": "old_events"}]
+
+
+def test_one_scope_pattern_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    environ = {"BIKA_BACKUP__EXCLUDE_TABLE_DATA": "public.audit_log"}
+
+    settings = load_settings(None, environ=environ)
+
+    assert settings.backup.scope() == DumpScope(exclude_table_data=("public.audit_log",))
 
 
 def test_a_table_pattern_matching_nothing_is_refused(
