@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from bika.errors import IdentityError, IntegrityError, StorageError
-from bika.stream import compression_workers, decode, encode
+from bika.stream import decode, encode
 
 
 class Sink:
@@ -144,8 +144,3 @@ def test_damage_inside_the_compressed_data_is_caught_by_its_checksum(
     damaged = pyrage.encrypt(bytes(compressed), [identity.to_public()])
     with pytest.raises(IntegrityError, match="x: zstd data is corrupt"):
         decode(io.BytesIO(damaged), Sink(), [identity], name="x")
-
-
-def test_backups_leave_one_core_to_the_rest_of_the_pipeline() -> None:
-    cores = len(os.sched_getaffinity(0))
-    assert compression_workers() == max(1, cores - 1)

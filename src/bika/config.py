@@ -167,7 +167,7 @@ class Settings(_Deferred):
     compression_level: int = Field(3, ge=1, le=22)
     """zstd level."""
     compression_threads: int = Field(0, ge=0)
-    """zstd worker threads, 0 = one per core but one (at least 1)."""
+    """zstd threads, 0 = one per core."""
     storage: StorageConfig = Field(default_factory=StorageConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")

@@ -7,7 +7,6 @@ is known the moment its last byte is written, with no temp file and bounded memo
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -22,17 +21,6 @@ from bika.storage import Sink, Source
 
 CODECS = ["zstd", "age"]
 READ_SIZE = 1 << 20
-
-
-def compression_workers() -> int:
-    """zstd workers for a backup when none are configured: one per core but one.
-
-    The remaining core runs bika's own thread (reading, hashing, the fingerprint walk, age)
-    and, on a database host, the server's COPY; a worker more only adds zstd's multithreading
-    overhead (on 2 cores, 2 workers cost ~25 % more CPU than 1 for the same wall time)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - 1)
-
 
 Progress = Callable[[int, int], None]
 """Called with (plaintext bytes so far, stored bytes so far)."""

@@ -19,7 +19,7 @@ from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
 from bika.repository.repository import new_backup_id
-from bika.stream import CODECS, Progress, StreamStats, compression_workers, encode
+from bika.stream import CODECS, Progress, StreamStats, encode
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
 GLOBALS_ARTIFACT = "globals.sql.zst.age"
@@ -79,7 +79,7 @@ def take_backup(
         raise DumpError(f"cannot back up {conn.redacted()}: {problem}")
     backup_id = new_backup_id(options.kind, started)
     conninfo, env = conn.libpq_args()
-    threads = options.compression_threads or compression_workers()
+    threads = options.compression_threads or -1
 
     tap = ArchiveTap()
     key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
