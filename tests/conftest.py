@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,8 @@ from storage.servers import (
 _offline = offline_env(dict(os.environ))
 os.environ.clear()
 os.environ.update(_offline)
+# events of runs that could not reach their repository wait here, not in the user's home
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bika-test-state-")
 
 PASSWORD = "s3cret-pw"
 # Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.

@@ -60,7 +60,7 @@ def test_daemon_runs_backups_on_schedule_and_stops_cleanly_on_sigterm(
         'backup = "* * * * * */3"\n'  # every 3 seconds
         'verify = ""\n'
         'drill = ""\n'
-        "prune = false\n"
+        "prune = true\n"
     )
     port = free_port()
     env = offline_env({k: v for k, v in os.environ.items() if not k.startswith("BIKA_")})

@@ -145,3 +145,15 @@ def test_doctor_reports_a_setting_waiting_for_an_unset_variable(tmp_path: Path) 
     checks = {c["scope"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["database"]["status"] == "fail"
     assert "${UNSET_DOCTOR_DB}" in checks["database"]["detail"]
+
+
+def test_doctor_warns_when_a_local_repository_is_readable_by_others(keyed_repo: KeyedRepo) -> None:
+    # reliability review case 29: repositories were 0755 / 0644 under the usual umask
+    checks = {c["name"]: c for c in doctor("--repo", str(keyed_repo.repo))["checks"]}
+    assert checks["private"]["status"] == "ok"
+    assert oct(keyed_repo.repo.stat().st_mode & 0o777) == oct(0o700)
+    (keyed_repo.repo / "bika.json").chmod(0o644)  # an older repository, or a copy
+    report = doctor("--repo", str(keyed_repo.repo))
+    private = {c["name"]: c for c in report["checks"]}["private"]
+    assert private["status"] == "warn" and "bika.json" in private["detail"]
+    assert private["fix"] == f"chmod -R go-rwx {keyed_repo.repo}"

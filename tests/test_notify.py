@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bika.notify import Message, ping, send, transition
+from bika.postgres.cluster import Cluster
 
+from helpers import KeyedRepo, run_bika
 from storage.servers import free_port
 
 
@@ -85,3 +89,43 @@ def test_heartbeat_pings_and_reports_failure(receiver: Receiver) -> None:
     base = f"http://127.0.0.1:{receiver.port}/ping/abc"
     assert ping(base) and ping(base, failed=True)
     assert receiver.gets == ["/ping/abc", "/ping/abc/fail"]
+
+
+def test_one_alert_for_a_failed_backup_none_while_unchanged_one_when_recovered(
+    pg18: Cluster,
+    new_database: Callable[[Cluster], str],
+    keyed_repo: KeyedRepo,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    url = new_database(pg18)
+    with psycopg.connect(url) as db:
+        db.execute("CREATE TABLE members (id int PRIMARY KEY)")
+        db.execute("INSERT INTO members SELECT generate_series(1, 100)")
+    config = tmp_path / "bika.toml"
+    config.write_text(
+        f'repo = "{keyed_repo.repo}"\n'
+        f'database_url = "{url}"\n'
+        f'identity = "{keyed_repo.key}"\n'
+        f'notify = ["json://127.0.0.1:{receiver.port}/alerts"]\n'
+    )
+
+    def bika(*args: str) -> int:
+        return run_bika("--config", str(config), *args).returncode
+
+    assert bika("backup") == 0 and bika("drill", "latest") == 0
+    assert bika("check") == 0
+    assert receiver.posts == []  # healthy from the start: nothing to say
+    broken = psycopg.conninfo.make_conninfo(url, password="wrong-password")
+    assert bika("backup", "--db", broken) == 1
+    assert len(receiver.posts) == 1
+    alert = receiver.posts[0]
+    assert alert["type"] == "failure" and "backup failed" in alert["title"]
+    assert "password authentication failed" in alert["message"]
+    assert "wrong-password" not in json.dumps(receiver.posts)
+    assert bika("check") == 2 and bika("check") == 2  # critical, but already said
+    assert len(receiver.posts) == 1
+    assert bika("backup") == 0
+    assert bika("check") == 0
+    assert len(receiver.posts) == 2
+    assert receiver.posts[1]["type"] == "success" and "recovered" in receiver.posts[1]["title"]

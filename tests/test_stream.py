@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
+import signal
 import threading
 
 import pyrage
@@ -144,3 +146,29 @@ def test_damage_inside_the_compressed_data_is_caught_by_its_checksum(
     damaged = pyrage.encrypt(bytes(compressed), [identity.to_public()])
     with pytest.raises(IntegrityError, match="x: zstd data is corrupt"):
         decode(io.BytesIO(damaged), Sink(), [identity], name="x")
+
+
+def test_ctrl_c_while_encrypting_is_an_interrupt_never_an_encryption_failure(
+    identity: pyrage.x25519.Identity,
+) -> None:
+    # pyrage hands a KeyboardInterrupt raised in its reader back as its own EncryptError;
+    # reliability review case 57 saw it reported as "age encryption failed: KeyboardInterrupt"
+    chunk = os.urandom(1 << 20)
+
+    class Endless:
+        def read(self, n: int = -1) -> bytes:
+            return chunk
+
+    class Discard:
+        def write(self, data: bytes) -> int:
+            return len(data)
+
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    try:
+        for _ in range(12):
+            signal.setitimer(signal.ITIMER_REAL, random.uniform(0.02, 0.2))
+            with pytest.raises(KeyboardInterrupt):
+                encode(Endless(), Discard(), [identity.to_public()], level=1, threads=0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

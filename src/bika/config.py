@@ -40,11 +40,14 @@ from pydantic import (
 )
 
 from bika.errors import ConfigError
+from bika.monitor import Thresholds
 from bika.postgres.connection import ConnInfo, redact, scrub
 from bika.postgres.dump import DumpScope
 from bika.repository.manifest import KINDS
+from bika.retention import DEFAULT_RULES, Policy, Rule
 from bika.schedule import ScheduleConfig
 from bika.storage import StorageSettings
+from bika.units import parse_duration
 
 CONFIG_NAME = "bika.toml"
 SYSTEM_CONFIG = Path("/etc/bika") / CONFIG_NAME
@@ -100,6 +103,47 @@ class StorageConfig(StorageSettings, _Deferred):
         return self.classes.get(kind)
 
 
+class CheckConfig(_Deferred):
+    """The [check] table: the thresholds of `bika check` (monitor.Thresholds)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max_age: str = "25h"
+    """A database without a backup this long is critical."""
+    drill_max_age: str = "35d"
+    """No passed drill this long is a warning."""
+    size_window: int = Field(default=10, ge=1)
+    """Earlier backups of the same database that make "usual"."""
+    size_k: float = Field(default=3.0, gt=0)
+    """The size band: median ± size_k standard deviations (from the MAD)…"""
+    size_min_band: float = Field(default=0.10, ge=0)
+    """…and at least ± this share of the median."""
+    row_drop: float = Field(default=0.20, gt=0, le=1)
+    """A table losing more than this share of its rows since the previous backup warns."""
+    copy_grace: str = "2h"
+    """A backup younger than this may still be on its way to the second repository."""
+
+    @field_validator("max_age", "drill_max_age", "copy_grace")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            max_age=parse_duration(self.max_age),
+            drill_max_age=parse_duration(self.drill_max_age),
+            size_window=self.size_window,
+            size_k=self.size_k,
+            size_min_band=self.size_min_band,
+            row_drop=self.row_drop,
+            copy_grace=parse_duration(self.copy_grace),
+        )
+
+
 class CopyConfig(_Deferred):
     """The [copy] table: the second repository `bika copy` fills (the 3-2-1 rule)."""
 
@@ -151,6 +195,61 @@ class BackupConfig(_Deferred):
         )
 
 
+class RuleConfig(BaseModel):
+    """One [retention.KIND] table; given, it replaces that kind's default rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int | None = Field(default=None, ge=0, description="keep what is younger")
+    keep_last: int | None = Field(default=None, ge=0, description="keep the newest N")
+
+
+def _default_rule(kind: str) -> Any:
+    rule = DEFAULT_RULES[kind]
+    return Field(default_factory=lambda: RuleConfig(keep_days=rule.keep_days))
+
+
+class RetentionConfig(BaseModel):
+    """The [retention] table: a rule per kind (and per role: weekly, monthly) for bika prune;
+    the procedure's numbers by default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    daily: RuleConfig = _default_rule("daily")
+    weekly: RuleConfig = _default_rule("weekly")
+    monthly: RuleConfig = _default_rule("monthly")
+    pre_migration: RuleConfig = Field(
+        default_factory=lambda: RuleConfig(keep_days=DEFAULT_RULES["pre-migration"].keep_days),
+        alias="pre-migration",
+    )
+    manual: RuleConfig = Field(default_factory=RuleConfig, description="kept until deleted")
+    keep_within: str | None = Field(default=None, description="keep everything younger: 30d")
+
+    @field_validator("keep_within")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def policy(self) -> Policy:
+        rules = {
+            kind: Rule(keep_days=rule.keep_days, keep_last=rule.keep_last)
+            for kind, rule in (
+                ("daily", self.daily),
+                ("weekly", self.weekly),
+                ("monthly", self.monthly),
+                ("pre-migration", self.pre_migration),
+                ("manual", self.manual),
+            )
+        }
+        within = parse_duration(self.keep_within) if self.keep_within else None
+        return Policy(rules, keep_within=within)
+
+
 class Settings(_Deferred):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -172,6 +271,13 @@ class Settings(_Deferred):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    notify: list[SecretStr] = Field(default_factory=list)
+    """apprise URLs (slack://…, mailto://…, tgram://…, json://host/path) alerted on a change of
+    `bika check`'s state and on every failed backup."""
+    heartbeat_url: SecretStr | None = None
+    """Pinged after each successful backup, and at /fail after a failed one (healthchecks.io)."""
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _file: Path | None = PrivateAttr(default=None)
@@ -330,7 +436,7 @@ def find_config(config: Path | None, environ: Mapping[str, str]) -> Path | None:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}; fix the file or pass --config"

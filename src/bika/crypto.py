@@ -5,7 +5,9 @@ Backup hosts need only recipients (public keys); the identity is needed to read 
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,11 +41,25 @@ def generate_identity(out: Path) -> str:
     return public
 
 
+PASSPHRASE_VARIABLE = "BIKA_IDENTITY_PASSPHRASE"
+_ENCRYPTED = (b"age-encryption.org/v1\n", b"-----BEGIN AGE ENCRYPTED FILE-----")
+
+
 def load_identities(path: Path) -> list[object]:
-    """Every AGE-SECRET-KEY line of an age identity file (as written by age-keygen or bika)."""
+    """Every AGE-SECRET-KEY line of an age identity file (as written by age-keygen or bika),
+    also of one protected by a passphrase (`age -p`, binary or armored): the passphrase from
+    BIKA_IDENTITY_PASSPHRASE, or asked for on the terminal."""
     path = path.expanduser()
     try:
-        lines = path.read_text().splitlines()
+        data = path.read_bytes()
+        if data.lstrip().startswith(_ENCRYPTED):
+            data = _unlock(path, data)
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise IdentityError(
+            f"{path} is not an age identity file (it is not text); pass the key file from"
+            " 'bika key generate' or age-keygen"
+        ) from None
     except FileNotFoundError as exc:
         raise IdentityError(
             f"identity file {path} does not exist; pass --identity with the key from"
@@ -67,6 +83,23 @@ def load_identities(path: Path) -> list[object]:
     return identities
 
 
+def _unlock(path: Path, data: bytes) -> bytes:
+    passphrase = os.environ.get(PASSPHRASE_VARIABLE)
+    if passphrase is None:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise IdentityError(
+                f"{path} is protected by a passphrase; set {PASSPHRASE_VARIABLE}, or run bika"
+                " on a terminal to be asked for it"
+            )
+        passphrase = getpass.getpass(f"passphrase for {path}: ")
+    try:
+        return bytes(pyrage.passphrase.decrypt(data.lstrip(), passphrase))
+    except pyrage.DecryptError:
+        raise IdentityError(
+            f"cannot unlock {path}: wrong passphrase (or the file is not age -p output)"
+        ) from None
+
+
 def recipient_strings(values: list[str]) -> list[str]:
     """age1… strings, given directly or as files holding them (one per line)."""
     return [item for value in values for item in _expand(value)]
@@ -76,6 +109,13 @@ def parse_recipients(values: list[str]) -> list[object]:
     """Recipients given as age1… strings (or files holding them, one per line)."""
     recipients: list[object] = []
     for item in recipient_strings(values):
+        if item.upper().startswith("AGE-SECRET-KEY-"):
+            # never echoed: it is the private key
+            raise IdentityError(
+                "a private key (AGE-SECRET-KEY-…) was given as a recipient; give its public"
+                " key age1… instead ('age-keygen -y KEYFILE' prints it), and keep the private"
+                " key off backup hosts"
+            )
         try:
             recipients.append(Recipient.from_str(item))
         except Exception as exc:
@@ -91,9 +131,14 @@ def _expand(value: str) -> list[str]:
         return [value]
     path = Path(value).expanduser()
     if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not text"
+            raise IdentityError(
+                f"cannot read recipients file {path}: {reason}; give age1… public keys"
+            ) from None
         return [
-            line.strip()
-            for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#")
+            line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
         ]
     return [value]

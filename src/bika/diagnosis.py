@@ -57,6 +57,9 @@ class StorageFacts:
     free_bytes: int | None = None
     """Local repositories: free space on their file system."""
     newest_backup_bytes: int | None = None
+    exposed: list[str] | None = None
+    """Local repositories: its files and folders that others than the owner may read (or
+    enter), relative to it; None if not looked at."""
     classes: dict[str, str] = field(default_factory=dict)
     """Configured storage class per backup kind."""
     bucket: BucketFacts | None = None
@@ -113,6 +116,8 @@ def storage_checks(facts: StorageFacts) -> list[Check]:
     checks.append(_writable_check(facts))
     if facts.backend == "local":
         checks.append(_free_space_check(facts))
+        if facts.exposed is not None:
+            checks.append(_privacy_check(facts))
     checks += _class_checks(facts)
     if facts.bucket is not None:
         checks += bucket_checks(facts.bucket)
@@ -161,6 +166,19 @@ def _free_space_check(facts: StorageFacts) -> Check:
             "free some space, or move the repository to a larger disk (bika copy --to NEW --init)",
         )
     return Check("free space", "ok", detail)
+
+
+def _privacy_check(facts: StorageFacts) -> Check:
+    exposed = facts.exposed or []
+    if not exposed:
+        return Check("private", "ok", "only its owner may read the repository")
+    example = ", ".join(exposed[:3]) + (f" and {len(exposed) - 3} more" if len(exposed) > 3 else "")
+    return Check(
+        "private",
+        "warn",
+        f"other users may read the repository's table names, row counts and labels: {example}",
+        f"chmod -R go-rwx {shlex.quote(facts.url)}",
+    )
 
 
 def _class_checks(facts: StorageFacts) -> list[Check]:

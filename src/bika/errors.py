@@ -37,6 +37,23 @@ class BackupNotFound(RepositoryError):
     """No backup with the requested id."""
 
 
+class UnusableBackup(RepositoryError):
+    """A backup folder whose manifest bika cannot use; `reason` says why, in one line."""
+
+    def __init__(self, backup_id: str, reason: str) -> None:
+        super().__init__(f"backup {backup_id}: {reason}")
+        self.backup_id = backup_id
+        self.reason = reason
+
+
+class DamagedManifest(UnusableBackup):
+    """A backup's manifest does not parse or does not describe its folder."""
+
+
+class ForeignBackup(UnusableBackup):
+    """A backup taken in another repository, put here by hand rather than by `bika copy`."""
+
+
 class DumpError(BikaError):
     """pg_dump / pg_dumpall failed or produced something unreadable."""
 
@@ -67,3 +84,7 @@ class PostgresError(BikaError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds exactly as Ctrl-C does, so every cleanup path runs."""
+
+
+class RepositoryLocked(RepositoryError):
+    """Another process holds the repository's exclusive lock (bika prune)."""

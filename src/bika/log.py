@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from bika.errors import ConfigError
 from bika.postgres.connection import redact
+from bika.untrusted import escape
 
 LOGGER = "bika"
 FORMATS = ("text", "json")
@@ -115,8 +116,10 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-def _message(record: logging.LogRecord) -> str:
-    text = record.getMessage()
+def _message(record: logging.LogRecord, escaped: bool = True) -> str:
+    """The record's message, its control characters escaped for a terminal or a text log (a
+    JSON line escapes its own), then the traceback, if it is an error with one."""
+    text = escape(record.getMessage()) if escaped else record.getMessage()
     if record.exc_info and record.levelno >= logging.ERROR:
         text += "\n" + logging.Formatter().formatException(record.exc_info)
     return redact(text)
@@ -150,7 +153,7 @@ class _JsonLines(logging.Formatter):
         entry: dict[str, Any] = {
             "time": _time(record),
             "level": record.levelname.lower(),
-            "message": _message(record),
+            "message": _message(record, escaped=False),
         }
         for key, value in _fields(record).items():
             if not isinstance(value, int | float | bool) and value is not None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from bika.findings import Finding
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest
-from bika.units import size
+from bika.units import size, timestamp
 
 # a median absolute deviation times this estimates the standard deviation of normal data
 _MAD_TO_SIGMA = 1.4826
@@ -52,6 +52,8 @@ class RunEvent:
     error: str = ""
     backup_ids: tuple[str, ...] = ()
     database: str | None = None
+    status: str | None = None
+    """check runs: the state they found (OK, WARNING, CRITICAL, UNKNOWN)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class History:
 
 
 Rule = Callable[[History], list[Finding]]
+
+
+def last_status(history: History) -> str | None:
+    """The state the newest recorded `bika check` found, which notifications compare with."""
+    checks = [r for r in history.runs if r.command == "check" and r.status]
+    return max(checks, key=lambda r: r.time).status if checks else None
 
 
 def evaluate(history: History) -> list[Finding]:
@@ -145,7 +153,7 @@ def last_run(history: History) -> list[Finding]:
     if not backups:
         return [Finding("ok", "last-run", "no backup run recorded in the run log")]
     newest = max(backups, key=lambda r: r.time)
-    facts = {"time": _when(newest.time), "ok": newest.ok, "error": newest.error}
+    facts = {"time": timestamp(newest.time), "ok": newest.ok, "error": newest.error}
     if newest.ok:
         return [Finding("ok", "last-run", f"the last backup run succeeded at {_when(newest.time)}")]
     succeeded_since = any(m.finished_at > newest.time for m in history.manifests)
@@ -286,7 +294,11 @@ def drills(history: History) -> list[Finding]:
             )
         ]
     newest = max(history.drills, key=lambda d: d.finished_at)
-    facts = {"backup": newest.backup_id, "time": _when(newest.finished_at), "passed": newest.passed}
+    facts = {
+        "backup": newest.backup_id,
+        "time": timestamp(newest.finished_at),
+        "passed": newest.passed,
+    }
     findings = []
     if not newest.passed:
         why = newest.problems[0] if newest.problems else "see bika show"
@@ -309,7 +321,7 @@ def drills(history: History) -> list[Finding]:
                 "drill",
                 f"no drill passed within {limit.days} days (last pass: {since})",
                 fix="bika drill latest",
-                facts={"last_pass": _when(last_pass) if last_pass else None},
+                facts={"last_pass": timestamp(last_pass) if last_pass else None},
             )
         )
     if not findings:

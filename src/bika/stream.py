@@ -16,7 +16,7 @@ from typing import Protocol
 import pyrage
 import zstandard
 
-from bika.errors import IdentityError, IntegrityError
+from bika.errors import IdentityError, IntegrityError, Terminated
 from bika.storage import Sink, Source
 
 CODECS = ["zstd", "age"]
@@ -126,6 +126,7 @@ def encode(
         cause = reader.error or writer.error
         if cause is not None:
             raise cause from None
+        _raise_interrupt(exc)
         raise IntegrityError(f"age encryption failed: {exc}") from exc
     for side in (reader, writer):
         if side.error is not None:
@@ -173,6 +174,7 @@ def decode(
                 cause = counting.error or decompressing.error or writing.error
                 if cause is not None:
                     raise cause from None
+                _raise_interrupt(exc)
                 if "No matching keys" in str(exc):
                     raise IdentityError(
                         f"{name}: none of the given identities can decrypt it; use the key"
@@ -186,6 +188,20 @@ def decode(
         if error is not None:
             raise error
     return StreamStats(plain.size, plain.hash.hexdigest(), counting.size, counting.hash.hexdigest())
+
+
+def _raise_interrupt(exc: Exception) -> None:
+    """pyrage hands back an exception raised in our callbacks as its own error, as text: an
+    interrupt (Ctrl-C, or a signal handler's SystemExit) goes on as itself, never relabelled
+    as a failed encryption or a damaged object."""
+    text = str(exc)
+    if text.startswith("Terminated"):
+        raise Terminated from None
+    if text.startswith("KeyboardInterrupt"):
+        raise KeyboardInterrupt from None
+    if text.startswith("SystemExit"):
+        code = text.partition(":")[2].strip()
+        raise SystemExit(int(code) if code.isdigit() else code or None) from None
 
 
 class _Writer(Protocol):

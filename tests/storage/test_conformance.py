@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -141,3 +142,26 @@ def test_missing_object_raises_object_not_found(storage: Storage) -> None:
         pass
     with pytest.raises(ObjectNotFound):
         storage.read_range("backups/nope/manifest.json", 0, 10)
+
+
+def test_list_and_stat_say_when_an_object_was_written(storage: Storage) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=5)  # emulators' clocks round to the second
+    storage.write_bytes("backups/a/manifest.json", b"{}")
+    (listed,) = storage.list("backups/")
+    stat = storage.stat("backups/a/manifest.json")
+    for info in (listed, stat):
+        assert info is not None and info.modified is not None
+        assert before < info.modified < datetime.now(UTC) + timedelta(minutes=5)
+
+
+def test_leftovers_are_only_what_interrupted_writes_left(storage: Storage) -> None:
+    storage.write_bytes("backups/a/manifest.json", b"{}")
+    with pytest.raises(RuntimeError), storage.create("backups/b/database") as sink:
+        sink.write(b"partial")
+        raise RuntimeError("killed")
+    # a failed write cleans up after itself: what is left is at most its empty folder
+    assert [i.key for i in storage.leftovers()] in ([], ["backups/b/"])
+    for info in storage.leftovers():
+        storage.delete(info.key)
+    assert list(storage.leftovers()) == []
+    assert [i.key for i in storage.list()] == ["backups/a/manifest.json"]

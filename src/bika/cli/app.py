@@ -9,6 +9,7 @@ command's name. Progress notes go through logging (bika.log), so unattended runs
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,13 @@ import click
 from rich.console import Console
 
 from bika import log
+from bika.cli.render import JSON, console
 from bika.config import Settings, StorageConfig, load_settings
+from bika.errors import BikaError, RepositoryError
+from bika.notify import Message, ping, send
+from bika.operations.check import record_status
+from bika.operations.runlog import Run, recorded
+from bika.postgres.connection import redact
 from bika.repository import Repository
 from bika.storage import Storage, open_storage
 
@@ -33,16 +40,13 @@ class State:
     quiet: bool = False
     log_file: Path | None = None
     log_format: log.LogFormat = "text"
-    # piped output is read by programs and people alike: do not squeeze tables to 80 columns
-    out: Console = field(
-        default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    )
-    # piped stderr keeps each message on one line, for logs and for grep
-    err: Console = field(
-        default_factory=lambda: Console(
-            stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()
-        )
-    )
+    # consoles that print every string as data (render.py): no markup, control characters
+    # escaped, piped lines kept whole
+    out: Console = field(default_factory=console)
+    err: Console = field(default_factory=lambda: console(stderr=True))
+
+    run: Run | None = None
+    """The run being recorded in the run log, while a @logged command runs."""
 
     def settings(self, **flags: Any) -> Settings:
         return load_settings(self.config, **flags)
@@ -251,7 +255,7 @@ def app() -> None:
 
 
 app.sections = (
-    ("Back up", ("init", "backup", "copy", "schedule", "daemon")),
+    ("Back up", ("init", "backup", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore",)),
@@ -267,8 +271,74 @@ def open_repository_storage(settings: Settings) -> Storage:
 
 
 def open_repository(settings: Settings) -> Repository:
-    """The settings' repository, which must exist (bika init made it)."""
-    return Repository.open(open_repository_storage(settings))
+    """The settings' repository, which must exist (bika init made it). The first one a
+    logged command opens is where its run is recorded."""
+    storage = open_repository_storage(settings)
+    run = STATE.run if STATE.run is not None and STATE.run.repository is None else None
+    if run is not None:
+        run.url = storage.url
+    try:
+        repository = Repository.open(storage)
+    except RepositoryError:
+        if run is not None:
+            run.url = None  # no repository there to log into, now or later
+        raise
+    if run is not None:
+        run.attach(repository)
+    return repository
+
+
+def logged(command: str) -> Callable[[F], F]:
+    """Record every run of the command, failed ones included, in its repository's run log."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run: Run | None = None
+            failure: str | None = None
+            try:
+                with recorded(command) as run:
+                    STATE.run = run
+                    return func(*args, **kwargs)
+            except Exception as exc:
+                if getattr(exc, "exit_code", None) != 0:  # click's Exit(0) is no failure
+                    failure = redact(" ".join(str(exc).split())) or type(exc).__name__
+                raise
+            finally:
+                STATE.run = None
+                for warning in run.warnings if run is not None else []:
+                    STATE.say(f"note: {warning}")
+                if command == "backup":
+                    _after_backup(run, failure)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _after_backup(run: Run | None, failure: str | None) -> None:
+    """The dead-man's switch after every backup, and an alert after every failed one; neither
+    ever fails the backup (an interrupted backup sends nothing: someone stopped it)."""
+    try:
+        settings = STATE.settings()
+    except BikaError:
+        return
+    where = run.url if run is not None and run.url else (settings.repo or "")
+    if failure is not None and settings.notify:
+        alert = Message(f"bika: backup failed ({where})", failure, "failure")
+        send([url.get_secret_value() for url in settings.notify], alert)
+    if failure is not None and run is not None and run.repository is not None:
+        # the alert is sent: the next check, finding the failed run, need not send another
+        record_status(run.repository, "CRITICAL")  # saving an event never fails the run
+    url = settings.heartbeat_url.get_secret_value() if settings.heartbeat_url else None
+    ping(url, failed=failure is not None)
+
+
+def note_backups(*backup_ids: str, **detail: Any) -> None:
+    """Name the backups the logged run touched, and what else its event should say."""
+    if STATE.run is not None:
+        STATE.run.backup_ids.extend(backup_ids)
+        STATE.run.detail.update(detail)
 
 
 def open_other_storage(url: str, config: StorageConfig) -> Storage:
@@ -296,8 +366,20 @@ def identity_option(func: F) -> F:
     )(func)
 
 
+def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        JSON.requested = True  # an error from here on is printed as JSON too (main.py)
+    return value
+
+
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(func)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=_set_json,
+        help="one JSON document on stdout (docs/FORMAT.md); errors as JSON too",
+    )(func)
 
 
 def pg_bin_option(func: F) -> F:

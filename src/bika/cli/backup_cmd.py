@@ -6,14 +6,25 @@ Nothing is listed until the manifest is written; a failure leaves no visible bac
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
-from bika.cli.app import STATE, app, db_option, open_repository, pg_bin_option, repo_option
+from bika.cli import json_shapes
+from bika.cli.app import (
+    STATE,
+    app,
+    db_option,
+    json_option,
+    logged,
+    note_backups,
+    open_repository,
+    pg_bin_option,
+    repo_option,
+)
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository.manifest import KINDS
-from bika.units import size
+from bika.units import count, size
 
 
 @app.command("backup")
@@ -50,6 +61,8 @@ from bika.units import size
     metavar="PATTERN",
     help="keep these tables' definitions, not their rows",
 )
+@logged("backup")
+@json_option
 def backup(
     repo: str | None,
     db: str | None,
@@ -62,6 +75,7 @@ def backup(
     table: tuple[str, ...],
     exclude_table: tuple[str, ...],
     exclude_table_data: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Back up a database: pg_dump → zstd → age → repository.
 
@@ -90,20 +104,26 @@ def backup(
         pg_bin_dir=settings.pg_bin_dir,
         storage_class=settings.storage.storage_class(kind),
         scope=settings.backup.scope(),
+        role_classes=settings.storage.classes,
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
     with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
     if not manifest.scope.whole:
-        STATE.say(escape(f"scope: {' '.join(manifest.scope.options())}"))
+        STATE.say(f"scope: {' '.join(manifest.scope.options())}")
+    note_backups(manifest.id, kind=kind, stored_bytes=manifest.stored_size)
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()
     STATE.say(
-        f"backup {manifest.id}: {len(manifest.tables)} tables, {manifest.total_rows} rows,"
+        f"backup {manifest.id}: {count(len(manifest.tables))} tables,"
+        f" {count(manifest.total_rows)} rows,"
         f" {size(manifest.plain_size)} dumped → {size(manifest.stored_size)} stored"
         f" in {seconds:.1f}s",
         backup_id=manifest.id,
     )
-    STATE.out.print(manifest.id)
+    if as_json:
+        print_json(json_shapes.backup_result(repository, manifest))
+    else:
+        STATE.out.print(manifest.id)

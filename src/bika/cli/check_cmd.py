@@ -4,22 +4,23 @@ exit codes monitoring systems expect: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Na
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from bika.checklist import checklist
 from bika.checklist import markdown as render_markdown
+from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_other_storage, open_repository, repo_option
+from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
 from bika.errors import BikaError, ConfigError
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.metrics import write_textfile
-from bika.operations.check import CheckReport, check_repository
+from bika.notify import send, transition
+from bika.operations.check import CheckReport, check_repository, remember_status
 from bika.report import page
 from bika.repository import Repository
 
@@ -47,16 +48,33 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
         _unknown(settings.repo or "", str(exc), as_json)
         return
 
-    report = check_repository(repository, copy=_second(settings))
+    report = report_for(settings, repository)
+    status = NAGIOS_NAMES[worst(report.findings)]
+    previous = remember_status(repository, report, status)
+    summary = "; ".join(f.message for f in report.findings if f.level in ("warn", "error"))
+    message = transition(previous, status, report.repository, summary)  # type: ignore[arg-type]
+    if message is not None:
+        send([url.get_secret_value() for url in settings.notify], message)
     if textfile is not None:
         write_textfile(textfile, report.history, report.findings)
     if as_json:
-        STATE.out.file.write(json.dumps(_json(report), indent=2) + "\n")
+        print_json(json_shapes.check_result(report))
     else:
         _print(report)
     code = exit_code(report.findings)
     if code:
         raise click.exceptions.Exit(code)
+
+
+def report_for(settings: Settings, repository: Repository | None = None) -> CheckReport:
+    """`bika check` of the settings' repository, with their thresholds, retention policy and
+    second repository."""
+    return check_repository(
+        repository or open_repository(settings),
+        thresholds=settings.check.thresholds(),
+        copy=_second(settings),
+        policy=settings.retention.policy(),
+    )
 
 
 def _second(settings: Settings) -> Callable[[], Repository] | None:
@@ -68,49 +86,26 @@ def _second(settings: Settings) -> Callable[[], Repository] | None:
     )
 
 
-def _json(report: CheckReport) -> dict[str, object]:
-    level = worst(report.findings)
-    return {
-        "ok": exit_code(report.findings) == 0,
-        "status": NAGIOS_NAMES[level],
-        "exit_code": exit_code(report.findings),
-        "repository": report.repository,
-        "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "findings": [_finding(f) for f in report.findings],
-    }
-
-
-def _finding(f: Finding) -> dict[str, object]:
-    return {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix, "facts": f.facts}
-
-
 def _print(report: CheckReport) -> None:
     level = worst(report.findings)
-    table = Table(title=f"bika check {report.repository}", title_justify="left")
-    for column in ("status", "check", "finding"):
-        table.add_column(column, overflow="fold")
-    for f in report.findings:
-        table.add_row(
-            Text(NAGIOS_NAMES[f.level], style=_STYLE[f.level]),
-            Text(f.what),
-            Text(f.message + (f" → {f.fix}" if f.fix and f.level != "ok" else "")),
-        )
-    STATE.out.print(table)
+    rows: list[list[Cell]] = [
+        [
+            cell(NAGIOS_NAMES[f.level], _STYLE[f.level]),
+            f.what,
+            f.message + (f" → {f.fix}" if f.fix and f.level != "ok" else ""),
+        ]
+        for f in report.findings
+    ]
+    columns = [Column("status"), Column("check"), Column("finding")]
+    print_table(STATE.out, columns, rows, title=f"bika check {report.repository}")
     STATE.out.print(Text(f"status: {NAGIOS_NAMES[level]}", style=_STYLE[level]))
 
 
 def _unknown(where: str, why: str, as_json: bool) -> None:
     finding = Finding("unknown", "repository", f"cannot read the repository: {why}")
     if as_json:
-        payload = {
-            "ok": False,
-            "status": "UNKNOWN",
-            "exit_code": 3,
-            "repository": where,
-            "findings": [_finding(finding)],
-        }
-        STATE.out.file.write(json.dumps(payload, indent=2) + "\n")
-    STATE.err.print(Text(f"bika: error: {finding.message}"))
+        print_json(json_shapes.check_unknown(where, finding))
+    STATE.err.print(f"bika: error: {finding.message}")
     raise click.exceptions.Exit(3)
 
 
@@ -123,14 +118,14 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
     settings = STATE.settings(repo=repo)
     repository = open_repository(settings)
 
-    report = check_repository(repository, copy=_second(settings))
+    report = report_for(settings, repository)
     items = checklist(report.history, report.findings)
     if markdown:
         STATE.out.file.write(render_markdown(items, report.repository, report.checked_at))
     else:
         for item in items:
-            STATE.out.print(Text(f"[{'x' if item.ticked else ' '}] {item.text}"))
-            STATE.out.print(Text(f"    {item.evidence}"))
+            STATE.out.print(f"[{'x' if item.ticked else ' '}] {item.text}")
+            STATE.out.print(f"    {item.evidence}")
     if not all(item.ticked for item in items):
         raise click.exceptions.Exit(1)
 
@@ -149,6 +144,6 @@ def report_command(repo: str | None, html_file: Path) -> None:
     """Write the status page (backups, findings, drills, charts) as one HTML file: no data
     values, no key needed; the same page `bika daemon --listen` serves at /."""
     settings = STATE.settings(repo=repo)
-    report = check_repository(open_repository(settings), copy=_second(settings))
+    report = report_for(settings)
     html_file.write_text(page(report.repository, report.history, report.findings))
     STATE.say(f"wrote {html_file}")

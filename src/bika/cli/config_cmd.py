@@ -9,7 +9,9 @@ import os
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import STATE, BikaGroup, app, json_option
+from bika.cli.render import print_json
 from bika.config import config_candidates, find_config
 
 
@@ -27,17 +29,7 @@ def config_show(as_json: bool) -> None:
     rows = settings.explain()
     path = settings.config_file
     if as_json:
-        STATE.out.print_json(
-            json.dumps(
-                {
-                    "config_file": str(path) if path else None,
-                    "settings": [
-                        {"name": r.name, "value": r.value, "source": r.source, "from": r.detail}
-                        for r in rows
-                    ],
-                }
-            )
-        )
+        print_json(json_shapes.config_result(path, rows))
         return
     STATE.out.print(f"settings file: {path or 'none'}", markup=False, soft_wrap=True)
     width = max(len(r.name) for r in rows)

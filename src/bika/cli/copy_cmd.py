@@ -5,19 +5,21 @@ Exit 0 when every backup asked for is in the destination, 1 when one could not b
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
     json_option,
+    logged,
+    note_backups,
     open_other_storage,
     open_repository,
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.operations.copy import CopyResult, copy_backups, open_destination
 from bika.units import size
 
@@ -35,6 +37,7 @@ from bika.units import size
     "--init", is_flag=True, help="create the destination repository, with the same recipients"
 )
 @json_option
+@logged("copy")
 def copy(
     backup_ids: tuple[str, ...], to: str | None, repo: str | None, init: bool, as_json: bool
 ) -> None:
@@ -65,24 +68,13 @@ def copy(
             progress=progress,
             on_result=said,
         )
+    note_backups(
+        *[r.backup_id for r in report.results if r.status == "copied"],
+        destination=report.destination,
+        failed=[r.backup_id for r in report.results if r.status == "failed"],
+    )
     if as_json:
-        STATE.out.print_json(
-            json.dumps(
-                {
-                    "source": report.source,
-                    "destination": report.destination,
-                    "backups": [
-                        {
-                            "id": r.backup_id,
-                            "status": r.status,
-                            "stored_bytes": r.stored_bytes,
-                            "detail": r.detail,
-                        }
-                        for r in report.results
-                    ],
-                }
-            )
-        )
+        print_json(json_shapes.copy_result(report))
     else:
         copied = [r for r in report.results if r.status == "copied"]
         STATE.out.print(

@@ -5,12 +5,9 @@ Prints one line per check and the command that fixes each warning; exit 1 only o
 
 from __future__ import annotations
 
-import json
-
 import click
-from rich.markup import escape
-from rich.table import Table
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
@@ -21,6 +18,7 @@ from bika.cli.app import (
     pg_bin_option,
     repo_option,
 )
+from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
 from bika.diagnosis import Check, diagnose, failed
 from bika.errors import BikaError
@@ -43,24 +41,7 @@ def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bo
     sections.append(("database", _database_checks(settings)))
     every = [check for _, checks in sections for check in checks]
     if as_json:
-        STATE.out.print_json(
-            json.dumps(
-                {
-                    "ok": not failed(every),
-                    "checks": [
-                        {
-                            "scope": scope,
-                            "name": c.name,
-                            "status": c.status,
-                            "detail": c.detail,
-                            "fix": c.fix,
-                        }
-                        for scope, checks in sections
-                        for c in checks
-                    ],
-                }
-            )
-        )
+        print_json(json_shapes.doctor_result(sections, ok=not failed(every)))
     else:
         _print(sections)
     if failed(every):
@@ -114,25 +95,23 @@ def _database_checks(settings: Settings) -> list[Check]:
 
 
 def _print(sections: list[tuple[str, list[Check]]]) -> None:
-    table = Table(title="bika doctor", title_justify="left", show_lines=False)
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("detail", overflow="fold")
+    rows: list[list[Cell]] = []
     fixes: list[str] = []
     for scope, checks in sections:
-        table.add_row(f"[bold]{scope}[/]", "", "")
+        rows.append([cell(scope, "bold"), "", ""])
         for check in checks:
             mark = ""
             if check.fix:
                 fixes.append(check.fix)
                 mark = f" [{len(fixes)}]"
-            style = _STYLE[check.status]
-            table.add_row(
-                f"  {check.name}", f"[{style}]{check.status}[/]", escape(check.detail) + mark
+            rows.append(
+                [f"  {check.name}", cell(check.status, _STYLE[check.status]), check.detail + mark]
             )
-    STATE.out.print(table)
+    print_table(
+        STATE.out, [Column("check"), Column("status"), Column("detail")], rows, title="bika doctor"
+    )
     if fixes:
         STATE.out.print("fixes:")
         for number, fix in enumerate(fixes, 1):
             # soft_wrap: a command must stay one line to be copied whole
-            STATE.out.print(f"  [{number}] {fix}", soft_wrap=True, markup=False)
+            STATE.out.print(f"  [{number}] {fix}", soft_wrap=True)

@@ -9,21 +9,25 @@ from pathlib import Path
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
     identity_option,
     json_option,
+    logged,
+    note_backups,
     open_repository,
     pg_bin_option,
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.crypto import load_identities
 from bika.errors import ConfigError
 from bika.operations.drill import DrillOptions, run_drill
 from bika.repository.drills import DrillRecord
-from bika.units import size
+from bika.units import count, size
 
 SHOWN_PROBLEMS = 10
 
@@ -52,6 +56,7 @@ SHOWN_PROBLEMS = 10
 @identity_option
 @pg_bin_option
 @json_option
+@logged("drill")
 def drill(
     backup_id: str | None,
     latest: bool,
@@ -73,13 +78,15 @@ def drill(
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(repository.resolve(backup_id or "latest"))
+    note_backups(manifest.id, target="server" if target else "embedded")
     identities = load_identities(settings.require_identity())
     options = DrillOptions(target=target, keep=keep, jobs=jobs, pg_bin_dir=settings.pg_bin_dir)
     with stream_progress("restored", "read") as progress:
         outcome = run_drill(repository, manifest, identities, options, STATE.say, progress)
     record = outcome.record
+    note_backups(passed=record.passed, rto_seconds=round(record.restore_seconds, 3))
     if as_json:
-        STATE.out.print_json(record.to_json())
+        print_json(json_shapes.drill_result(record))
     else:
         _print(record)
     if outcome.kept:
@@ -99,9 +106,9 @@ def _print(record: DrillRecord) -> None:
     skipped = [t for t in record.tables if t.status == "skipped"]
     verdict = "passed" if record.passed else "FAILED"
     out.print(
-        f"drill of {record.backup_id} {verdict}: {record.tables_checked} tables"
-        f" ({record.rows_checked:,} rows, {size(record.bytes_hashed)}) and"
-        f" {record.objects_checked} schema objects compared"
+        f"drill of {record.backup_id} {verdict}: {count(record.tables_checked)} tables"
+        f" ({count(record.rows_checked)} rows, {size(record.bytes_hashed)}) and"
+        f" {count(record.objects_checked)} schema objects compared"
         + (f", {len(skipped)} tables skipped" if skipped else "")
     )
     out.print(

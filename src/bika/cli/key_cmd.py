@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from bika.cli.app import STATE, BikaGroup, app, open_repository_storage, repo_option
+from bika.cli import json_shapes
+from bika.cli.app import (
+    STATE,
+    BikaGroup,
+    app,
+    json_option,
+    open_repository_storage,
+    repo_option,
+)
+from bika.cli.render import print_json
 from bika.crypto import generate_identity, parse_recipients, recipient_strings
 from bika.errors import ConfigError
 from bika.repository import Repository
@@ -44,7 +53,8 @@ def key_generate(out: Path) -> None:
     metavar="AGE1…|FILE",
     help="age public key (age1…) or a file of them; repeatable [env: BIKA_RECIPIENTS]",
 )
-def init(repo: str | None, recipient: tuple[str, ...]) -> None:
+@json_option
+def init(repo: str | None, recipient: tuple[str, ...], as_json: bool) -> None:
     """Create a repository whose backups are encrypted to the given recipients."""
     settings = STATE.settings(repo=repo, recipients=list(recipient) or None)
     if not settings.recipients:
@@ -56,3 +66,5 @@ def init(repo: str | None, recipient: tuple[str, ...]) -> None:
     parse_recipients(recipients)
     repository = Repository.init(open_repository_storage(settings), recipients)
     STATE.say(f"created repository {repository.url} (id {repository.id})")
+    if as_json:
+        print_json(json_shapes.init_result(repository))

@@ -5,39 +5,14 @@ Neither needs a key. --json output is stable and documented in docs/FORMAT.md.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
-from rich.markup import escape
-from rich.table import Table
 
+from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_repository, repo_option
-from bika.repository import Manifest, Repository
-from bika.repository.drills import DrillRecord, drill_history, drill_summary, latest_drills
-from bika.units import size
-
-
-def summary(manifest: Manifest, drill: DrillRecord | None = None) -> dict[str, Any]:
-    """One backup in `list --json`; `drill` is its newest drill, if any."""
-    return {
-        "id": manifest.id,
-        "kind": manifest.kind,
-        "label": manifest.label,
-        "started_at": manifest.started_at.isoformat(),
-        "finished_at": manifest.finished_at.isoformat(),
-        "duration_seconds": round((manifest.finished_at - manifest.started_at).total_seconds(), 3),
-        "database": manifest.source.database,
-        "server_version": manifest.source.server_version,
-        "pg_dump_version": manifest.source.pg_dump_version,
-        "database_size": manifest.source.database_size,
-        "stored_size": manifest.stored_size,
-        "plain_size": manifest.plain_size,
-        "tables": len(manifest.tables),
-        "rows": manifest.total_rows,
-        "roles": manifest.roles.status,
-        "drill": drill_summary(drill),
-    }
+from bika.cli.render import Column, print_json, print_table
+from bika.repository import DamagedBackup, Manifest, Repository
+from bika.repository.drills import DrillRecord, drill_history, latest_drills
+from bika.units import count, size
 
 
 def proven(drill: DrillRecord | None) -> str:
@@ -57,63 +32,60 @@ def _open(repo: str | None) -> Repository:
 def list_backups(repo: str | None, as_json: bool) -> None:
     """List the repository's backups, oldest first."""
     repository = _open(repo)
-    manifests = repository.manifests()
+    manifests, damaged = repository.scan()
     drills = latest_drills(repository)
     if as_json:
-        payload = {
-            "repository": repository.url,
-            "backups": [summary(m, drills.get(m.id)) for m in manifests],
-        }
-        STATE.out.print_json(json.dumps(payload))
+        print_json(json_shapes.list_result(repository, manifests, drills, damaged))
         return
-    print_backups(repository, manifests, drills)
+    print_backups(repository, manifests, drills, damaged)
 
 
 def print_backups(
     repository: Repository,
     manifests: list[Manifest] | None = None,
     drills: dict[str, DrillRecord] | None = None,
+    damaged: list[DamagedBackup] | None = None,
 ) -> None:
     """The human table of `bika list` (also shown at the end of `bika demo`)."""
-    manifests = repository.manifests() if manifests is None else manifests
+    if manifests is None:
+        manifests, damaged = repository.scan()
     drills = latest_drills(repository) if drills is None else drills
-    if not manifests:
+    for bad in damaged or []:
+        STATE.fail(f"DAMAGED {bad.backup_id}: {bad.reason}", backup_id=bad.backup_id)
+    if not manifests and not damaged:
         STATE.say(f"{repository.url} holds no backups yet")
         return
-    table = Table(title=f"backups in {repository.url}", title_justify="left")
-    for column in (
-        "id",
-        "kind",
-        "started (UTC)",
-        "took",
-        "database",
-        "tables",
-        "rows",
-        "dumped",
-        "stored",
-        "proven",
-        "label",
-    ):
-        table.add_column(
-            column,
-            justify="right" if column in ("tables", "rows", "dumped", "stored", "took") else "left",
-        )
-    for m in manifests:
-        took = (m.finished_at - m.started_at).total_seconds()
-        table.add_row(
+    # every id whole, as restic shows its snapshot ids: it is what show and restore take
+    columns = [
+        Column("id"),
+        Column("kind"),
+        Column("started (UTC)"),
+        Column("took", right=True),
+        Column("database"),
+        Column("tables", right=True),
+        Column("rows", right=True),
+        Column("dumped", right=True),
+        Column("stored", right=True),
+        Column("proven"),
+        Column("label"),
+    ]
+    rows = [
+        [
             m.id,
             m.kind,
             f"{m.started_at:%Y-%m-%d %H:%M:%S}",
-            f"{took:.1f}s",
+            f"{(m.finished_at - m.started_at).total_seconds():.1f}s",
             m.source.database,
-            str(len(m.tables)),
-            f"{m.total_rows:,}",
+            count(len(m.tables)),
+            count(m.total_rows),
             size(m.plain_size),
             size(m.stored_size),
             proven(drills.get(m.id)),
             m.label or "",
-        )
-    STATE.out.print(table)
+        ]
+        for m in manifests
+    ]
+    print_table(STATE.out, columns, rows, title=f"backups in {repository.url}")
 
 
 @app.command("show")
@@ -124,8 +96,9 @@ def show(backup_id: str, repo: str | None, as_json: bool) -> None:
     """Show one backup's manifest: source, artifacts, and every table's exact rows."""
     repository = _open(repo)
     manifest = repository.manifest(repository.resolve(backup_id))
+    history = drill_history(repository, manifest.id)
     if as_json:
-        STATE.out.print_json(manifest.to_json())
+        print_json(json_shapes.show_result(manifest, history))
         return
     s = manifest.source
     out = STATE.out
@@ -153,43 +126,61 @@ def show(backup_id: str, repo: str | None, as_json: bool) -> None:
     if scope.whole:
         out.print("scope       the whole database")
     else:
-        out.print(escape(f"scope       {' '.join(scope.options())}"))
+        out.print(f"scope       {' '.join(scope.options())}")
         if scope.tables_without_data:
             names = ", ".join(t.qualified for t in scope.tables_without_data)
-            out.print(escape(f"            rows left out of {names}: restored empty"))
+            out.print(f"            rows left out of {names}: restored empty")
     if manifest.large_objects.count:
         out.print(
-            f"large objs  {manifest.large_objects.count} ({size(manifest.large_objects.bytes)})"
+            f"large objs  {count(manifest.large_objects.count)}"
+            f" ({size(manifest.large_objects.bytes)})"
         )
-    artifacts = Table(title="artifacts", title_justify="left")
-    for column in ("name", "key", "content", "plain", "stored", "stored sha256"):
-        artifacts.add_column(column)
-    for name, a in manifest.artifacts.items():
-        artifacts.add_row(
-            name,
-            a.key,
-            a.content,
-            size(a.plain_size),
-            size(a.stored_size),
-            a.stored_sha256[:16] + "…",
-        )
-    out.print(artifacts)
-    tables = Table(title=f"tables ({len(manifest.tables)})", title_justify="left")
-    for column in ("schema", "table", "rows", "data", "sha256"):
-        tables.add_column(column, justify="right" if column in ("rows", "data") else "left")
-    for t in manifest.tables:
-        tables.add_row(t.schema_, t.name, f"{t.rows:,}", size(t.bytes), t.sha256[:16] + "…")
-    out.print(tables)
-    _print_drills(drill_history(repository, manifest.id))
+    print_table(
+        out,
+        [
+            Column("name"),
+            Column("key"),
+            Column("content"),
+            Column("plain", right=True),
+            Column("stored", right=True),
+            Column("stored sha256"),
+        ],
+        [
+            [
+                name,
+                a.key,
+                a.content,
+                size(a.plain_size),
+                size(a.stored_size),
+                a.stored_sha256[:16] + "…",
+            ]
+            for name, a in manifest.artifacts.items()
+        ],
+        title="artifacts",
+    )
+    print_table(
+        out,
+        [
+            Column("schema"),
+            Column("table"),
+            Column("rows", right=True),
+            Column("data", right=True),
+            Column("sha256"),
+        ],
+        [
+            [t.schema_, t.name, count(t.rows), size(t.bytes), t.sha256[:16] + "…"]
+            for t in manifest.tables
+        ],
+        title=f"tables ({len(manifest.tables)})",
+    )
+    _print_drills(history)
 
 
 def _print_drills(history: list[DrillRecord]) -> None:
     if not history:
         STATE.out.print("drills      never: prove it restores with 'bika drill ID'")
         return
-    table = Table(title=f"drills ({len(history)})", title_justify="left")
-    for column in ("finished (UTC)", "result", "on", "restore (RTO)", "verify", "restored", ""):
-        table.add_column(column, justify="right" if column in ("verify", "restored") else "left")
+    rows = []
     for record in history:
         if record.problems:
             detail = record.problems[0] + (
@@ -197,16 +188,28 @@ def _print_drills(history: list[DrillRecord]) -> None:
             )
         else:
             skipped = sum(1 for t in record.tables if t.status == "skipped")
-            detail = f"{record.tables_checked} tables, {record.objects_checked} objects" + (
-                f"; {skipped} tables skipped" if skipped else ""
+            detail = (
+                f"{count(record.tables_checked)} tables, {count(record.objects_checked)} objects"
+                + (f"; {skipped} tables skipped" if skipped else "")
             )
-        table.add_row(
-            f"{record.finished_at:%Y-%m-%d %H:%M:%S}",
-            "✓ passed" if record.passed else "✗ FAILED",
-            f"{record.target.kind} {record.target.server_version}",
-            f"{record.restore_seconds:.1f}s",
-            f"{record.verify_seconds:.1f}s",
-            size(record.restored_size or 0),
-            detail,
+        rows.append(
+            [
+                f"{record.finished_at:%Y-%m-%d %H:%M:%S}",
+                "✓ passed" if record.passed else "✗ FAILED",
+                f"{record.target.kind} {record.target.server_version}",
+                f"{record.restore_seconds:.1f}s",
+                f"{record.verify_seconds:.1f}s",
+                size(record.restored_size or 0),
+                detail,
+            ]
         )
-    STATE.out.print(table)
+    columns = [
+        Column("finished (UTC)"),
+        Column("result"),
+        Column("on"),
+        Column("restore (RTO)", right=True),
+        Column("verify", right=True),
+        Column("restored", right=True),
+        Column(""),
+    ]
+    print_table(STATE.out, columns, rows, title=f"drills ({len(history)})")

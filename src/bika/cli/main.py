@@ -23,13 +23,16 @@ from bika.cli import (  # noqa: F401
     demo_cmd,
     doctor_cmd,
     drill_cmd,
+    json_shapes,
     key_cmd,
     list_cmd,
+    prune_cmd,
     restore_cmd,
     schedule_cmd,
     verify_cmd,
 )
 from bika.cli.app import STATE, app
+from bika.cli.render import JSON, print_json, text
 from bika.errors import BikaError, Terminated
 from bika.log import CONSOLE
 from bika.postgres.connection import redact
@@ -62,6 +65,8 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def _main(args: list[str], debug: bool) -> int:
+    # a usage error can come before --json is parsed
+    JSON.requested = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
         if not args:
             raise click.UsageError("no command given; 'bika --help' lists them")
@@ -71,43 +76,45 @@ def _main(args: list[str], debug: bool) -> int:
         return exc.exit_code
     except click.exceptions.NoArgsIsHelpError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "bika"
-        _error("usage", f"no command given; '{where} --help' lists them")
-        return EXIT_USAGE
+        return _error("usage", f"no command given; '{where} --help' lists them", EXIT_USAGE)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        _error("usage", f"{exc.format_message()}{hint}")
-        return EXIT_USAGE
+        return _error("usage", f"{exc.format_message()}{hint}", EXIT_USAGE)
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:
         terminated = isinstance(exc, Terminated)
-        _error("", "terminated" if terminated else "interrupted")
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return _error("", "terminated" if terminated else "interrupted", code)
     except click.ClickException as exc:
-        _error("error", exc.format_message())
-        return exc.exit_code
+        return _error("error", exc.format_message(), exc.exit_code)
     except BrokenPipeError:
         raise
     except BikaError as exc:
         if debug or STATE.debug:
             raise
-        _error("error", str(exc))
-        return exc.exit_code
+        return _error("error", str(exc), exc.exit_code)
     except Exception as exc:
         if debug or STATE.debug:
             raise
-        _error(
+        return _error(
             "internal error",
             f"{type(exc).__name__}: {exc} (run with --debug for the traceback, and please"
             " report it)",
+            EXIT_INTERNAL,
         )
-        return EXIT_INTERNAL
     return result if isinstance(result, int) else 0
 
 
-def _error(kind: str, message: str) -> None:
-    line = f"{kind}: {redact(_one_line(message))}" if kind else message
-    print(f"bika: {line}", file=sys.stderr)
+def _error(kind: str, message: str, code: int) -> int:
+    """One line on stderr, its control characters escaped (it may quote a label or a path);
+    under --json also restic's exit_error document on stdout, unless a result is there."""
+    said = redact(_one_line(message))
+    if JSON.requested and not JSON.written:
+        print_json(json_shapes.exit_error(code, said))
+    line = f"{kind}: {said}" if kind else said
+    print(f"bika: {text(line)}", file=sys.stderr)
     # and into --log-file, if the run got as far as setting it up
     logging.getLogger("bika.cli").error(line, extra={CONSOLE: False})
+    return code
 
 
 def _broken_pipe() -> int:

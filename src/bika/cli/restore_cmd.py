@@ -17,18 +17,23 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
     identity_option,
+    json_option,
+    logged,
+    note_backups,
     open_repository,
     pg_bin_option,
     repo_option,
 )
+from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
-from bika.errors import ConfigError, RestoreError
+from bika.errors import ConfigError
 from bika.operations.restore import (
     DATA_KINDS,
     Finding,
@@ -37,7 +42,9 @@ from bika.operations.restore import (
     RestoreOptions,
     RestorePlan,
     RestoreStep,
+    RowsDiffer,
     StepProgress,
+    TableCheck,
     export_backup,
     plan_restore,
     restore_backup,
@@ -45,9 +52,9 @@ from bika.operations.restore import (
 from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.stream import Progress as BytesProgress
-from bika.units import size
+from bika.units import count, size
 
-_MARKS = {"ok": "[green]ok[/]   ", "warn": "[yellow]warn[/] ", "error": "[red]error[/]"}
+_MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("error", "red")}
 
 
 @app.command("restore")
@@ -106,6 +113,8 @@ _MARKS = {"ok": "[green]ok[/]   ", "warn": "[yellow]warn[/] ", "error": "[red]er
     help="where --jobs puts its temporary file",
 )
 @pg_bin_option
+@logged("restore")
+@json_option
 def restore(
     backup_id: str | None,
     to: str | None,
@@ -127,6 +136,7 @@ def restore(
     no_owner: bool,
     temp_dir: Path | None,
     pg_bin_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Restore a backup into a database (or a file) and check every table's exact row count."""
     if (to is None) == (to_file is None):
@@ -141,6 +151,7 @@ def restore(
     settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
     repository = open_repository(settings)
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
+    note_backups(manifest.id)
     identities = load_identities(settings.require_identity())
     options = RestoreOptions(
         jobs=jobs,
@@ -159,10 +170,18 @@ def restore(
     )
     destination: ConnInfo | Path = ConnInfo.parse(to) if to is not None else Path(str(to_file))
     shown = destination.redacted() if isinstance(destination, ConnInfo) else str(destination)
+    note_backups(
+        to="file" if isinstance(destination, Path) else "database",
+        target_host_hash=destination.host_hash() if isinstance(destination, ConnInfo) else None,
+        dry_run=dry_run,
+    )
     STATE.say(f"{'planning' if dry_run else 'restoring'} {manifest.id} into {shown}")
     plan = plan_restore(repository, manifest, destination, identities, options)
     if dry_run:
-        _print_plan(manifest, plan, options)
+        if as_json:
+            print_json(json_shapes.restore_result(manifest, shown, plan.findings, None, True))
+        else:
+            _print_plan(manifest, plan, options)
         if plan.blocked:
             raise PreflightRefused(plan)
         return
@@ -170,6 +189,8 @@ def restore(
         if finding.level == "warn":
             STATE.say(f"warning: {finding.message}")
     if plan.blocked:
+        if as_json:
+            print_json(json_shapes.restore_result(manifest, shown, plan.findings, None))
         raise PreflightRefused(plan)
     with _phases(manifest) as (on_bytes, on_step):
         try:
@@ -197,46 +218,50 @@ def restore(
                 )
         except RestoreFailed as exc:
             for error in exc.errors:
-                STATE.err.print(f"  [red]error[/] {error}", markup=True, highlight=False)
+                STATE.err.print(Text.assemble("  ", cell("error", "red"), " ", cell(error)))
             raise
+        except RowsDiffer as exc:
+            if as_json:
+                print_json(json_shapes.restore_result(manifest, shown, plan.findings, exc.report))
+            elif not STATE.quiet:
+                print_checks(exc.report.checks, "restored tables")
+            raise
+    result = exported if isinstance(destination, Path) else report
+    if as_json:
+        print_json(json_shapes.restore_result(manifest, shown, plan.findings, result))
     if isinstance(destination, Path):
+        if as_json:
+            return
         STATE.out.print(
             f"wrote {exported.path} ({exported.format}, {size(exported.size)}, mode 0600)"
             f" from {manifest.id} in {exported.seconds:.1f}s"
         )
         return
-    table_view = Table(title="restored tables", title_justify="left")
-    for column in ("table", "backup", "restored", ""):
-        table_view.add_column(
-            column, justify="right" if column in ("backup", "restored") else "left"
-        )
-    for check in report.checks:
-        if not check.rows_compared:
-            table_view.add_row(
-                check.table,
-                "",
-                "exists" if check.ok else "missing",
-                "ok" if check.ok else "MISSING",
-            )
-            continue
-        restored = "missing" if check.restored is None else f"{check.restored:,}"
-        table_view.add_row(
-            check.table, f"{check.expected:,}", restored, "ok" if check.ok else "DIFFERS"
-        )
+    if as_json:
+        return
     if not STATE.quiet:
-        STATE.out.print(table_view)
-    bad = [c for c in report.checks if not c.ok]
-    if bad:
-        first = bad[0]
-        raise RestoreError(
-            f"restore of {manifest.id} finished but {len(bad)} table(s) differ from the backup,"
-            f" e.g. {first.table}: {first.restored if first.restored is not None else 'missing'}"
-            f" rows restored, {first.expected} in the backup"
-        )
+        print_checks(report.checks, "restored tables")
     what = "tables exist" if schema_only else "row counts match"
     STATE.out.print(
         f"restored {manifest.id}: {len(report.checks)} tables, all {what} ({report.seconds:.1f}s)"
     )
+
+
+def print_checks(checks: list[TableCheck], title: str) -> None:
+    """Every restored table's rows next to the backup's (also shown by `bika demo`)."""
+    rows = [
+        [check.table, "", "exists" if check.ok else "missing", "ok" if check.ok else "MISSING"]
+        if not check.rows_compared
+        else [
+            check.table,
+            count(check.expected),
+            "missing" if check.restored is None else count(check.restored),
+            "ok" if check.ok else "DIFFERS",
+        ]
+        for check in checks
+    ]
+    columns = [Column("table"), Column("backup", right=True), Column("restored", right=True)]
+    print_table(STATE.out, [*columns, Column("")], rows, title=title)
 
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:
@@ -279,31 +304,36 @@ def _print_plan(manifest: Manifest, plan: RestorePlan, options: RestoreOptions) 
         )
     creates = plan.creates
     if creates:
-        view = Table(title=f"create: {len(creates)} entries", title_justify="left")
-        for column in ("id", "type", "schema", "name", "owner"):
-            view.add_column(column)
-        for entry in creates:
-            view.add_row(
-                str(entry.dump_id), entry.desc, entry.namespace or "-", entry.tag, entry.owner or ""
-            )
-        out.print(view)
+        print_table(
+            out,
+            [
+                Column("id", right=True),
+                Column("type"),
+                Column("schema"),
+                Column("name"),
+                Column("owner"),
+            ],
+            [[str(e.dump_id), e.desc, e.namespace or "-", e.tag, e.owner or ""] for e in creates],
+            title=f"create: {len(creates)} entries",
+        )
     if plan.tables or plan.loads:
-        rows = sum(t.rows for t in plan.tables)
-        view = Table(title=f"load: {len(plan.tables)} tables, {rows:,} rows", title_justify="left")
-        view.add_column("table")
-        view.add_column("rows", justify="right")
-        for table in plan.tables:
-            view.add_row(table.qualified, f"{table.rows:,}")
+        loaded = count(sum(t.rows for t in plan.tables))
+        rows: list[list[Cell]] = [[t.qualified, count(t.rows)] for t in plan.tables]
         others = [e for e in plan.loads if e.desc in DATA_KINDS and e.desc != "TABLE DATA"]
-        for entry in others:
-            view.add_row(entry.name, "")
-        out.print(view)
+        rows += [[entry.name, ""] for entry in others]
+        print_table(
+            out,
+            [Column("table"), Column("rows", right=True)],
+            rows,
+            title=f"load: {len(plan.tables)} tables, {loaded} rows",
+        )
     for entry, why in plan.selection.left_out:
         out.print(f"left out: {entry.name} — {why}")
 
 
 def _print_finding(finding: Finding) -> None:
-    STATE.out.print(f"  {_MARKS[finding.level]} {finding.message}", markup=True, highlight=False)
+    mark, style = _MARKS[finding.level]
+    STATE.out.print(Text.assemble("  ", cell(mark, style), " ", cell(finding.message)))
 
 
 @contextmanager
@@ -314,10 +344,11 @@ def _phases(manifest: Manifest) -> Iterator[tuple[BytesProgress | None, StepProg
         return
     plain = manifest.artifacts["database"].plain_size
     with Progress(
-        TextColumn("{task.description:<12}"),
+        TextColumn("{task.description:<12}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
+        # pg_restore names the table it loads, which may look like markup or hold escapes
+        TextColumn("{task.fields[detail]}", markup=False),
         TimeElapsedColumn(),
         console=STATE.err,
         transient=True,
@@ -329,6 +360,6 @@ def _phases(manifest: Manifest) -> Iterator[tuple[BytesProgress | None, StepProg
             bars.update(read, completed=done, detail=f"{size(done)} of {size(plain)}")
 
         def on_step(step: RestoreStep) -> None:
-            bars.update(load, total=step.total, completed=step.done, detail=step.doing[:60])
+            bars.update(load, total=step.total, completed=step.done, detail=text(step.doing)[:60])
 
         yield on_bytes, on_step

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import click
 from prometheus_client import generate_latest
-from rich.table import Table
-from rich.text import Text
 
-from bika.cli.app import STATE, BikaGroup, app, open_repository
+from bika.cli.app import STATE, BikaGroup, app
+from bika.cli.check_cmd import report_for
+from bika.cli.render import Column, print_table
 from bika.config import Settings, load_settings
 from bika.errors import ConfigError
 from bika.metrics import registry
-from bika.operations.check import CheckReport, check_repository
+from bika.operations.check import CheckReport
 from bika.operations.daemon import Daemon, Entry, State, state_path
 from bika.report import page
 from bika.schedule import Job, jobs, next_run
@@ -42,18 +42,17 @@ def schedule() -> None:
 def schedule_show(count: int) -> None:
     """The jobs, what each runs, and their next run times."""
     settings = STATE.settings()
-    table = Table(title=f"schedule ({settings.schedule.timezone})", title_justify="left")
-    for column in ("job", "cron", "runs", "next"):
-        table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
+    rows = []
     for job in _jobs(settings):
         times, at = [], now
         for _ in range(count):
             at = next_run(job, at, settings.schedule.timezone)
-            times.append(f"{at:%Y-%m-%d %H:%M:%S} UTC")
+            times.append(f"{at:%Y-%m-%d %H:%M:%S}")
         runs = " && ".join("bika " + " ".join(step) for step in job.steps)
-        table.add_row(Text(job.name), Text(job.cron), Text(runs), Text("\n".join(times)))
-    STATE.out.print(table)
+        rows.append([job.name, job.cron, runs, ", ".join(times)])
+    columns = [Column("job"), Column("cron"), Column("runs"), Column("next (UTC)")]
+    print_table(STATE.out, columns, rows, title=f"schedule ({settings.schedule.timezone})")
 
 
 @schedule.command("export")
@@ -90,7 +89,7 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
         entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
 
     def reports() -> list[CheckReport]:
-        return [check_repository(open_repository(load_settings(file))) for file in files]
+        return [report_for(load_settings(file)) for file in files]
 
     def metrics() -> bytes:
         return b"".join(generate_latest(registry(r.history, r.findings)) for r in reports())

@@ -6,12 +6,12 @@ Without --read-data it checks presence and sizes (no key); with it, every byte; 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     app,
@@ -22,8 +22,15 @@ from bika.cli.app import (
     repo_option,
 )
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
 from bika.crypto import load_identities
-from bika.operations.verify import bytes_to_read, parse_subset, verify_backup
+from bika.operations.verify import (
+    VerifyResult,
+    bytes_to_read,
+    open_manifest,
+    parse_subset,
+    verify_backup,
+)
 from bika.units import size
 
 
@@ -62,44 +69,28 @@ def verify(
     results = []
     for one in ids:
         STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}", backup_id=one)
-        manifest = repository.manifest(one)
-        expected = bytes_to_read(manifest, subset) if read_data else None
-        with stream_progress(
-            "checked", "read", expected_stored=expected, estimate=False
-        ) as progress:
-            result = verify_backup(
-                repository,
-                manifest,
-                identities=identities,
-                pg_bin_dir=settings.pg_bin_dir,
-                subset=subset,
-                progress=progress if read_data else None,
-            )
+        opened = open_manifest(repository, one, read_data=read_data)
+        if isinstance(opened, VerifyResult):
+            result = opened  # its manifest cannot be used: a failed backup
+        else:
+            expected = bytes_to_read(opened, subset) if read_data else None
+            with stream_progress(
+                "checked", "read", expected_stored=expected, estimate=False
+            ) as progress:
+                result = verify_backup(
+                    repository,
+                    opened,
+                    identities=identities,
+                    pg_bin_dir=settings.pg_bin_dir,
+                    subset=subset,
+                    progress=progress if read_data else None,
+                )
         results.append(result)
         for problem in result.problems:
             STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
     if as_json:
-        STATE.out.print_json(
-            json.dumps(
-                {
-                    "repository": repository.url,
-                    "read_data": read_data,
-                    "read_data_subset": subset.text if subset else None,
-                    "backups": [
-                        {
-                            "id": r.backup_id,
-                            "ok": r.ok,
-                            "read": r.read,
-                            "problems": [
-                                {"artifact": p.artifact, "message": p.message} for p in r.problems
-                            ],
-                        }
-                        for r in results
-                    ],
-                }
-            )
-        )
+        print_json(json_shapes.verify_result(repository, read_data, subset, results))
     else:
         how = ""
         if subset is not None:

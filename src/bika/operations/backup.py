@@ -5,11 +5,14 @@ If anything fails before the manifest is written, the backup does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import bika
+from bika import clock
 from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
@@ -18,7 +21,8 @@ from bika.postgres.dump import DumpScope, pg_dump_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
-from bika.repository.repository import new_backup_id
+from bika.repository.repository import MANIFEST, new_backup_id
+from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
@@ -36,6 +40,17 @@ class BackupOptions:
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
     scope: DumpScope = field(default_factory=DumpScope)
+    role_classes: Mapping[str, str] = field(default_factory=dict)
+    """[storage] classes: a backup that will stand for its month (the month's first) is stored
+    in the monthly class, one that stands for its week in the weekly class (retention.py)."""
+
+
+def storage_class_for(repo: Repository, options: BackupOptions, started: datetime) -> str | None:
+    """The class of a backup's artifacts: its role's (monthly before weekly), else its kind's."""
+    for role in roles_of_new(repo.started_times(), started):
+        if role in options.role_classes:
+            return options.role_classes[role]
+    return options.storage_class
 
 
 # manifests read, newest first, looking for the previous backup of the same database
@@ -71,82 +86,99 @@ def take_backup(
     recipients = _recipients(repo)
     bin_dir = binaries.find_bin_dir(options.pg_bin_dir)
     pg_dump = binaries.tool("pg_dump", bin_dir)
-    started = datetime.now(UTC)
+    started = clock.now()
     facts = catalog.server_facts(conn)
     # before dumping: pg_dump stops at the first table it may not read, after streaming the rest
     access = catalog.scope_access(conn, options.scope)
     if (problem := access.problem()) is not None:
         raise DumpError(f"cannot back up {conn.redacted()}: {problem}")
     backup_id = new_backup_id(options.kind, started)
+    storage_class = storage_class_for(repo, options, started)
     conninfo, env = conn.libpq_args()
     threads = options.compression_threads or -1
 
-    tap = ArchiveTap()
-    key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
-    argv = pg_dump_argv(pg_dump, conninfo, options.scope)
-    with (
-        run(argv, conn=conn, env=env) as child,
-        repo.storage.create(key, storage_class=options.storage_class) as sink,
-    ):
-        stats = encode(
-            child.stdout,
-            sink,
-            recipients,
-            level=options.compression_level,
-            threads=threads,
-            tap=tap.feed,
-            progress=progress,
+    with _removed_unless_committed(repo, backup_id):
+        tap = ArchiveTap()
+        key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
+        argv = pg_dump_argv(pg_dump, conninfo, options.scope)
+        with (
+            run(argv, conn=conn, env=env) as child,
+            repo.storage.create(key, storage_class=storage_class) as sink,
+        ):
+            stats = encode(
+                child.stdout,
+                sink,
+                recipients,
+                level=options.compression_level,
+                threads=threads,
+                tap=tap.feed,
+                progress=progress,
+            )
+            if child.wait() != 0:
+                raise DumpError(
+                    f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
+                )
+            summary = tap.finish()
+        artifacts = {
+            "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
+        }
+
+        roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options, storage_class)
+        if isinstance(roles, Artifact):
+            artifacts["globals"] = roles
+            roles_note = Roles(status="saved")
+        else:
+            roles_note = Roles(status="skipped", detail=roles)
+
+        manifest = Manifest(
+            tool=f"bika {bika.__version__}",
+            id=backup_id,
+            repository_id=repo.id,
+            kind=options.kind,
+            label=options.label,
+            started_at=started,
+            finished_at=clock.now(),
+            source=Source(
+                database=summary.header.database or conn.database,
+                host_hash=conn.host_hash(),
+                server_version=facts.version,
+                pg_dump_version=summary.header.dump_version,
+                database_size=facts.database_size,
+                output_settings=facts.output_settings,
+            ),
+            artifacts=artifacts,
+            tables=[
+                TableStats(
+                    schema=t.schema,
+                    name=t.name,
+                    rows=t.rows,
+                    sha256=t.sha256,
+                    bytes=t.size,
+                    estimated_rows=facts.estimated_rows.get((t.schema, t.name)),
+                )
+                for t in summary.tables
+            ],
+            large_objects=LargeObjects(
+                count=summary.large_objects, bytes=summary.large_object_bytes
+            ),
+            roles=roles_note,
+            scope=_scope(options.scope, access),
         )
-        if child.wait() != 0:
-            raise DumpError(
-                f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
-            )
-        summary = tap.finish()
-    artifacts = {
-        "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
-    }
-
-    roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options)
-    if isinstance(roles, Artifact):
-        artifacts["globals"] = roles
-        roles_note = Roles(status="saved")
-    else:
-        roles_note = Roles(status="skipped", detail=roles)
-
-    manifest = Manifest(
-        tool=f"bika {bika.__version__}",
-        id=backup_id,
-        repository_id=repo.id,
-        kind=options.kind,
-        label=options.label,
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        source=Source(
-            database=summary.header.database or conn.database,
-            host_hash=conn.host_hash(),
-            server_version=facts.version,
-            pg_dump_version=summary.header.dump_version,
-            database_size=facts.database_size,
-            output_settings=facts.output_settings,
-        ),
-        artifacts=artifacts,
-        tables=[
-            TableStats(
-                schema=t.schema,
-                name=t.name,
-                rows=t.rows,
-                sha256=t.sha256,
-                bytes=t.size,
-                estimated_rows=facts.estimated_rows.get((t.schema, t.name)),
-            )
-            for t in summary.tables
-        ],
-        large_objects=LargeObjects(count=summary.large_objects, bytes=summary.large_object_bytes),
-        roles=roles_note,
-        scope=_scope(options.scope, access),
-    )
-    repo.commit(manifest)
+        repo.commit(manifest)
     return manifest
+
+
+@contextmanager
+def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None]:
+    """A backup that fails or is interrupted before its manifest is written leaves none of
+    its artifacts (nor, on local disk, their folder) behind."""
+    try:
+        yield
+    except BaseException:
+        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, MANIFEST):
+            with suppress(Exception):
+                repo.storage.delete(repo.artifact_key(backup_id, name))
+        raise
 
 
 def _scope(scope: DumpScope, access: catalog.ScopeAccess) -> Scope:
@@ -196,6 +228,7 @@ def _dump_roles(
     backup_id: str,
     recipients: list[object],
     options: BackupOptions,
+    storage_class: str | None,
 ) -> Artifact | str:
     """The cluster's roles without passwords, or why the server would not give them."""
     pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
@@ -210,7 +243,7 @@ def _dump_roles(
     try:
         with (
             run(argv, conn=conn, env=env) as child,
-            repo.storage.create(key, storage_class=options.storage_class) as sink,
+            repo.storage.create(key, storage_class=storage_class) as sink,
         ):
             stats = encode(child.stdout, sink, recipients, level=options.compression_level)
             if child.wait() != 0:

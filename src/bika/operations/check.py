@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from bika.errors import BikaError, RepositoryError
+from bika import clock
+from bika.errors import BikaError
 from bika.findings import Finding
-from bika.monitor import History, RunEvent, Thresholds, evaluate
+from bika.monitor import History, RunEvent, Thresholds, evaluate, last_status
+from bika.operations.runlog import recorded
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, latest_drills
+from bika.repository.events import read_events
+from bika.retention import Backup, Policy, decide
 
 
 @dataclass(frozen=True)
@@ -25,33 +29,62 @@ class CheckReport:
     findings: list[Finding]
 
 
+RUN_LOG_WINDOW = timedelta(days=40)
+"""How far back the run log is read: the drill rule looks 35 days back, the others less."""
+RETENTION_GRACE = timedelta(days=1)
+"""prune runs after each backup: a backup is overdue once its rule dropped it a day ago."""
+
+
+def run_events(repository: Repository, since: datetime) -> list[RunEvent]:
+    """The run log (events/) as monitoring reads it."""
+    return [
+        RunEvent(
+            time=event.finished_at,
+            command=event.command,
+            ok=event.outcome == "ok",
+            error=event.error or ("interrupted" if event.outcome == "interrupted" else ""),
+            backup_ids=tuple(event.backup_ids),
+            status=event.detail.get("status") if event.command == "check" else None,
+        )
+        for event in read_events(repository.storage, repository.url, since=since)
+    ]
+
+
+def overdue(manifests: list[Manifest], policy: Policy, now: datetime) -> list[tuple[str, str]]:
+    """Backups the policy dropped a day ago already and prune has not deleted: (id, why)."""
+    backups = [Backup(m.id, m.kind, m.started_at.astimezone(UTC)) for m in manifests]
+    return [
+        (d.backup.id, d.reason)
+        for d in decide(backups, policy, now - RETENTION_GRACE)
+        if not d.keep
+    ]
+
+
 def read_history(
     repository: Repository,
     *,
     now: datetime | None = None,
     thresholds: Thresholds | None = None,
-    runs: list[RunEvent] | None = None,
     copy: Callable[[], Repository] | None = None,
-    retention_overdue: list[tuple[str, str]] | None = None,
+    policy: Policy | None = None,
 ) -> tuple[History, list[Finding]]:
     """The repository's history, and an "unknown" finding for each part that could not be read.
 
     `copy` opens the second repository when one is configured; it is called here so that an
     unreachable copy is reported, not raised."""
+    now = now or clock.now()
     problems: list[Finding] = []
-    manifests: list[Manifest] = []
-    damaged: list[tuple[str, str]] = []
-    for backup_id in repository.backup_ids():
-        try:
-            manifests.append(repository.manifest(backup_id))
-        except RepositoryError as exc:
-            damaged.append((backup_id, str(exc).split(":", 2)[-1].strip()[:200]))
-    manifests.sort(key=lambda m: (m.started_at, m.id))
+    manifests, unusable = repository.scan()
     drills: list[DrillRecord] = []
     try:
         drills = list(latest_drills(repository).values())
     except BikaError as exc:
         problems.append(Finding("unknown", "drill", f"cannot read the drill records: {exc}"))
+    runs: list[RunEvent] = []
+    try:
+        runs = run_events(repository, now - RUN_LOG_WINDOW)
+    except BikaError as exc:
+        problems.append(Finding("unknown", "last-run", f"cannot read the run log: {exc}"))
     copy_url: str | None = None
     copy_ids: frozenset[str] | None = None
     if copy is not None:
@@ -62,14 +95,14 @@ def read_history(
         except BikaError as exc:
             problems.append(Finding("unknown", "copy", f"cannot read the second repository: {exc}"))
     history = History(
-        now=now or datetime.now(UTC),
+        now=now,
         manifests=manifests,
         drills=drills,
-        runs=runs or [],
-        damaged=damaged,
+        runs=runs,
+        damaged=[(d.backup_id, d.reason) for d in unusable],
         copy_url=copy_url,
         copy_ids=copy_ids,
-        retention_overdue=retention_overdue,
+        retention_overdue=overdue(manifests, policy, now) if policy is not None else None,
         thresholds=thresholds or Thresholds(),
     )
     return history, problems
@@ -80,16 +113,27 @@ def check_repository(
     *,
     now: datetime | None = None,
     thresholds: Thresholds | None = None,
-    runs: list[RunEvent] | None = None,
     copy: Callable[[], Repository] | None = None,
-    retention_overdue: list[tuple[str, str]] | None = None,
+    policy: Policy | None = None,
 ) -> CheckReport:
     history, problems = read_history(
-        repository,
-        now=now,
-        thresholds=thresholds,
-        runs=runs,
-        copy=copy,
-        retention_overdue=retention_overdue,
+        repository, now=now, thresholds=thresholds, copy=copy, policy=policy
     )
     return CheckReport(repository.url, history.now, history, evaluate(history) + problems)
+
+
+def remember_status(repository: Repository, report: CheckReport, status: str) -> str | None:
+    """Record a check event when the state changed since the last recorded one (so a check
+    every few minutes does not fill the run log); return the previous state."""
+    previous = last_status(report.history)
+    if status != previous:
+        record_status(repository, status)
+    return previous
+
+
+def record_status(repository: Repository, status: str) -> None:
+    """A check event holding the state: what the next check compares with (a failed backup
+    records CRITICAL itself, having alerted already)."""
+    with recorded("check") as run:
+        run.attach(repository)
+        run.detail["status"] = status

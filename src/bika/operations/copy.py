@@ -102,6 +102,10 @@ def copy_backups(
     A backup whose source bytes do not match its manifest (corrupted, truncated, missing) is
     reported as failed and the others go on; a storage failure stops the run."""
     report = CopyReport(source.url, dest.url)
+    # the destination accepts manifests of the source's repository (and of those the source
+    # holds copies of) as its own, also for backups an older bika copied there
+    for repository_id in sorted({source.id, *source.copy_sources()}):
+        dest.add_copy_source(repository_id)
     present = set(dest.backup_ids())
     for backup_id in sorted(backup_ids):
         if backup_id in present:
@@ -131,6 +135,7 @@ def _copy_backup(
             source, dest, manifest, name, artifact, storage_class(manifest.kind), progress
         )
     key = dest.artifact_key(backup_id, MANIFEST)
+    dest.add_copy_source(manifest.repository_id)  # so dest accepts the manifest as its own
     try:
         # The stored bytes, not a re-serialisation: the copy is the same backup, down to its
         # repository_id, which keeps naming the repository the backup was taken in.

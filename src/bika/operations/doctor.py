@@ -56,9 +56,10 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
         except BikaError as exc:
             repository, repository_detail = "unknown", str(exc)
 
-    free = None
+    free, exposed = None, None
     if isinstance(storage, LocalStorage):
         free = _free_bytes(storage.root)
+        exposed = _exposed(storage.root) if found is not None else None
         writable, write_detail, probe = _probe_local(storage)
         bucket: BucketFacts | None = None
     else:
@@ -76,6 +77,7 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
         write_detail=write_detail,
         free_bytes=free,
         newest_backup_bytes=newest,
+        exposed=exposed,
         classes=dict(classes),
         bucket=bucket,
     )
@@ -164,6 +166,25 @@ def _probe_local(storage: LocalStorage) -> tuple[bool | None, str, str | None]:
     except BikaError as exc:
         return False, str(exc), None
     return True, "wrote and deleted a probe file", None
+
+
+_EXPOSED_LOOK = 10_000  # entries looked at, at most: a repository of years stays quick
+
+
+def _exposed(root: Path) -> list[str]:
+    """What in the repository its group or others may read or enter (bika makes it 0700 and
+    0600, but it may be older than that, or copied with other modes)."""
+    entries = [root]
+    for top, folders, files in os.walk(root):
+        entries += [Path(top, name) for name in (*folders, *files)]
+        if len(entries) > _EXPOSED_LOOK:
+            break
+    found = []
+    for path in entries:
+        with contextlib.suppress(OSError):
+            if path.lstat().st_mode & 0o077:
+                found.append(str(root) if path == root else str(path.relative_to(root)))
+    return found
 
 
 def _free_bytes(root: Path) -> int | None:

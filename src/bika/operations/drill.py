@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +25,15 @@ from typing import Any, Literal
 from psycopg import sql
 
 import bika
-from bika.errors import BikaError, DumpError, IntegrityError, PostgresError, RestoreError
+from bika.errors import (
+    BikaError,
+    DumpError,
+    IdentityError,
+    IntegrityError,
+    ObjectNotFound,
+    PostgresError,
+    RestoreError,
+)
 from bika.operations.restore import (
     ArchiveCopy,
     RestoreFailed,
@@ -126,15 +135,30 @@ def run_drill(
     progress: Progress | None = None,
 ) -> DrillOutcome:
     """Restore `manifest`'s backup into a scratch database, compare, record; never raises for
-    a difference or an unreadable backup (that is a failed drill), only for what stops the
-    drill from running (a wrong key, an unreachable --target)."""
+    a difference or an unreadable backup (a missing or damaged artifact, a key that does not
+    open it: each a failed drill, recorded), only for what stops the drill from running (an
+    unreachable --target, a server that does not start)."""
     say = say or (lambda _: None)
     started = datetime.now(UTC)
     bin_dir = binaries.find_bin_dir(options.pg_bin_dir)
     pg_restore_version = binaries.tool_version(binaries.tool("pg_restore", bin_dir))
     artifact = manifest.artifacts["database"]
-    check_identity(repo, artifact.key, identities, f"{manifest.id}/database")
     findings = _Findings()
+    try:
+        check_identity(repo, artifact.key, identities, f"{manifest.id}/database")
+    except _UNREADABLE as exc:
+        # nothing was restored: still a drill, and a failed one (list must not keep an old ✓)
+        findings.problems.append(f"the backup cannot be read: {exc}")
+        target = DrillTarget(
+            kind="embedded" if options.target is None else "server",
+            server_version="not started",
+            host_hash=ConnInfo.parse(options.target).host_hash() if options.target else None,
+            database="",
+        )
+        scratch = _Scratch(ConnInfo.parse("postgresql:///"), target, None, 0.0)
+        return _outcome(
+            repo, manifest, options, started, pg_restore_version, scratch, _Run(), findings
+        )
     options = replace(options, jobs=options.jobs or max(1, min(4, os.cpu_count() or 1)))
     with contextlib.ExitStack() as stack:
         copy = None
@@ -145,10 +169,6 @@ def run_drill(
         scratch = stack.enter_context(_scratch(options, say))
         try:
             toc = read_archive_toc(repo, artifact, identities, f"{manifest.id}/database")
-        except (DumpError, IntegrityError) as exc:
-            findings.problems.append(f"the backup's archive cannot be read: {exc}")
-            run = _Run()
-        else:
             run = _drill(
                 repo,
                 manifest,
@@ -162,7 +182,27 @@ def run_drill(
                 findings,
                 copy,
             )
+        except _UNREADABLE as exc:
+            findings.problems.append(f"the backup cannot be read: {exc}")
+            run = _Run()
         run.restored_size = _database_size(scratch.conn)
+    return _outcome(repo, manifest, options, started, pg_restore_version, scratch, run, findings)
+
+
+# What makes a backup unreadable for a drill: a failed drill, not an error of the drill.
+_UNREADABLE = (DumpError, IntegrityError, IdentityError, ObjectNotFound)
+
+
+def _outcome(
+    repo: Repository,
+    manifest: Manifest,
+    options: DrillOptions,
+    started: datetime,
+    pg_restore_version: str,
+    scratch: _Scratch,
+    run: _Run,
+    findings: _Findings,
+) -> DrillOutcome:
     report = run.report
     record = DrillRecord(
         backup_id=manifest.id,
@@ -344,7 +384,7 @@ def _scratch(options: DrillOptions, say: Say) -> Iterator[_Scratch]:
         finally:
             if options.keep and scratch is not None:
                 cluster.stop()
-                scratch.kept = _keep(cluster)
+                scratch.kept = _keep(cluster, options.workdir)
             else:
                 _discard(cluster)
         return
@@ -401,9 +441,11 @@ def _discard(cluster: Cluster) -> None:
         cluster.remove()
 
 
-def _keep(cluster: Cluster) -> str:
-    """Leave a stopped drill cluster behind, with what it takes to start and enter it."""
-    folder = cluster.data_dir.parent
+def _keep(cluster: Cluster, workdir: Path | None) -> str:
+    """Leave a stopped drill cluster behind (out of the scratch folder, which goes when bika
+    does), with what it takes to start and enter it."""
+    folder = Path(tempfile.mkdtemp(prefix="bika-drill-", dir=workdir)).resolve()
+    cluster.move(folder)
     secret = folder / "superuser-password"
     secret.write_text(f"{cluster.password}\n")
     secret.chmod(0o600)

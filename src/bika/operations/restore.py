@@ -6,10 +6,12 @@ fails loudly naming what went wrong; "errors ignored on restore" is a failure, n
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import IO, Literal
 
 import pyrage
 
+from bika import scratch
 from bika.errors import (
     BikaError,
     ConfigError,
@@ -37,6 +40,7 @@ from bika.operations.restore_preflight import preflight, preflight_file
 from bika.operations.restore_run import (
     ArchiveCopy,
     RestoreStep,
+    RowCounter,
     StepProgress,
     StoredArchive,
     load,
@@ -61,6 +65,7 @@ __all__ = [
     "RestorePlan",
     "RestoreReport",
     "RestoreStep",
+    "RowsDiffer",
     "Selection",
     "StepProgress",
     "StoredArchive",
@@ -120,6 +125,14 @@ class ExportReport:
     preflight: list[Finding] = field(default_factory=list)
     plan: RestorePlan | None = None
     dry_run: bool = False
+
+
+class RowsDiffer(RestoreError):
+    """A restored table's exact row count differs from the manifest's: `report` has each."""
+
+    def __init__(self, message: str, report: RestoreReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class PreflightRefused(RestoreError):
@@ -188,7 +201,10 @@ def restore_backup(
     plan: RestorePlan | None = None,
     on_step: StepProgress | None = None,
 ) -> RestoreReport:
-    """Restore into a database after a preflight; with options.dry_run only plan and check."""
+    """Restore into a database after a preflight; with options.dry_run only plan and check.
+
+    Every loaded table's exact rows must match the manifest, else RowsDiffer: with one job
+    the counts are taken inside the restore's transaction, which is then rolled back."""
     started = time.monotonic()
     plan = _unblocked(plan or plan_restore(repo, manifest, target, identities, options))
     report = RestoreReport(
@@ -203,19 +219,40 @@ def restore_backup(
         report.seconds = time.monotonic() - started
         return report
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
+    scratch.tidy(options.temp_dir)
     created = _create_target(target) if plan.create_database else False
     archive = StoredArchive.of(repo, manifest, identities)
+
+    def judge(count: RowCounter) -> None:
+        report.checks = _checks(count, plan, options)
+        bad = [c for c in report.checks if not c.ok]
+        if bad:
+            first = bad[0]
+            got = first.restored if first.restored is not None else "missing"
+            outcome = (
+                "the restore was rolled back: the target is as it was"
+                if options.jobs == 1
+                else "a --jobs restore is not one transaction: the target holds what was loaded"
+            )
+            raise RowsDiffer(
+                f"restore of {manifest.id}: {len(bad)} table(s) differ from the backup, e.g."
+                f" {first.table}: {got} rows restored, {first.expected} in the backup;"
+                f" {outcome}; run `bika verify --read-data {manifest.id}`",
+                report,
+            )
+
     try:
-        load(archive, target, options, plan, pg_restore, progress, on_step)
+        load(archive, target, options, plan, pg_restore, progress, on_step, judge)
     except BaseException as exc:
         if created:
             note = _drop_created(target)
             if isinstance(exc, RestoreFailed):
                 raise RestoreFailed(f"{exc}; {note}", exc.errors) from exc
+            if isinstance(exc, RowsDiffer):
+                raise RowsDiffer(f"{exc}; {note}", exc.report) from exc
             if isinstance(exc, BikaError):
                 raise type(exc)(f"{exc}; {note}") from exc
         raise
-    report.checks = _checks(target, plan, options)
     report.seconds = time.monotonic() - started
     return report
 
@@ -239,6 +276,7 @@ def export_backup(
     report = ExportReport(manifest.id, path, kind, 0, 0.0, plan.findings, plan, options.dry_run)
     if options.dry_run:
         return report
+    scratch.tidy(options.temp_dir)
     archive = StoredArchive.of(repo, manifest, identities)
     with _private_file(path) as out:
         if kind == "dump":
@@ -299,6 +337,9 @@ def find_latest_backup(repo: Repository) -> str:
 def _check_options(options: RestoreOptions, target: ConnInfo | Path) -> None:
     if options.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
+    if options.temp_dir is not None and not options.temp_dir.is_dir():
+        what = "is not a folder" if options.temp_dir.exists() else "does not exist"
+        raise ConfigError(f"--temp-dir {options.temp_dir} {what}; create it or choose another")
     if options.schema_only and options.data_only:
         raise ConfigError("--schema-only and --data-only exclude each other; give one")
     if options.data_only and options.clean:
@@ -360,12 +401,12 @@ def _drop_created(target: ConnInfo) -> str:
     return f"database {name!r}, created by this restore, has been dropped"
 
 
-def _checks(target: ConnInfo, plan: RestorePlan, options: RestoreOptions) -> list[TableCheck]:
+def _checks(count: RowCounter, plan: RestorePlan, options: RestoreOptions) -> list[TableCheck]:
     if options.schema_only:
         tables = [(e.namespace or "", e.tag) for e in plan.selection.entries if e.desc == "TABLE"]
-        found = catalog.exact_rows(target, tables)
+        found = count(tables)
         return [TableCheck(f"{s}.{n}", 0, found[(s, n)], rows_compared=False) for s, n in tables]
-    counts = catalog.exact_rows(target, [(t.schema_, t.name) for t in plan.tables])
+    counts = count([(t.schema_, t.name) for t in plan.tables])
     checks = []
     for table in plan.tables:
         key = (table.schema_, table.name)
@@ -376,22 +417,51 @@ def _checks(target: ConnInfo, plan: RestorePlan, options: RestoreOptions) -> lis
     return checks
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextmanager
 def _private_file(path: Path) -> Iterator[IO[bytes]]:
-    """A new file only its owner may read; never an existing one; removed if writing fails."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """A new file only its owner may read, never an existing one. It is written under a
+    temporary name next to `path` and takes that name only once the block succeeded, so a
+    failed or refused export leaves no file."""
+    if path.exists() or path.is_symlink():
         raise RestoreError(
             f"{path} already exists; bika never overwrites a file: remove it or choose another name"
-        ) from None
+        )
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
         raise RestoreError(f"cannot create {path}: {exc.strerror}") from None
+    temp = Path(name)
+    handle = os.fdopen(fd, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as handle:
+        try:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+        except BaseException as exc:
+            # closing flushes what is buffered, and fails again on a full disk: never instead
+            # of the error at hand, nor before the partial file is removed
+            with suppress(OSError):
+                handle.close()
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                raise RestoreError(
+                    f"cannot write {path}: {exc.strerror}; the partial file has been removed:"
+                    " free some space or choose another place"
+                ) from None
+            raise
+        handle.close()
+        try:
+            os.link(temp, path)  # fails if path appeared meanwhile: never overwrites
+        except FileExistsError:
+            raise RestoreError(
+                f"{path} appeared while bika was writing it; bika never overwrites a file:"
+                f" remove it or choose another name"
+            ) from None
+        except OSError:  # a file system without hard links
+            if path.exists():
+                raise RestoreError(f"{path} appeared while bika was writing it") from None
+            os.rename(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -49,6 +49,8 @@ ATTACHED_KINDS = frozenset(
 )
 # Prerequisites whose presence in the target inspect_target can tell.
 CHECKED_KINDS = frozenset({"SCHEMA", "EXTENSION", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE"})
+# What a selective restore adds when a selected object needs it and the target lacks it.
+PULLED_KINDS = CHECKED_KINDS | {"SEQUENCE"}
 
 # pg_restore 17+ starts every session with SET transaction_timeout, which servers before 17
 # reject (see docs/RESTORE-options.md and restore_run's _Script).
@@ -102,6 +104,8 @@ class Selection:
     missing: list[tuple[TocEntry, TocEntry]] = field(default_factory=list)  # (entry, needs)
     unmatched: list[str] = field(default_factory=list)
     dependents: list[TocEntry] = field(default_factory=list)  # views --clean also recreates
+    # types, functions, schemas, sequences… the selection needs and the target lacks
+    prerequisites: list[TocEntry] = field(default_factory=list)
 
     @property
     def work(self) -> list[TocEntry]:
@@ -173,6 +177,7 @@ def exclude_entries(plan: RestorePlan, ids: Iterable[int], reason: str) -> Resto
         left_out=selection.left_out + [(e, reason) for e in leaving],
         missing=[(e, dep) for e, dep in selection.missing if e.dump_id not in gone],
         dependents=[e for e in selection.dependents if e.dump_id not in gone],
+        prerequisites=[e for e in selection.prerequisites if e.dump_id not in gone],
     )
     findings = [
         replace(f, entries=f.entries - gone)

@@ -33,6 +33,7 @@ def preflight(manifest: Manifest, plan: RestorePlan, options: RestoreOptions) ->
     findings = [_tool_finding(manifest, plan.tool_version), *_selection_findings(plan)]
     findings.append(_version_finding(manifest, facts, options))
     findings += _target_findings(plan, facts, options)
+    findings += _source_findings(manifest, facts, options)
     findings.append(_space_finding(manifest, plan, facts, options))
     findings += _privilege_findings(plan, facts, options)
     if plan.adapts_sql and options.jobs == 1:
@@ -145,7 +146,13 @@ def _selection_findings(plan: RestorePlan) -> list[Finding]:
             )
         )
     if not selection.unmatched and not selection.work:
-        findings.append(Finding("error", "selection", "the selection leaves nothing to restore"))
+        if selection.whole:
+            # a backup of an empty database: restoring it is restoring nothing, and succeeds
+            findings.append(Finding("ok", "selection", "the backup holds no objects to restore"))
+        else:
+            findings.append(
+                Finding("error", "selection", "the selection leaves nothing to restore")
+            )
     if selection.dependents:
         names = ", ".join(e.qualified for e in selection.dependents[:4])
         more = f" and {len(selection.dependents) - 4} more" if len(selection.dependents) > 4 else ""
@@ -155,6 +162,18 @@ def _selection_findings(plan: RestorePlan) -> list[Finding]:
                 "selection",
                 f"--clean also drops and recreates {names}{more}: they depend on what is restored",
                 _ids(selection.dependents),
+            )
+        )
+    if selection.prerequisites:
+        needed = selection.prerequisites
+        names = ", ".join(e.name for e in needed[:4])
+        more = f" and {len(needed) - 4} more" if len(needed) > 4 else ""
+        findings.append(
+            Finding(
+                "warn",
+                "selection",
+                f"also restores {names}{more}: the selection needs them and the target lacks them",
+                _ids(needed),
             )
         )
     if selection.left_out:
@@ -285,6 +304,30 @@ def _target_findings(
             f"none of the selected objects exist in {name!r} yet"
             if not clashes
             else f"--clean drops and recreates {len(clashes)} of them",
+        )
+    ]
+
+
+def _source_findings(
+    manifest: Manifest, facts: TargetFacts, options: RestoreOptions
+) -> list[Finding]:
+    """--clean into the very database the backup was taken of replaces what it holds now."""
+    source = manifest.source
+    same = (
+        facts.database_exists
+        and facts.database == source.database
+        and facts.host_hash == source.host_hash
+    )
+    if not (options.clean and same):
+        return []
+    said = (
+        f"{facts.database!r} is the database this backup was taken of: --clean puts back its"
+        f" state of {manifest.started_at:%Y-%m-%d %H:%M} UTC, and the rows written since"
+        " then are lost"
+    )
+    return [
+        _unless_forced(
+            options, "source", said, "restore into a new database with --create to compare first"
         )
     ]
 

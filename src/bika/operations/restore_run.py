@@ -7,7 +7,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import queue
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -17,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bika import scratch
+from bika.background import Background
 from bika.errors import IntegrityError, RestoreError, RestoreFailed
 from bika.operations.restore_plan import DISK_MARGIN, RestoreOptions, RestorePlan
 from bika.operations.restore_selection import clean_sql
-from bika.postgres import binaries
+from bika.postgres import binaries, catalog
 from bika.postgres.archive import write_data_offsets
 from bika.postgres.connection import ConnInfo
-from bika.postgres.process import StderrLine, run
+from bika.postgres.process import Child, StderrLine, run
 from bika.repository import Artifact, Manifest, Repository
 from bika.storage import Sink
 from bika.stream import Progress, StreamStats, decode
@@ -47,6 +51,12 @@ class RestoreStep:
 
 
 StepProgress = Callable[[RestoreStep], None]
+
+Table = tuple[str, str]
+RowCounter = Callable[[list[Table]], dict[Table, int | None]]
+"""Exact rows of each table as the restore's own session sees them (None: no such table)."""
+BeforeCommit = Callable[[RowCounter], None]
+"""Judges the loaded rows before they are committed: raising rolls the restore back."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +82,22 @@ class StoredArchive:
         the archive the manifest describes (sha256), and then with the data offsets a
         streamed archive lacks put into its TOC (another archive's would mislead pg_restore)."""
         stats = self.decode(file, progress)
-        if stats.plain_sha256 != self.artifact.plain_sha256:
+        if not self.matches(stats):
             return False
         if self.artifact.data_offsets:
             write_data_offsets(file, self.artifact.data_offsets)
         return True
+
+    def matches(self, stats: StreamStats | None) -> bool:
+        """Whether what was read is the artifact the manifest describes: stored and plaintext
+        bytes, each by size and sha256."""
+        a = self.artifact
+        return stats is not None and (
+            stats.stored_size,
+            stats.stored_sha256,
+            stats.plain_size,
+            stats.plain_sha256,
+        ) == (a.stored_size, a.stored_sha256, a.plain_size, a.plain_sha256)
 
     def mismatch(self) -> IntegrityError:
         """What to say when the decrypted archive is not the one the manifest describes."""
@@ -94,8 +115,12 @@ def load(
     pg_restore: Path,
     progress: Progress | None,
     on_step: StepProgress | None,
+    before_commit: BeforeCommit | None = None,
 ) -> None:
-    """Restore the plan's selection into the target database, which exists by now."""
+    """Restore the plan's selection into the target database, which exists by now.
+
+    With one job the whole load is one transaction that bika ends itself: it commits only
+    once the archive read matched the manifest and before_commit accepted the rows."""
     conninfo, env = target.libpq_args()
     facts = plan.facts
     assert facts is not None
@@ -126,45 +151,41 @@ def load(
                 progress,
                 on_step,
             )
+            if before_commit is not None:
+                before_commit(lambda tables: catalog.exact_rows(target, tables))
             return
-        if plan.adapts_sql or clean:
-            # pg_restore's SQL passes through bika (portable, with the drops inside its
-            # transaction) on its way to psql
-            argv = [str(pg_restore), "--file=-", "--single-transaction", *args]
-            with run(psql, conn=target, env=env, stdin=True, stdout=False) as sink:
-                script = _Script(_PipeSink(sink.stdin).write, clean=clean)
-                try:
-                    _through_pg_restore(archive, argv, script, plan, progress, on_step)
-                    sink.stdin.close()
-                except _PipeClosed:
-                    pass  # psql stopped on an error: its stderr says which
-                except BaseException:
-                    sink.kill()
-                    raise
-                code = sink.wait()
-                _check_result(code, "", sink.stderr_text(), target, plan, script)
-            return
-        argv = [
-            str(pg_restore),
-            f"--dbname={conninfo}",
-            "--single-transaction",
-            "--exit-on-error",
-            *args,
-        ]
-        with run(
-            argv,
-            conn=target,
-            env=env,
-            stdin=True,
-            stdout=False,
-            on_stderr_line=_Tracker.of(plan, on_step),
-        ) as child:
-            feeder = _Feeder(archive, child.stdin, progress)
-            feeder.start()
-            code = child.wait()
-            feeder.join()
-            feeder.raise_error()
-            _check_result(code, child.stderr_text(), "", target, plan)
+        # pg_restore's SQL passes through bika on its way to psql: made portable (servers
+        # before 17), with --clean's drops inside its transaction, and without its COMMIT
+        # until the archive has been read to the end and matched the manifest
+        argv = [str(pg_restore), "--file=-", "--single-transaction", *args]
+        commit_sent = False
+        with run([*psql, "--tuples-only", "--no-align"], conn=target, env=env, stdin=True) as sink:
+            session = _Session(sink)
+            script = _Script(session.write, clean=clean, hold_commit=True)
+            try:
+                _through_pg_restore(archive, argv, script, plan, progress, on_step)
+                if before_commit is not None:
+                    before_commit(session.rows)
+                script.release()
+                session.close()
+                commit_sent = True
+            except _PipeClosed:
+                pass  # psql stopped on an error: its stderr says which
+            except IntegrityError as exc:
+                sink.kill()
+                raise IntegrityError(
+                    f"{exc}; nothing was committed: the target is as it was"
+                ) from None
+            except BaseException:
+                sink.kill()  # nothing committed: psql ends, its transaction with it
+                raise
+            code = sink.wait()
+            _check_result(code, "", sink.stderr_text(), target, plan, script)
+            if not commit_sent:
+                raise RestoreError(
+                    f"restore into {target.redacted()} failed: psql ended before the restore"
+                    " was committed; nothing was restored"
+                )
 
 
 def write_sql(
@@ -244,16 +265,20 @@ def _through_pg_restore(
     progress: Progress | None,
     on_step: StepProgress | None,
 ) -> None:
-    """Stream the archive through `pg_restore --file=-` into script."""
+    """Stream the archive through `pg_restore --file=-` into script; the archive is read to
+    its end, and raises IntegrityError unless it is the one the manifest describes."""
     with run(argv, stdin=True, on_stderr_line=_Tracker.of(plan, on_step)) as child:
-        feeder = _Feeder(archive, child.stdin, progress)
-        feeder.start()
-        script.copy(child.stdout)
-        code = child.wait()
-        feeder.join()
+        with _Feeder(archive, child, progress) as feeder:
+            script.copy(child.stdout)
+            code = child.wait()
+            _check_result(code, child.stderr_text(), "", None, plan)
         feeder.raise_error()
-        _check_result(code, child.stderr_text(), "", None, plan)
+        if not archive.matches(feeder.stats):
+            raise archive.mismatch()
 
+
+# How much of the end of pg_restore's SQL waits for the archive check (its COMMIT is there).
+_HELD = 64 << 10
 
 _HEADER = re.compile(rb"-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); Owner: ")
 
@@ -264,9 +289,14 @@ class _Script:
     after the opening settings (inside the transaction), and line numbers are mapped to
     archive entries so psql's errors can name them."""
 
-    def __init__(self, write: Callable[[bytes], object], *, clean: str = "") -> None:
+    def __init__(
+        self, write: Callable[[bytes], object], *, clean: str = "", hold_commit: bool = False
+    ) -> None:
         self._write = write
         self._clean = clean.encode()
+        self._hold = hold_commit
+        self._pending = bytearray()
+        self._tail = b""
         self.lines = 0
         self.headers: list[tuple[int, str]] = []  # (line number, "TABLE public.groups")
 
@@ -281,9 +311,9 @@ class _Script:
             if line == b"BEGIN;\n":
                 begun = True
             elif begun and not placed and (line.startswith(b"--") or line == b"COMMIT;\n"):
-                self._emit(self._clean)
+                self._feed(self._clean)
                 placed = True
-            self._emit(line)
+            self._feed(line)
             if placed:
                 break
         if self._clean and not placed:
@@ -292,10 +322,42 @@ class _Script:
                 " into a new database with --create instead"
             )
         while chunk := out.read(1 << 20):
-            self._emit(chunk)
+            self._feed(chunk)
+        if self._hold:
+            self._hold_back_commit()
+
+    def release(self) -> None:
+        """Send the COMMIT (and what follows it) that copy() held back."""
+        self._emit(self._tail)
+        self._tail = b""
+
+    def _feed(self, data: bytes) -> None:
+        if not self._hold:
+            self._emit(data)
+            return
+        # the script's last lines wait here: its COMMIT is among them
+        self._pending += data
+        if len(self._pending) > 2 * _HELD:
+            cut = self._pending.rfind(b"\n", 0, len(self._pending) - _HELD) + 1
+            if cut:
+                self._emit(bytes(self._pending[:cut]))
+                del self._pending[:cut]
+
+    def _hold_back_commit(self) -> None:
+        data = bytes(self._pending)
+        self._pending.clear()
+        at = data.rfind(b"\nCOMMIT;\n")
+        start = at + 1 if at >= 0 else 0 if data.startswith(b"COMMIT;\n") else -1
+        if start < 0:
+            raise RestoreError(
+                "pg_restore's SQL does not end its transaction with COMMIT; bika cannot hold"
+                " the restore open until the archive is checked (please report it)"
+            )
+        self._emit(data[:start])
+        self._tail = data[start:]
 
     def _emit(self, data: bytes) -> None:
-        self._write(data)
+        # the headers first: a psql that fails on this data stops the write half-way
         start, line = 0, self.lines
         at = data.find(b"\n-- ")
         while at >= 0:
@@ -309,51 +371,147 @@ class _Script:
                 self.headers.append((line + 1, f"{kind} {where}{name}"))
             at = data.find(b"\n-- ", at + 1)
         self.lines = line + data.count(b"\n", start)
+        self._write(data)
 
     def entry_at(self, line: int) -> str:
         at = bisect.bisect_right(self.headers, (line, "\uffff")) - 1
         return self.headers[at][1] if at >= 0 else ""
 
 
-class _Feeder(threading.Thread):
-    """Decrypts the archive into a child's stdin while the caller watches the child."""
+class _Feeder:
+    """Decrypts the archive into a child's stdin on a thread of its own while the caller
+    watches the child, and reads it to the end even when the child stops reading early, so
+    its hashes are known (`stats`). Left early (an error, an interrupt), it stops decrypting,
+    kills the child, and waits for the thread: none is left decrypting behind bika's back."""
 
-    def __init__(self, archive: StoredArchive, stdin: IO[bytes], progress: Progress | None) -> None:
-        super().__init__(daemon=True, name="bika-restore-feed")
+    def __init__(self, archive: StoredArchive, child: Child, progress: Progress | None) -> None:
         self._archive = archive
-        self._stdin = stdin
+        self._child = child
+        self._sink = _PipeSink(child.stdin, keep_reading=True)
         self._progress = progress
-        self.error: BaseException | None = None
+        self.stats: StreamStats | None = None
+        self._task = Background(self._feed, "bika-restore-feed")
 
-    def run(self) -> None:
+    def __enter__(self) -> _Feeder:
+        self._task.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self._cancel()
+        self._task.wait(self._cancel)
+        failed = exc_type is not None and issubclass(exc_type, Exception)
+        if failed and self._task.error is not None:
+            raise self._task.error  # a damaged archive is why the child failed
+
+    def _cancel(self) -> None:
+        self._sink.cancelled = True
+        self._child.kill()  # a thread blocked on the child's stdin is freed
+
+    def _feed(self) -> None:
+        stdin = self._child.stdin
         try:
-            self._archive.decode(_PipeSink(self._stdin), self._progress)
-        except _PipeClosed:
-            pass  # the child stopped reading: its exit code and stderr say why
-        except BaseException as exc:
-            self.error = exc
+            self.stats = self._archive.decode(self._sink, self._progress)
+        except _Cancelled:
+            pass  # the caller gave up: the child's exit code and stderr say why
         finally:
             with contextlib.suppress(OSError, ValueError):
-                self._stdin.close()
+                stdin.close()
 
     def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
+        """Once the decryption has ended: what it raised, if anything."""
+        self._task.wait(self._cancel)
+        if self._task.error is not None:
+            raise self._task.error
 
 
 class _PipeClosed(Exception):
     pass
 
 
+class _Cancelled(Exception):
+    pass
+
+
 class _PipeSink:
-    def __init__(self, pipe: IO[bytes]) -> None:
+    """Writes into a child's stdin; with keep_reading, what the child no longer reads is
+    dropped (until cancelled) instead of stopping the stream."""
+
+    def __init__(self, pipe: IO[bytes], *, keep_reading: bool = False) -> None:
         self._pipe = pipe
+        self._keep_reading = keep_reading
+        self._closed = False
+        self.cancelled = False
 
     def write(self, data: bytes) -> int:
+        if self.cancelled:
+            raise _Cancelled
+        if self._closed:
+            return len(data)
         try:
             return self._pipe.write(data)
         except (BrokenPipeError, ValueError) as exc:
+            if not self._keep_reading:
+                raise _PipeClosed from exc
+            self._closed = True
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._pipe.flush()
+        except (BrokenPipeError, ValueError) as exc:
             raise _PipeClosed from exc
+
+
+class _Session:
+    """The psql that runs a one-job restore: bika asks it questions inside the restore's
+    transaction (lines of its output that start with a marker are the answers)."""
+
+    def __init__(self, child: Child) -> None:
+        self._child = child
+        self._pipe = _PipeSink(child.stdin)
+        self._marker = f"bika-{secrets.token_hex(8)}:"
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="bika-psql-out")
+        self._reader.start()
+
+    def write(self, data: bytes) -> int:
+        return self._pipe.write(data)
+
+    def close(self) -> None:
+        self._pipe.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self._child.stdin.close()
+
+    def ask(self, statement: str) -> str:
+        """Run one statement printing the marker and an answer; the answer. Raises
+        _PipeClosed when psql has stopped (on an error, which its stderr names)."""
+        self._pipe.write(statement.encode())
+        self._pipe.flush()
+        answer = self._answers.get()
+        if answer is None:
+            raise _PipeClosed
+        return answer
+
+    def rows(self, tables: list[Table]) -> dict[Table, int | None]:
+        """A RowCounter inside the open transaction."""
+        if not tables:
+            return {}
+        exists = catalog.parse_array(self.ask(catalog.tables_exist_sql(tables, self._marker)))
+        present = [t for t, found in zip(tables, exists, strict=True) if found == "t"]
+        counts: list[str] = []
+        if present:
+            counts = catalog.parse_array(self.ask(catalog.count_rows_sql(present, self._marker)))
+        found = dict(zip(present, (int(c) for c in counts), strict=True))
+        return {t: found.get(t) for t in tables}
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for raw in self._child.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith(self._marker):
+                    self._answers.put(line[len(self._marker) :])
+        self._answers.put(None)
 
 
 _STEP_PREFIXES = (
@@ -478,7 +636,9 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
     if not plan.selection.use_list:
         yield None
         return
-    fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".list", dir=options.temp_dir)
+    fd, name = tempfile.mkstemp(
+        prefix="restore-", suffix=".list", dir=scratch.folder(options.temp_dir)
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for entry in plan.selection.entries:
@@ -490,10 +650,11 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
 
 
 class ArchiveCopy:
-    """The archive decrypted into a private temp file by a thread of its own, so that other
-    work (a drill starting its server) goes on meanwhile; path() waits for it. `matches`
-    tells whether it is the archive the manifest describes (StoredArchive.save); the file is
-    removed on exit."""
+    """The archive decrypted into a private temp file (in bika's scratch folder, see
+    bika.scratch) by a thread of its own, so that other work (a drill starting its server)
+    goes on meanwhile; path() waits for it. `matches` tells whether it is the archive the
+    manifest describes (StoredArchive.save); the file is removed on exit, however it is left
+    (an interrupt included)."""
 
     def __init__(
         self, archive: StoredArchive, temp_dir: Path | None, progress: Progress | None = None
@@ -502,48 +663,50 @@ class ArchiveCopy:
         self._temp_dir = temp_dir
         self._progress = progress
         self._path: Path | None = None
-        self._error: BaseException | None = None
         self.matches = False
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._save, name="bika-archive-copy", daemon=True)
+        self._task = Background(self._save, "bika-archive-copy")
 
     def __enter__(self) -> ArchiveCopy:
         size = self.archive.artifact.plain_size
-        folder = self._temp_dir or Path(tempfile.gettempdir())
+        folder = scratch.folder(self._temp_dir)
         free = shutil.disk_usage(folder).free
         if free < size + DISK_MARGIN:
             raise RestoreError(
-                f"--jobs needs a {size >> 20} MiB temporary file but {folder} has"
-                f" {free >> 20} MiB free; free space, set TMPDIR to a larger disk, or restore"
-                " without --jobs"
+                f"--jobs needs a {size >> 20} MiB temporary file but {folder.parent} has"
+                f" {free >> 20} MiB free; free space, set TMPDIR (or --temp-dir) to a larger"
+                " disk, or restore without --jobs"
             )
-        fd, name = tempfile.mkstemp(prefix="bika-restore-", suffix=".pgdump", dir=folder)
+        fd, name = tempfile.mkstemp(prefix="restore-", suffix=".pgdump", dir=folder)
         os.close(fd)
         self._path = Path(name)
-        self._thread.start()
+        try:
+            self._task.start()
+        except BaseException:
+            self._path.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._cancelled.set()  # stops a copy still running (the caller gave up)
-        self._thread.join()
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+        try:
+            self._cancelled.set()  # stops a copy still running (the caller gave up)
+            self._task.wait(self._cancelled.set)
+        finally:
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
 
     def path(self) -> Path:
         """The finished file; raises what writing it raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._task.wait(self._cancelled.set)
+        if self._task.error is not None:
+            raise self._task.error
         assert self._path is not None
         return self._path
 
     def _save(self) -> None:
         assert self._path is not None
-        try:
-            with open(self._path, "r+b") as out:
-                self.matches = self.archive.save(out, self._report)
-        except BaseException as exc:  # handed to path()
-            self._error = exc
+        with open(self._path, "r+b") as out:
+            self.matches = self.archive.save(out, self._report)
 
     def _report(self, plain: int, stored: int) -> None:
         if self._cancelled.is_set():

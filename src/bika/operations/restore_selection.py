@@ -9,6 +9,7 @@ from bika.operations.restore_plan import (
     CHECKED_KINDS,
     DATA_KINDS,
     LARGE_OBJECT_KINDS,
+    PULLED_KINDS,
     SETUP_KINDS,
     RestoreOptions,
     RestorePlan,
@@ -25,6 +26,7 @@ def select(toc: ArchiveToc, options: RestoreOptions, present: set[int] | None) -
     by_id = toc.by_id()
     unmatched: list[str] = []
     dependents: set[int] = set()
+    prerequisites: set[int] = set()
     if options.schemas or options.tables:
         chosen: set[int] = set()
         for schema in options.schemas:
@@ -46,6 +48,8 @@ def select(toc: ArchiveToc, options: RestoreOptions, present: set[int] | None) -
         if options.clean and present is not None:
             dependents = _grow_dependents(toc, chosen, present)
             named |= dependents
+        if present is not None:
+            prerequisites = _pull_prerequisites(toc, by_id, chosen, present)
     else:
         chosen = {e.dump_id for e in toc.entries}
         named = set(chosen)
@@ -78,7 +82,8 @@ def select(toc: ArchiveToc, options: RestoreOptions, present: set[int] | None) -
     chosen |= {e.dump_id for e in toc.entries if e.desc in SETUP_KINDS}
     entries = [e for e in toc.entries if e.dump_id in chosen]
     pulled = [e for e in entries if e.dump_id in dependents and e.desc in RELATIONS]
-    return Selection(entries, whole, use_list, left_out, missing, unmatched, pulled)
+    needed = [e for e in entries if e.dump_id in prerequisites]
+    return Selection(entries, whole, use_list, left_out, missing, unmatched, pulled, needed)
 
 
 def _match_relations(toc: ArchiveToc, pattern: str) -> set[int]:
@@ -138,6 +143,37 @@ def _grow(toc: ArchiveToc, chosen: set[int]) -> None:
             ):
                 chosen.add(entry.dump_id)
                 changed = True
+
+
+# Entries that come along with a pulled prerequisite once all they depend on is restored.
+_COMPANIONS = frozenset({"COMMENT", "ACL", "SECURITY LABEL", "SEQUENCE SET"})
+
+
+def _pull_prerequisites(
+    toc: ArchiveToc, by_id: dict[int, TocEntry], chosen: set[int], present: set[int]
+) -> set[int]:
+    """Add what chosen entries need and the target lacks, and what that needs in turn: the
+    schemas, types, domains, functions, extensions and sequences of PULLED_KINDS (an enum
+    column's type, a default's function or sequence). Their comments, grants and sequence
+    values come along; entries of other objects that use them do not."""
+    pulled: set[int] = set()
+    todo = [by_id[i] for i in chosen if i in by_id]
+    while todo:
+        entry = todo.pop()
+        for dep_id in entry.dependencies:
+            dep = by_id.get(dep_id)
+            if dep is None or dep_id in chosen or dep_id in present:
+                continue
+            if dep.desc in PULLED_KINDS:
+                chosen.add(dep_id)
+                pulled.add(dep_id)
+                todo.append(dep)
+    if pulled:
+        for entry in toc.entries:
+            needs = set(entry.dependencies)
+            if entry.desc in _COMPANIONS and needs and needs <= chosen and needs & pulled:
+                chosen.add(entry.dump_id)
+    return pulled
 
 
 def _grow_dependents(toc: ArchiveToc, chosen: set[int], present: set[int]) -> set[int]:

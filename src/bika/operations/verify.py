@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from bika.errors import BikaError, ConfigError, DumpError
+from bika.errors import BikaError, ConfigError, DumpError, UnusableBackup
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.process import run
@@ -93,6 +93,17 @@ def parse_subset(text: str, today: date) -> Subset:
         f"--read-data-subset {text!r}: give n/t (the n-th of t groups, e.g. 1/7) or a"
         " percentage (e.g. 10%)"
     )
+
+
+def open_manifest(repo: Repository, backup_id: str, *, read_data: bool) -> Manifest | VerifyResult:
+    """The backup's manifest; or, when it cannot be used (damaged, or another repository's),
+    that backup's failed result: one bad manifest is not the end of the run."""
+    try:
+        return repo.manifest(backup_id)
+    except UnusableBackup as exc:
+        result = VerifyResult(backup_id, read_data=read_data)
+        result.problems.append(Problem("manifest", str(exc)))
+        return result
 
 
 def bytes_to_read(manifest: Manifest, subset: Subset | None = None) -> int:
@@ -177,6 +188,20 @@ def _read_artifact(
     if tap is None:
         return
     summary = tap.finish()
+    wrong = sorted(
+        (dump_id, offset)
+        for dump_id, offset in (artifact.data_offsets or {}).items()
+        if summary.data_offsets.get(dump_id) != offset
+    )
+    if wrong:
+        dump_id, offset = wrong[0]
+        actual = summary.data_offsets.get(dump_id)
+        raise DumpError(
+            f"{label}: {len(wrong)} of the manifest's data offsets do not point at their data"
+            f" block (dump id {dump_id}: {offset}, the archive has it at"
+            f" {actual if actual is not None else 'no data block'}): restore --jobs and drill"
+            " would fail; the manifest was edited or damaged, restore with one job"
+        )
     found = {(t.schema, t.name): t for t in summary.tables}
     for table in manifest.tables:
         got = found.pop((table.schema_, table.name), None)

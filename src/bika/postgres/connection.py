@@ -24,11 +24,17 @@ class ConnInfo:
     def parse(cls, url: str) -> ConnInfo:
         try:
             conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
+            malformed = _url_problem(url)
+        except psycopg.ProgrammingError:
+            malformed = "-"
+        if malformed:
+            why = f" ({malformed})" if malformed != "-" else ""
+            # from None: psycopg's message quotes the part of the password it choked on
             raise ConfigError(
-                f"database URL {redact(url)!r} is malformed; expected"
-                " postgresql://user@host:port/dbname"
-            ) from exc
+                f"database URL {redact(url)!r} is malformed{why}; expected"
+                " postgresql://user@host:port/dbname (a password goes after the user, as"
+                " user:password, with @ : / % # ? in it percent-encoded: @ as %40)"
+            ) from None
         return cls(url)
 
     @property
@@ -75,8 +81,27 @@ class ConnInfo:
         return scrub(text, self)
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+# The password runs to the *last* @ of the (quoted) URL: an unencoded @ in it must not show the
+# rest of it.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^'\"\n]*)(@)")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def _url_problem(url: str) -> str:
+    """What libpq would take the wrong way in a postgresql:// URL ("" if nothing): a second @
+    (an unencoded one in the user or password) or a port that is not a number."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "=" in scheme:
+        return ""  # a key=value conninfo string
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and "@" in userinfo:
+        return "more than one @"
+    for host in hosts.split(","):
+        port = host.rsplit("]", 1)[-1].partition(":")[2]
+        if port and not port.isdigit():
+            return f"port {port!r} is not a number"
+    return ""
 
 
 def redact(text: str) -> str:

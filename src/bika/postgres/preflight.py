@@ -60,6 +60,7 @@ class TargetFacts:
     data_directory: str | None = None
     free_bytes: int | None = None
     free_unknown: str = ""  # why free_bytes is None
+    host_hash: str = ""  # as a manifest's source.host_hash: the same server has the same
 
 
 def inspect_target(target: ConnInfo, toc: ArchiveToc) -> TargetFacts:
@@ -75,6 +76,7 @@ def inspect_target(target: ConnInfo, toc: ArchiveToc) -> TargetFacts:
         exists = False
     with db:
         facts = _server_facts(db, name, exists)
+        facts.host_hash = target.host_hash()
         owners = sorted({e.owner for e in toc.entries if e.owner})
         for role, found, member in db.execute(
             "SELECT o, r.oid IS NOT NULL, r.oid IS NOT NULL AND pg_has_role(r.oid, 'MEMBER')"

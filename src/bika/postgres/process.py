@@ -6,8 +6,11 @@ abandoned (an exception upstream) is killed, never left running.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -18,6 +21,40 @@ from bika.errors import BikaError
 from bika.postgres.connection import ConnInfo, scrub
 
 StderrLine = Callable[[bytes], None]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _find_prctl()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when bika ends, however it ends (even
+    SIGKILL), so no pg_restore or psql goes on unsupervised (Linux; None elsewhere).
+
+    Linux sends it when the *thread* that started the child ends: start such children from a
+    thread that outlives them (bika starts them from the main thread)."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # bika died before the line above ran
+            os._exit(1)
+
+    return arm
 
 
 class Child:
@@ -95,6 +132,7 @@ def run(
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=full_env,
+            preexec_fn=die_with_parent(),  # a prctl call in the child
         )
     except OSError as exc:
         raise BikaError(f"cannot run {argv[0]}: {exc.strerror}") from exc

@@ -140,14 +140,3 @@ def _read(repo: Repository, key: str) -> DrillRecord:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:
         raise RepositoryError(f"{repo.url}/{key} is not a valid drill record: {exc}") from exc
-
-
-def drill_summary(record: DrillRecord | None) -> dict[str, object] | None:
-    """The `drill` field of `bika list --json`."""
-    if record is None:
-        return None
-    return {
-        "passed": record.passed,
-        "at": record.finished_at.isoformat(),
-        "rto_seconds": round(record.restore_seconds, 3),
-    }

@@ -4,18 +4,24 @@ only once its manifest does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
 from bika.errors import (
     BackupNotFound,
+    ConfigError,
+    DamagedManifest,
+    ForeignBackup,
     ObjectExists,
     ObjectNotFound,
     RepositoryError,
+    UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
 from bika.storage import Storage
@@ -23,6 +29,16 @@ from bika.storage import Storage
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
+# copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
+COPIED_FROM = "copied-from/"
+
+
+@dataclass(frozen=True)
+class DamagedBackup:
+    """A backup folder with a manifest that cannot be used, and why (one line)."""
+
+    backup_id: str
+    reason: str
 
 
 def new_backup_id(kind: str, now: datetime | None = None) -> str:
@@ -35,6 +51,7 @@ class Repository:
     def __init__(self, storage: Storage, config: dict[str, object]) -> None:
         self.storage = storage
         self.config = config
+        self._copy_sources: set[str] | None = None
 
     @property
     def id(self) -> str:
@@ -110,11 +127,18 @@ class Repository:
                 ids.append(parts[0])
         return sorted(ids)
 
+    def started_times(self) -> list[datetime]:
+        """When each backup started, to the second, from the ids alone (no manifest read)."""
+        return [t for i in self.backup_ids() if (t := _id_time(i)) is not None]
+
     def manifest(self, backup_id: str) -> Manifest:
         return self.read_manifest(backup_id)[0]
 
     def read_manifest(self, backup_id: str) -> tuple[Manifest, bytes]:
-        """The manifest and its stored bytes (which a copy reproduces exactly)."""
+        """The manifest and its stored bytes (which a copy reproduces exactly).
+
+        Raises DamagedManifest for one that does not parse, and ForeignBackup for one taken in
+        another repository that did not come here by `bika copy` (a folder copied by hand)."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
             raw = self.storage.read_bytes(key)
@@ -123,17 +147,75 @@ class Repository:
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
             ) from exc
         try:
-            return Manifest.model_validate_json(raw), raw
+            manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
-            raise RepositoryError(f"{self.url}/{key} is not a valid manifest: {exc}") from exc
+            raise DamagedManifest(
+                backup_id,
+                f"its manifest.json is damaged ({_first_error(exc)}), so the backup cannot be"
+                " used; the repository's other backups are unaffected",
+            ) from None
+        if manifest.id != backup_id:
+            raise DamagedManifest(
+                backup_id,
+                f"its manifest.json describes backup {manifest.id}: the folder was renamed or"
+                " its manifest replaced, so the backup cannot be used",
+            )
+        if manifest.repository_id != self.id and manifest.repository_id not in self.copy_sources():
+            raise ForeignBackup(
+                backup_id,
+                f"it was taken in another repository ({manifest.repository_id}, this one is"
+                f" {self.id}) and did not come here by `bika copy`: its folder was copied in by"
+                " hand, and this repository's key may not open it; use it from the repository"
+                " it came from",
+            )
+        return manifest, raw
 
     def manifests(self) -> list[Manifest]:
         """Every backup's manifest, in the order the backups started (ties by id)."""
         manifests = [self.manifest(backup_id) for backup_id in self.backup_ids()]
         return sorted(manifests, key=lambda m: (_started(m), m.id))
 
+    def scan(self) -> tuple[list[Manifest], list[DamagedBackup]]:
+        """The manifests (as manifests()) and, apart, the backups whose manifest cannot be
+        used, each with the reason: one bad manifest does not hide the others."""
+        manifests: list[Manifest] = []
+        damaged: list[DamagedBackup] = []
+        for backup_id in self.backup_ids():
+            try:
+                manifests.append(self.manifest(backup_id))
+            except BackupNotFound:
+                continue  # deleted since it was listed
+            except UnusableBackup as exc:
+                damaged.append(DamagedBackup(backup_id, exc.reason))
+        return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
+
+    def copy_sources(self) -> set[str]:
+        """Ids of the repositories whose backups `bika copy` has brought here."""
+        if self._copy_sources is None:
+            self._copy_sources = {
+                info.key[len(COPIED_FROM) :].removesuffix(".json")
+                for info in self.storage.list(COPIED_FROM)
+            }
+        return self._copy_sources
+
+    def add_copy_source(self, repository_id: str) -> None:
+        """Record that backups of repository `repository_id` are copied here (bika copy)."""
+        if repository_id == self.id or repository_id in self.copy_sources():
+            return
+        record = {"repository_id": repository_id, "created": datetime.now(UTC).isoformat()}
+        with contextlib.suppress(ObjectExists):  # recorded meanwhile by another copy
+            self.storage.write_bytes(
+                f"{COPIED_FROM}{repository_id}.json", (json.dumps(record) + "\n").encode()
+            )
+        self.copy_sources().add(repository_id)
+
     def resolve(self, ref: str) -> str:
         """A full id, a unique prefix of one, or 'latest'."""
+        if not ref.strip():
+            # every id starts with "", so an empty one would match them all
+            raise ConfigError(
+                "give a backup id, a unique prefix of one, or 'latest'; 'bika list' shows the ids"
+            )
         if ref == "latest":
             return self.latest()
         ids = self.backup_ids()
@@ -179,6 +261,18 @@ class Repository:
                 f" {oldest.id}, started {_started(oldest):%Y-%m-%d %H:%M:%S} UTC"
             )
         return best[1]
+
+
+def _first_error(exc: ValidationError) -> str:
+    """A pydantic error as one short line: where and what, without its documentation link."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return "not a manifest"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = str(first.get("msg", "invalid")).splitlines()[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where + ': ' if where else ''}{message}{more}"
 
 
 def _id_time(backup_id: str) -> datetime | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
 class ObjectInfo:
     key: str
     size: int
+    modified: datetime | None = None
+    """When the object was written (cloud: its upload started or completed), timezone-aware;
+    None where a backend cannot say. Prune judges leftovers' age by it."""
 
 
 class Sink(Protocol):
@@ -63,7 +67,15 @@ class Storage(Protocol):
     def stat(self, key: str) -> ObjectInfo | None: ...
 
     def delete(self, key: str) -> None:
-        """Remove an object; removing a missing one is not an error."""
+        """Remove an object; removing a missing one is not an error. A key from leftovers()
+        is removed the same way."""
+        ...
+
+    def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """What interrupted writes left under prefix that list() does not show: a local
+        disk's temp files (`.tmp-*`) and empty folders (keys ending in '/'). Clouds abort
+        failed uploads, so theirs is empty (an upload that could not even be aborted is for
+        the bucket's lifecycle rule)."""
         ...
 
 

@@ -307,7 +307,7 @@ class CloudStorage:
                 for meta in batch:
                     key = _meta_path(meta)
                     if key.startswith(prefix):
-                        found.append(ObjectInfo(key, int(meta["size"])))
+                        found.append(_info(key, meta))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
@@ -322,7 +322,10 @@ class CloudStorage:
             return None
         except Exception as exc:
             raise self._fail(action, key, exc) from exc
-        return ObjectInfo(key, int(meta["size"]))
+        return _info(key, meta)
+
+    def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter(())
 
     def _exists(self, path: str, key: str, action: str) -> bool:
         return self._head(path, key, action) is not None
@@ -336,6 +339,10 @@ class CloudStorage:
                 raise self._fail("delete", key, exc) from exc
         except Exception as exc:
             raise self._fail("delete", key, exc) from exc
+
+
+def _info(key: str, meta: Any) -> ObjectInfo:
+    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"))
 
 
 def _meta_path(meta: Any) -> str:

@@ -281,7 +281,7 @@ class GCSStorage:
                 retry=self._retry,
                 timeout=self._timeout,
             ):
-                found.append(ObjectInfo(blob.name[len(self._prefix) :], int(blob.size or 0)))
+                found.append(_info(blob.name[len(self._prefix) :], blob))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
@@ -295,7 +295,10 @@ class GCSStorage:
 
     def stat(self, key: str) -> ObjectInfo | None:
         blob = self._find(key, "stat")
-        return None if blob is None else ObjectInfo(key, int(blob.size or 0))
+        return None if blob is None else _info(key, blob)
+
+    def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter(())
 
     def delete(self, key: str) -> None:
         blob = self._blob(key)
@@ -305,6 +308,10 @@ class GCSStorage:
             return
         except Exception as exc:
             raise self._fail("delete", key, exc) from exc
+
+
+def _info(key: str, blob: Any) -> ObjectInfo:
+    return ObjectInfo(key, int(blob.size or 0), blob.updated)
 
 
 def _credentials_from_file(path: str) -> tuple[Credentials, str | None]:

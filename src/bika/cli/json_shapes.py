@@ -1,0 +1,287 @@
+"""The JSON documents `--json` prints, one function per shape; docs/FORMAT.md describes them.
+
+Every document has a top-level "ok"; every time is RFC 3339 UTC to the microsecond with "Z".
+Fields are only ever added within format version 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bika.config import SettingRow
+from bika.diagnosis import Check
+from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
+from bika.operations.check import CheckReport
+from bika.operations.copy import CopyReport
+from bika.operations.prune import PruneReport
+from bika.operations.restore import ExportReport, RestoreReport
+from bika.operations.restore import Finding as PreflightFinding
+from bika.operations.verify import Subset, VerifyResult
+from bika.repository import DamagedBackup, Manifest, Repository
+from bika.repository.drills import DrillRecord
+from bika.units import timestamp
+
+Json = dict[str, Any]
+
+
+def _plain(value: Any) -> Any:
+    """A model's fields as JSON values, times in the one format."""
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _model(model: BaseModel) -> Json:
+    fields: Json = _plain(model.model_dump(mode="python", by_alias=True))
+    return fields
+
+
+def exit_error(code: int, message: str) -> Json:
+    """A command that could not finish, as restic prints it (its `exit_error` message)."""
+    return {"ok": False, "message_type": "exit_error", "code": code, "message": message}
+
+
+def drill_summary(record: DrillRecord | None) -> Json | None:
+    """A backup's newest drill, in its `list` summary; null when it was never drilled."""
+    if record is None:
+        return None
+    return {
+        "passed": record.passed,
+        "at": timestamp(record.finished_at),
+        "rto_seconds": round(record.restore_seconds, 3),
+    }
+
+
+def backup_summary(manifest: Manifest, drill: DrillRecord | None = None) -> Json:
+    """One backup of `list`, and the new backup of `backup`."""
+    return {
+        "id": manifest.id,
+        "kind": manifest.kind,
+        "label": manifest.label,
+        "started_at": timestamp(manifest.started_at),
+        "finished_at": timestamp(manifest.finished_at),
+        "duration_seconds": round((manifest.finished_at - manifest.started_at).total_seconds(), 3),
+        "database": manifest.source.database,
+        "server_version": manifest.source.server_version,
+        "pg_dump_version": manifest.source.pg_dump_version,
+        "database_size": manifest.source.database_size,
+        "stored_size": manifest.stored_size,
+        "plain_size": manifest.plain_size,
+        "tables": len(manifest.tables),
+        "rows": manifest.total_rows,
+        "roles": manifest.roles.status,
+        "drill": drill_summary(drill),
+    }
+
+
+def list_result(
+    repository: Repository,
+    manifests: Sequence[Manifest],
+    drills: Mapping[str, DrillRecord],
+    damaged: Sequence[DamagedBackup] = (),
+) -> Json:
+    """`bika list --json`: the usable backups, and those whose manifest cannot be used."""
+    return {
+        "ok": True,
+        "repository": repository.url,
+        "backups": [backup_summary(m, drills.get(m.id)) for m in manifests],
+        "damaged": [{"id": d.backup_id, "reason": d.reason} for d in damaged],
+    }
+
+
+def backup_result(repository: Repository, manifest: Manifest) -> Json:
+    return {"ok": True, "repository": repository.url, "backup": backup_summary(manifest)}
+
+
+def show_result(manifest: Manifest, drills: Sequence[DrillRecord]) -> Json:
+    """The manifest's own fields, plus the backup's drill records, oldest first."""
+    return {"ok": True, **_model(manifest), "drills": [_model(d) for d in drills]}
+
+
+def drill_result(record: DrillRecord) -> Json:
+    """The drill record as stored in drills/, "ok" when it passed."""
+    return {"ok": record.passed, **_model(record)}
+
+
+def init_result(repository: Repository) -> Json:
+    return {
+        "ok": True,
+        "repository": repository.url,
+        "id": repository.id,
+        "recipients": repository.recipients,
+    }
+
+
+def verify_result(
+    repository: Repository, read_data: bool, subset: Subset | None, results: Iterable[VerifyResult]
+) -> Json:
+    backups = [
+        {
+            "id": r.backup_id,
+            "ok": r.ok,
+            "read": r.read,
+            "problems": [{"artifact": p.artifact, "message": p.message} for p in r.problems],
+        }
+        for r in results
+    ]
+    return {
+        "ok": all(b["ok"] for b in backups),
+        "repository": repository.url,
+        "read_data": read_data,
+        "read_data_subset": subset.text if subset else None,
+        "backups": backups,
+    }
+
+
+def copy_result(report: CopyReport) -> Json:
+    return {
+        "ok": report.ok,
+        "source": report.source,
+        "destination": report.destination,
+        "backups": [
+            {
+                "id": r.backup_id,
+                "status": r.status,
+                "stored_bytes": r.stored_bytes,
+                "detail": r.detail,
+            }
+            for r in report.results
+        ],
+    }
+
+
+def doctor_result(sections: Sequence[tuple[str, Sequence[Check]]], ok: bool) -> Json:
+    return {
+        "ok": ok,
+        "checks": [
+            {
+                "scope": scope,
+                "name": c.name,
+                "status": c.status,
+                "detail": c.detail,
+                "fix": c.fix,
+            }
+            for scope, checks in sections
+            for c in checks
+        ],
+    }
+
+
+def _findings(findings: Iterable[PreflightFinding]) -> list[Json]:
+    return [{"level": f.level, "check": f.check, "message": f.message} for f in findings]
+
+
+def restore_result(
+    manifest: Manifest,
+    destination: str,
+    findings: Sequence[PreflightFinding],
+    report: RestoreReport | ExportReport | None,
+    dry_run: bool = False,
+) -> Json:
+    """A restore (report: RestoreReport), a --to-file export (ExportReport), or a plan that
+    was only printed (--dry-run) or refused (None): the preflight's findings and, after a
+    restore, every table's rows."""
+    result: Json = {
+        "ok": report is not None or dry_run,
+        "backup_id": manifest.id,
+        "destination": destination,
+        "dry_run": dry_run,
+        "preflight": _findings(findings),
+        "seconds": None,
+        "tables": [],
+        "file": None,
+    }
+    result["ok"] = result["ok"] and not any(f.level == "error" for f in findings)
+    if isinstance(report, RestoreReport):
+        result["ok"] = result["ok"] and report.ok
+        result["seconds"] = round(report.seconds, 3)
+        result["tables"] = [
+            {
+                "table": c.table,
+                "expected_rows": c.expected if c.rows_compared else None,
+                "rows": c.restored if c.rows_compared else None,
+                "exists": c.restored is not None,
+                "ok": c.ok,
+            }
+            for c in report.checks
+        ]
+    elif isinstance(report, ExportReport):
+        result["seconds"] = round(report.seconds, 3)
+        result["file"] = {"path": str(report.path), "format": report.format, "size": report.size}
+    return result
+
+
+def _check_finding(f: Finding) -> Json:
+    return {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix, "facts": f.facts}
+
+
+def check_result(report: CheckReport) -> Json:
+    """`bika check`: "status" and "exit_code" as Nagios reads them; "ok" when both say OK."""
+    code = exit_code(report.findings)
+    return {
+        "ok": code == 0,
+        "status": NAGIOS_NAMES[worst(report.findings)],
+        "exit_code": code,
+        "repository": report.repository,
+        "checked_at": timestamp(report.checked_at),
+        "findings": [_check_finding(f) for f in report.findings],
+    }
+
+
+def check_unknown(repository: str, finding: Finding) -> Json:
+    """`bika check` when the repository cannot be read: UNKNOWN (exit 3), the reason as its
+    one finding."""
+    return {
+        "ok": False,
+        "status": "UNKNOWN",
+        "exit_code": 3,
+        "repository": repository,
+        "findings": [_check_finding(finding)],
+    }
+
+
+def config_result(config_file: Path | None, rows: Iterable[SettingRow]) -> Json:
+    """`bika config show`: each setting's value (secrets as ***) and where it came from."""
+    return {
+        "ok": True,
+        "config_file": str(config_file) if config_file else None,
+        "settings": [
+            {"name": r.name, "value": r.value, "source": r.source, "from": r.detail} for r in rows
+        ],
+    }
+
+
+def prune_result(report: PruneReport) -> Json:
+    """`bika prune --json`: every backup's verdict, the leftovers, what was freed."""
+    return {
+        "ok": True,
+        "repository": report.repository,
+        "now": timestamp(report.now),
+        "dry_run": report.dry_run,
+        "backups": [
+            {
+                "id": b.id,
+                "kind": b.kind,
+                "started_at": timestamp(b.started_at),
+                "age_seconds": round(b.age.total_seconds()),
+                "keep": b.keep,
+                "reason": b.reason,
+                "roles": list(b.roles),
+                "stored_size": b.stored_size,
+            }
+            for b in report.backups
+        ],
+        "leftovers": [{"key": i.key, "size": i.size, "why": i.why} for i in report.leftovers],
+        "notes": report.notes,
+        "deleted_objects": report.deleted_objects,
+        "freed_bytes": report.freed_bytes,
+    }

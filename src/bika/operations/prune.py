@@ -1,0 +1,207 @@
+"""Pruning: apply the retention policy, then delete what it drops and what failed runs left.
+
+Inside the repository's exclusive lock (repository/locks.py) the manifests are read again and
+judged by retention.decide(); each dropped backup loses its manifest FIRST — so a half-deleted
+backup is already invisible — then its artifacts and drills/<id>/. Leftovers of failed or killed
+runs (temp files, empty folders, artifacts without a manifest, drill records of a backup that no
+longer exists) go once they are older than a day, so a backup still running is never touched;
+nothing that started after the prune did is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bika import clock
+from bika.repository import Repository
+from bika.repository.drills import DRILLS
+from bika.repository.locks import exclusive_lock
+from bika.repository.manifest import Manifest
+from bika.repository.repository import BACKUPS, MANIFEST
+from bika.retention import MONTHLY, Backup, Policy, decide
+from bika.storage import ObjectInfo
+from bika.storage.classes import minimum_days
+from bika.units import size
+
+LEFTOVER_AGE = timedelta(days=1)
+
+
+@dataclass
+class PruneOptions:
+    policy: Policy
+    dry_run: bool = False
+    break_lock: bool = False
+    storage_classes: Mapping[str, str] = field(default_factory=dict)
+    """[storage] classes: kind → class, to say what deleting early costs."""
+
+
+@dataclass(frozen=True)
+class BackupVerdict:
+    id: str
+    kind: str
+    started_at: datetime
+    age: timedelta
+    keep: bool
+    reason: str
+    roles: tuple[str, ...]
+    stored_size: int
+    """Bytes it holds in the repository: artifacts, manifest and drill records."""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    key: str
+    size: int
+    why: str
+
+
+@dataclass
+class PruneReport:
+    repository: str
+    now: datetime
+    dry_run: bool
+    backups: list[BackupVerdict] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    deleted_objects: int = 0
+    freed_bytes: int = 0
+
+    @property
+    def dropped(self) -> list[BackupVerdict]:
+        return [b for b in self.backups if not b.keep]
+
+
+def prune(
+    repo: Repository, options: PruneOptions, on_note: Callable[[str], None] = lambda _: None
+) -> PruneReport:
+    now = clock.now()
+    report = PruneReport(repo.url, now, options.dry_run)
+    if options.dry_run:
+        _plan(repo, options, report)
+        return report
+    with exclusive_lock(repo, "prune", break_lock=options.break_lock, on_note=on_note) as lock:
+        objects = _plan(repo, options, report)
+
+        def delete(info: ObjectInfo) -> None:
+            lock.renew()
+            repo.storage.delete(info.key)
+            report.deleted_objects += 1
+            report.freed_bytes += info.size
+
+        for verdict in report.dropped:
+            owned = objects.get(verdict.id, [])
+            manifest_key = repo.artifact_key(verdict.id, MANIFEST)
+            # the manifest first: from here on the backup does not exist
+            for info in sorted(owned, key=lambda i: i.key != manifest_key):
+                delete(info)
+        for leftover in report.leftovers:
+            delete(ObjectInfo(leftover.key, leftover.size))
+    return report
+
+
+def _plan(
+    repo: Repository, options: PruneOptions, report: PruneReport
+) -> dict[str, list[ObjectInfo]]:
+    """Fill the report with every backup's verdict and the leftovers; return each backup id's
+    objects (backups/<id>/… and drills/<id>/…)."""
+    now = report.now
+    objects: dict[str, list[ObjectInfo]] = {}
+    for info in [*repo.storage.list(BACKUPS), *repo.storage.list(DRILLS)]:
+        top = BACKUPS if info.key.startswith(BACKUPS) else DRILLS
+        parts = info.key[len(top) :].split("/")
+        if len(parts) >= 2:
+            objects.setdefault(parts[0], []).append(info)
+    manifests = {m.id: m for m in repo.manifests()}
+    decisions = decide(
+        [Backup(m.id, m.kind, m.started_at.astimezone(UTC)) for m in manifests.values()],
+        options.policy,
+        now,
+    )
+    for decision in decisions:
+        backup = decision.backup
+        keep = decision.keep
+        reason = decision.reason
+        if not keep and backup.started_at >= now:
+            keep, reason = True, "started after this prune did"
+        report.backups.append(
+            BackupVerdict(
+                id=backup.id,
+                kind=backup.kind,
+                started_at=backup.started_at,
+                age=now - backup.started_at,
+                keep=keep,
+                reason=reason,
+                roles=decision.roles,
+                stored_size=sum(i.size for i in objects.get(backup.id, [])),
+            )
+        )
+    report.notes.extend(_early_deletion(repo.url, report, manifests, options))
+    report.leftovers.extend(_leftovers(repo, objects, manifests, now))
+    return objects
+
+
+def _leftovers(
+    repo: Repository,
+    objects: dict[str, list[ObjectInfo]],
+    manifests: dict[str, Manifest],
+    now: datetime,
+) -> list[Leftover]:
+    cutoff = now - LEFTOVER_AGE
+    found: list[Leftover] = []
+
+    def old(info: ObjectInfo) -> bool:
+        # a backend that cannot say when an object was written: never guess it is old
+        return info.modified is not None and info.modified < cutoff
+
+    for backup_id, owned in sorted(objects.items()):
+        if backup_id in manifests or not owned or not all(old(i) for i in owned):
+            continue
+        for info in owned:
+            why = (
+                "drill record of a backup that no longer exists"
+                if info.key.startswith(DRILLS)
+                else "artifact without a manifest (a failed or killed backup)"
+            )
+            found.append(Leftover(info.key, info.size, why))
+    for info in repo.storage.leftovers():
+        if old(info):
+            why = "empty folder" if info.key.endswith("/") else "temp file of an interrupted write"
+            found.append(Leftover(info.key, info.size, why))
+    return found
+
+
+def _early_deletion(
+    url: str, report: PruneReport, manifests: dict[str, Manifest], options: PruneOptions
+) -> list[str]:
+    """What deleting backups from an archive class before its minimum duration costs."""
+    notes = []
+    for verdict in report.dropped:
+        storage_class = _class_of(verdict, options.storage_classes)
+        minimum = minimum_days(url, storage_class)
+        age_days = verdict.age.total_seconds() / 86400
+        if minimum and age_days < minimum:
+            notes.append(
+                f"{verdict.id} is in {storage_class} (billed {minimum} days at the least):"
+                f" deleting it at {age_days:.0f} days costs {minimum - age_days:.0f} more days"
+                f" of {size(verdict.stored_size)}"
+            )
+    for kind, storage_class in sorted(options.storage_classes.items()):
+        minimum = minimum_days(url, storage_class)
+        rule = options.policy.rule(kind)
+        if minimum and rule is not None and rule.keep_days is not None and rule.keep_days < minimum:
+            notes.append(
+                f"{kind} backups go to {storage_class}, billed {minimum} days at the least,"
+                f" but are kept {rule.keep_days} days: keep them {minimum} days, or use"
+                " another class in [storage.classes]"
+            )
+    return notes
+
+
+def _class_of(verdict: BackupVerdict, classes: Mapping[str, str]) -> str | None:
+    """The class a backup was stored in, as configured now: a month's first backup goes to
+    the monthly class (operations/backup.py), others to their kind's."""
+    if any(role.startswith(f"{MONTHLY} ") for role in verdict.roles) and MONTHLY in classes:
+        return classes[MONTHLY]
+    return classes.get(verdict.kind)

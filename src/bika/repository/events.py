@@ -1,0 +1,149 @@
+"""The run log: one event per backup, prune, copy, drill and restore run, failed ones included,
+at events/<time>-<host>-<nonce>.json; written once, never modified (docs/FORMAT.md, "Events").
+
+Monitoring ("the newest backup run failed") and the audit trail read this one log. An event
+whose repository could not be reached waits in a local folder (pending_folder()) and is
+uploaded by the next run that reaches that repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bika.errors import ObjectExists, RepositoryError
+from bika.repository.locks import key_safe
+from bika.storage import Storage
+
+EVENTS = "events/"
+EVENT_FORMAT_VERSION = 1
+
+Outcome = Literal["ok", "failed", "interrupted"]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    format_version: int = EVENT_FORMAT_VERSION
+    command: str = Field(description="backup, prune, copy, drill, restore")
+    outcome: Outcome
+    error: str | None = Field(default=None, description="one line, credentials redacted")
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    user: str = Field(description="the OS user that ran bika")
+    host: str
+    pid: int
+    bika_version: str
+    repository_id: str | None = Field(
+        default=None, description="bika.json's id; null when the repository was unreachable"
+    )
+    backup_ids: list[str] = Field(
+        default_factory=list,
+        description="backup: the new one; prune: the deleted; copy: the copied; drill,"
+        " restore: the one read",
+    )
+    detail: dict[str, Any] = Field(default_factory=dict, description="per command, below")
+    prev: str | None = Field(
+        default=None, description="reserved: sha256 of the previous event, for a hash chain"
+    )
+
+    def to_json(self) -> bytes:
+        return (self.model_dump_json(indent=2) + "\n").encode()
+
+    def name(self, nonce: str) -> str:
+        stamp = self.started_at.astimezone(UTC)
+        return (
+            f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z-{key_safe(self.host)}-{nonce}"
+        )
+
+
+def event_key(event: Event, nonce: str | None = None) -> str:
+    return f"{EVENTS}{event.name(nonce or secrets.token_hex(3))}.json"
+
+
+def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
+    """Store an event (create-only) and return its key."""
+    key = key or event_key(event)
+    # ObjectExists: a pending event an earlier run uploaded before it died, done already
+    with contextlib.suppress(ObjectExists):
+        storage.write_bytes(key, event.to_json())
+    return key
+
+
+def read_events(storage: Storage, url: str, since: datetime | None = None) -> list[Event]:
+    """Every event (that started at or after `since`), oldest first: keys begin with the start
+    time, so older ones are skipped without being read."""
+    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else EVENTS
+    events = []
+    for info in sorted(storage.list(EVENTS), key=lambda i: i.key):
+        if not info.key.endswith(".json") or info.key < first:
+            continue
+        raw = storage.read_bytes(info.key)
+        try:
+            events.append(Event.model_validate_json(raw))
+        except ValidationError as exc:
+            raise RepositoryError(f"{url}/{info.key} is not a valid event: {exc}") from exc
+    return events
+
+
+# pending events --------------------------------------------------------------------------
+
+
+def pending_folder() -> Path:
+    """$XDG_STATE_HOME/bika/pending-events (default ~/.local/state/bika/pending-events)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "bika" / "pending-events"
+
+
+def _url_folder(url: str) -> Path:
+    return pending_folder() / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def keep_pending(url: str, event: Event) -> Path:
+    """Keep an event locally for the repository at url, to upload on the next run."""
+    folder = _url_folder(url)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = event_key(event)
+    path = folder / key.removeprefix(EVENTS)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(
+        json.dumps({"repository": url, "key": key, "event": json.loads(event.to_json())})
+    )
+    tmp.replace(path)
+    return path
+
+
+def pending(url: str) -> Iterator[tuple[Path, str, Event]]:
+    folder = _url_folder(url)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            if data.get("repository") != url:
+                continue
+            yield path, str(data["key"]), Event.model_validate(data["event"])
+        except (OSError, ValueError, KeyError, ValidationError):
+            continue  # a damaged file is left for a person to look at
+
+
+def upload_pending(storage: Storage, url: str, repository_id: str) -> int:
+    """Upload the events kept for this repository; returns how many."""
+    count = 0
+    for path, key, event in pending(url):
+        if event.repository_id is None:
+            event = event.model_copy(update={"repository_id": repository_id})
+        write_event(storage, event, key)
+        path.unlink(missing_ok=True)
+        count += 1
+    return count
