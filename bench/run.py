@@ -144,6 +144,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench/work"))
     parser.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
     parser.add_argument("--only", help="comma-separated steps to run (default: all)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL=COMMAND",
+        help="another bika command line to back up with, as step k1-LABEL in the same rounds"
+        " (e.g. 'before=env PYTHONPATH=old/src python -m bika')",
+    )
     args = parser.parse_args()
 
     dataset = Dataset.open(args.url)
@@ -220,7 +228,23 @@ def main() -> None:
             )(fresh_repo()),
         ),
     }
+    for also in args.also:
+        label, _, other = also.partition("=")
+        steps[f"k1-{label}"] = (
+            f"bika backup ({label})",
+            lambda other=other, step=f"k1-{label}": (
+                lambda repo: measure(
+                    step,
+                    "",
+                    f"{other} -q backup --repo {repo} --db {q(args.url)}",
+                    postmaster,
+                    env,
+                    repo / "backups",
+                )
+            )(fresh_repo()),
+        )
     wanted = args.only.split(",") if args.only else list(steps)
+    wanted += [name for name in steps if name.startswith("k1-") and name not in wanted]
     rows: dict[str, Row] = {}
     # rounds of every step in turn, so a noisy neighbour slows all of them alike
     runs: dict[str, list[Row]] = {name: [] for name in wanted}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_bika
+from helpers import KeyedRepo, run_bika
 
 USAGE_MISTAKES = [
     ((), "no command given"),
@@ -139,3 +139,20 @@ def test_help_on_a_terminal_that_cannot_show_unicode() -> None:
     result = run_bika("backup", "--help", env={"PYTHONIOENCODING": "latin-1"})
     assert result.returncode == 0, result.stderr
     assert "pg_dump \\u2192 zstd" in result.stdout
+
+
+def test_verify_of_an_empty_repository_fails(keyed_repo: KeyedRepo) -> None:
+    result = run_bika("verify", "--repo", str(keyed_repo.repo))
+    assert result.returncode == 1
+    assert "holds no backups: nothing was verified" in result.stderr
+
+
+def test_a_key_setting_that_is_not_a_key_is_a_usage_error(
+    keyed_repo: KeyedRepo, tmp_path: Path
+) -> None:
+    missing = run_bika(
+        "verify", "--repo", str(keyed_repo.repo), "--read-data", "-i", str(tmp_path / "nope")
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    bad = run_bika("init", "--repo", str(tmp_path / "r"), "--recipient", "age1xyz")
+    assert bad.returncode == 2 and "is not an age recipient" in bad.stderr

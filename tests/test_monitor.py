@@ -12,7 +12,7 @@ from bika import monitor
 from bika.findings import Finding, exit_code, worst
 from bika.monitor import History, RunEvent, Thresholds
 from bika.repository.drills import DrillRecord
-from bika.repository.manifest import Manifest
+from bika.repository.manifest import Manifest, Scope, TableName
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -180,6 +180,26 @@ def test_a_table_that_lost_rows_or_disappeared_warns() -> None:
     assert not any("public.x" in m for m in messages)  # below row_drop_min_rows
     steady = manifest(1, tables={"public.members": 990, "public.loans": 5000, "public.x": 10})
     assert worst(monitor.rows(History(NOW, [before, steady]))) == "ok"
+
+
+def test_tables_left_out_on_purpose_do_not_warn() -> None:
+    before = manifest(25, tables={"public.members": 1000, "public.audit_log": 5000})
+    after = manifest(1, tables={"public.members": 1000}).model_copy(
+        update={
+            "scope": Scope(
+                exclude_table_data=["public.audit_log"],
+                tables_without_data=[TableName(schema="public", name="audit_log")],
+            )
+        }
+    )
+    assert worst(monitor.rows(History(NOW, [before, after]))) == "ok"
+
+    excluded = manifest(1, tables={"public.members": 1000}).model_copy(
+        update={"scope": Scope(exclude_table=["public.audit*"])}
+    )
+    findings = monitor.rows(History(NOW, [before, excluded]))
+    assert worst(findings) == "info"
+    assert "scope differs (--exclude-table=public.audit*)" in findings[0].message
 
 
 def test_drills_never_old_or_failed() -> None:

@@ -125,5 +125,5 @@ def test_demo_runs_the_whole_job(tmp_path: object) -> None:
     result = run_bika("demo", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "demo passed" in result.stdout
-    assert "drill passed" in result.stdout
+    assert "drill passed" in result.stderr
     assert "repository:" in result.stdout

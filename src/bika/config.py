@@ -42,6 +42,7 @@ from pydantic import (
 from bika.errors import ConfigError
 from bika.monitor import Thresholds
 from bika.postgres.connection import ConnInfo, redact, scrub
+from bika.postgres.dump import DumpScope
 from bika.repository.manifest import KINDS
 from bika.retention import DEFAULT_RULES, Policy, Rule
 from bika.schedule import ScheduleConfig
@@ -154,6 +155,46 @@ class CopyConfig(_Deferred):
     """How to reach it; default: the [storage] table."""
 
 
+class BackupConfig(_Deferred):
+    """The [backup] table: which part of the database a backup covers, as lists of pg_dump's
+    patterns (the same as `bika backup --schema …` and the other scope flags)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    schema_: list[str] = Field(default_factory=list, alias="schema")
+    """Only schemas matching (pg_dump --schema)."""
+    exclude_schema: list[str] = Field(default_factory=list)
+    """Schemas left out (pg_dump --exclude-schema)."""
+    table: list[str] = Field(default_factory=list)
+    """Only tables matching (pg_dump --table)."""
+    exclude_table: list[str] = Field(default_factory=list)
+    """Tables left out (pg_dump --exclude-table)."""
+    exclude_table_data: list[str] = Field(default_factory=list)
+    """Tables whose definition is kept but not their rows (pg_dump --exclude-table-data)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        # one pattern from an environment variable (BIKA_BACKUP__EXCLUDE_TABLE_DATA=…)
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("*")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        if any(not pattern.strip() for pattern in value):
+            raise ValueError("a pattern is empty")
+        return value
+
+    def scope(self) -> DumpScope:
+        return DumpScope(
+            schemas=tuple(self.schema_),
+            exclude_schemas=tuple(self.exclude_schema),
+            tables=tuple(self.table),
+            exclude_tables=tuple(self.exclude_table),
+            exclude_table_data=tuple(self.exclude_table_data),
+        )
+
+
 class RuleConfig(BaseModel):
     """One [retention.KIND] table; given, it replaces that kind's default rule."""
 
@@ -227,6 +268,7 @@ class Settings(_Deferred):
     compression_threads: int = Field(0, ge=0)
     """zstd threads, 0 = one per core."""
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyrage
 
-from bika.errors import IdentityError
+from bika.errors import IdentityError, KeySettingError
 
 Identity = pyrage.x25519.Identity
 Recipient = pyrage.x25519.Recipient
@@ -56,12 +56,12 @@ def load_identities(path: Path) -> list[object]:
             data = _unlock(path, data)
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
-        raise IdentityError(
+        raise KeySettingError(
             f"{path} is not an age identity file (it is not text); pass the key file from"
             " 'bika key generate' or age-keygen"
         ) from None
     except FileNotFoundError as exc:
-        raise IdentityError(
+        raise KeySettingError(
             f"identity file {path} does not exist; pass --identity with the key from"
             " 'bika key generate'"
         ) from exc
@@ -75,11 +75,11 @@ def load_identities(path: Path) -> list[object]:
         try:
             identities.append(Identity.from_str(line))
         except Exception as exc:
-            raise IdentityError(
+            raise KeySettingError(
                 f"{path} line {number} is not an age identity (AGE-SECRET-KEY-1…)"
             ) from exc
     if not identities:
-        raise IdentityError(f"{path} holds no age identity (AGE-SECRET-KEY-1…)")
+        raise KeySettingError(f"{path} holds no age identity (AGE-SECRET-KEY-1…)")
     return identities
 
 
@@ -111,7 +111,7 @@ def parse_recipients(values: list[str]) -> list[object]:
     for item in recipient_strings(values):
         if item.upper().startswith("AGE-SECRET-KEY-"):
             # never echoed: it is the private key
-            raise IdentityError(
+            raise KeySettingError(
                 "a private key (AGE-SECRET-KEY-…) was given as a recipient; give its public"
                 " key age1… instead ('age-keygen -y KEYFILE' prints it), and keep the private"
                 " key off backup hosts"
@@ -119,7 +119,7 @@ def parse_recipients(values: list[str]) -> list[object]:
         try:
             recipients.append(Recipient.from_str(item))
         except Exception as exc:
-            raise IdentityError(
+            raise KeySettingError(
                 f"{item[:20]!r} is not an age recipient; expected a public key age1…"
             ) from exc
     return recipients
@@ -135,7 +135,7 @@ def _expand(value: str) -> list[str]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "it is not text"
-            raise IdentityError(
+            raise KeySettingError(
                 f"cannot read recipients file {path}: {reason}; give age1… public keys"
             ) from None
         return [

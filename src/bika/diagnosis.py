@@ -76,6 +76,12 @@ class DatabaseFacts:
     pg_dump_error: str = ""
     encrypted: bool | None = None
     """Whether the connection uses TLS; None when it is a local socket or unknown."""
+    role: str = ""
+    tables_in_scope: int | None = None
+    """Tables and sequences a backup (with the configured scope) reads; None if not asked."""
+    unreadable: str = ""
+    """Which of them the role cannot read, and why; empty when it can read them all."""
+    unreadable_fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -492,6 +498,18 @@ def database_checks(facts: DatabaseFacts) -> list[Check]:
                 f" restores need pg_restore {_major(facts.pg_dump_version)}+",
             )
         )
+    if facts.tables_in_scope is not None:
+        if facts.unreadable:
+            checks.append(Check("table access", "fail", facts.unreadable, facts.unreadable_fix))
+        else:
+            checks.append(
+                Check(
+                    "table access",
+                    "ok",
+                    f"role {facts.role} can read all {facts.tables_in_scope} tables and"
+                    " sequences in the backup's scope",
+                )
+            )
     if facts.encrypted is False:
         checks.append(
             Check(

@@ -78,6 +78,13 @@ class IdentityError(BikaError):
     """A key (age identity or recipient) is missing, malformed or does not fit."""
 
 
+class KeySettingError(IdentityError):
+    """A key given in the settings is not one: no such file, not an age identity, not an age1…
+    recipient. A bad setting, so exit 2 as other settings are."""
+
+    exit_code = 2
+
+
 class PostgresError(BikaError):
     """A PostgreSQL server could not be reached, started or queried."""
 

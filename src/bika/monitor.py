@@ -239,10 +239,25 @@ def rows(history: History) -> list[Finding]:
             continue
         previous, newest = manifests[-2], manifests[-1]
         now = {table.qualified: table.rows for table in newest.tables}
+        # rows the newest backup left out on purpose are not lost rows
+        left_out = {table.qualified for table in newest.scope.tables_without_data}
+        rescoped = newest.scope.options() != previous.scope.options()
         for table in previous.tables:
             name = table.qualified
             facts = {"backup": newest.id, "previous": previous.id, "table": name}
-            if name not in now:
+            if name in left_out:
+                continue
+            if name not in now and rescoped:
+                findings.append(
+                    Finding(
+                        "info",
+                        "rows",
+                        f"table {name} of {source} is in {previous.id} but not in {newest.id},"
+                        f" whose scope differs ({' '.join(newest.scope.options()) or 'whole'})",
+                        facts=facts,
+                    )
+                )
+            elif name not in now:
                 findings.append(
                     Finding(
                         "warn",

@@ -45,6 +45,22 @@ from bika.units import count, size
     help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
 )
 @pg_bin_option
+@click.option(
+    "--schema", multiple=True, metavar="PATTERN", help="only schemas matching (pg_dump -n)"
+)
+@click.option(
+    "--exclude-schema", multiple=True, metavar="PATTERN", help="leave schemas out (pg_dump -N)"
+)
+@click.option("--table", multiple=True, metavar="PATTERN", help="only tables matching (pg_dump -t)")
+@click.option(
+    "--exclude-table", multiple=True, metavar="PATTERN", help="leave tables out (pg_dump -T)"
+)
+@click.option(
+    "--exclude-table-data",
+    multiple=True,
+    metavar="PATTERN",
+    help="keep these tables' definitions, not their rows",
+)
 @logged("backup")
 @json_option
 def backup(
@@ -54,11 +70,29 @@ def backup(
     label: str | None,
     compression_level: int | None,
     pg_bin_dir: str | None,
+    schema: tuple[str, ...],
+    exclude_schema: tuple[str, ...],
+    table: tuple[str, ...],
+    exclude_table: tuple[str, ...],
+    exclude_table_data: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Back up a database: pg_dump → zstd → age → repository."""
+    """Back up a database: pg_dump → zstd → age → repository.
+
+    The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
+    are recorded in the manifest, so that drills and monitoring know what was left out."""
     settings = STATE.settings(
-        repo=repo, database_url=db, compression_level=compression_level, pg_bin_dir=pg_bin_dir
+        repo=repo,
+        database_url=db,
+        compression_level=compression_level,
+        pg_bin_dir=pg_bin_dir,
+        **{
+            "backup.schema": list(schema),
+            "backup.exclude_schema": list(exclude_schema),
+            "backup.table": list(table),
+            "backup.exclude_table": list(exclude_table),
+            "backup.exclude_table_data": list(exclude_table_data),
+        },
     )
     repository = open_repository(settings)
     conn = ConnInfo.parse(settings.require_database_url())
@@ -69,12 +103,15 @@ def backup(
         compression_threads=settings.compression_threads,
         pg_bin_dir=settings.pg_bin_dir,
         storage_class=settings.storage.storage_class(kind),
+        scope=settings.backup.scope(),
         role_classes=settings.storage.classes,
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
     with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
+    if not manifest.scope.whole:
+        STATE.say(f"scope: {' '.join(manifest.scope.options())}")
     note_backups(manifest.id, kind=kind, stored_bytes=manifest.stored_size)
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")

@@ -28,7 +28,7 @@ from bika.operations.demo import run_demo
 def demo(folder: Path | None) -> None:
     """Throwaway PostgreSQL + sample data → backup → verify → restore → drill → list."""
     folder = folder or Path(tempfile.mkdtemp(prefix="bika-demo-"))
-    result = run_demo(folder, lambda line: STATE.out.print(line))
+    result = run_demo(folder, STATE.say)  # progress on stderr, as every command's
     print_checks(result.restored.checks, "restored rows vs the backup's manifest")
     print_backups(result.repo)
     STATE.out.print(f"repository: {result.repo.url}")

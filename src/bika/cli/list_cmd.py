@@ -122,6 +122,14 @@ def show(backup_id: str, repo: str | None, as_json: bool) -> None:
         f"roles       {manifest.roles.status}"
         + (f" ({manifest.roles.detail})" if manifest.roles.detail else "")
     )
+    scope = manifest.scope
+    if scope.whole:
+        out.print("scope       the whole database")
+    else:
+        out.print(f"scope       {' '.join(scope.options())}")
+        if scope.tables_without_data:
+            names = ", ".join(t.qualified for t in scope.tables_without_data)
+            out.print(f"            rows left out of {names}: restored empty")
     if manifest.large_objects.count:
         out.print(
             f"large objs  {count(manifest.large_objects.count)}"

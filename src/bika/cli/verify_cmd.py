@@ -24,6 +24,7 @@ from bika.cli.app import (
 from bika.cli.progress import stream_progress
 from bika.cli.render import print_json
 from bika.crypto import load_identities
+from bika.errors import RepositoryError
 from bika.operations.verify import (
     VerifyResult,
     bytes_to_read,
@@ -66,6 +67,9 @@ def verify(
     repository = open_repository(settings)
     identities = load_identities(settings.require_identity()) if read_data else None
     ids = [repository.resolve(backup_id)] if backup_id else repository.backup_ids()
+    if not ids:
+        # a verify job that passes on an empty repository would hide that backups never ran
+        raise RepositoryError(f"{repository.url} holds no backups: nothing was verified")
     results = []
     for one in ids:
         STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}", backup_id=one)

@@ -17,9 +17,10 @@ from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
+from bika.postgres.dump import DumpScope, pg_dump_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
-from bika.repository.manifest import LargeObjects, Roles, Source
+from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
 from bika.repository.repository import MANIFEST, new_backup_id
 from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
@@ -38,6 +39,7 @@ class BackupOptions:
     storage_class: str | None = None
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
+    scope: DumpScope = field(default_factory=DumpScope)
     role_classes: Mapping[str, str] = field(default_factory=dict)
     """[storage] classes: a backup that will stand for its month (the month's first) is stored
     in the monthly class, one that stands for its week in the weekly class (retention.py)."""
@@ -86,6 +88,10 @@ def take_backup(
     pg_dump = binaries.tool("pg_dump", bin_dir)
     started = clock.now()
     facts = catalog.server_facts(conn)
+    # before dumping: pg_dump stops at the first table it may not read, after streaming the rest
+    access = catalog.scope_access(conn, options.scope)
+    if (problem := access.problem()) is not None:
+        raise DumpError(f"cannot back up {conn.redacted()}: {problem}")
     backup_id = new_backup_id(options.kind, started)
     storage_class = storage_class_for(repo, options, started)
     conninfo, env = conn.libpq_args()
@@ -94,13 +100,7 @@ def take_backup(
     with _removed_unless_committed(repo, backup_id):
         tap = ArchiveTap()
         key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
-        argv: list[str | Path] = [
-            pg_dump,
-            "--format=custom",
-            "--compress=0",
-            "--no-sync",
-            f"--dbname={conninfo}",
-        ]
+        argv = pg_dump_argv(pg_dump, conninfo, options.scope)
         with (
             run(argv, conn=conn, env=env) as child,
             repo.storage.create(key, storage_class=storage_class) as sink,
@@ -162,6 +162,7 @@ def take_backup(
                 count=summary.large_objects, bytes=summary.large_object_bytes
             ),
             roles=roles_note,
+            scope=_scope(options.scope, access),
         )
         repo.commit(manifest)
     return manifest
@@ -178,6 +179,21 @@ def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None
             with suppress(Exception):
                 repo.storage.delete(repo.artifact_key(backup_id, name))
         raise
+
+
+def _scope(scope: DumpScope, access: catalog.ScopeAccess) -> Scope:
+    return Scope(
+        schema=list(scope.schemas),
+        exclude_schema=list(scope.exclude_schemas),
+        table=list(scope.tables),
+        exclude_table=list(scope.exclude_tables),
+        exclude_table_data=list(scope.exclude_table_data),
+        tables_without_data=[
+            TableName(schema=t.schema, name=t.name)
+            for t in access.tables
+            if t.data_excluded and t.kind == "r"
+        ],
+    )
 
 
 def _recipients(repo: Repository) -> list[object]:

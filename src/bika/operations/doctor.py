@@ -18,8 +18,9 @@ from typing import Literal
 
 from bika.diagnosis import Backend, DatabaseFacts, StorageFacts
 from bika.errors import BikaError, RepositoryError
-from bika.postgres import binaries
+from bika.postgres import binaries, catalog
 from bika.postgres.connection import ConnInfo
+from bika.postgres.dump import DumpScope
 from bika.repository import Repository
 from bika.repository.repository import CONFIG_KEY
 from bika.storage import Storage
@@ -82,7 +83,11 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
     )
 
 
-def database_facts(url: str, pg_bin_dir: str | None) -> DatabaseFacts:
+def database_facts(
+    url: str, pg_bin_dir: str | None, scope: DumpScope | None = None
+) -> DatabaseFacts:
+    """What the database and pg_dump say; with a scope, also whether the role can read every
+    table a backup of that scope dumps."""
     conn = ConnInfo.parse(url)
     where = conn.redacted()
     pg_dump_version, pg_dump_error = None, ""
@@ -98,6 +103,7 @@ def database_facts(url: str, pg_bin_dir: str | None) -> DatabaseFacts:
             server = str(row[0]).split()[0] if row else None
             ssl = db.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
             local = _is_local(db.info.host)
+        access = catalog.scope_access(conn, scope) if scope is not None else None
     except BikaError as exc:
         return DatabaseFacts(
             where,
@@ -114,6 +120,10 @@ def database_facts(url: str, pg_bin_dir: str | None) -> DatabaseFacts:
         pg_dump_version=pg_dump_version,
         pg_dump_error=pg_dump_error,
         encrypted=encrypted,
+        role=access.role if access else "",
+        tables_in_scope=len(access.tables) if access else None,
+        unreadable=access.describe() if access and access.unreadable else "",
+        unreadable_fix=access.fix() if access and access.unreadable else "",
     )
 
 

@@ -316,6 +316,7 @@ def _drill(
         fingerprinter.add([t for t in check if t not in watcher.added])
         run.report = fingerprinter.finish()
     _judge_tables(manifest, run.report, findings)
+    _judge_left_out(scratch.conn, manifest, toc, findings)
     _compare_schema(scratch.conn, manifest, toc, skipped, findings)
     run.verify_seconds = time.monotonic() - verify_started
     _explain_skipped(toc, run.missing_extensions, skipped, scratch, findings)
@@ -801,6 +802,38 @@ def _judge_tables(
         if result.status != "ok":
             findings.tables.append(result)
             findings.problems.append(f"table {result.qualified}: {result.detail}")
+
+
+def _judge_left_out(
+    conn: ConnInfo, manifest: Manifest, toc: ArchiveToc, findings: _Findings
+) -> None:
+    """The tables the backup's scope kept without their rows must come back empty (one that
+    does not come back at all is a missing TABLE, found with the schema)."""
+    tables = {(e.namespace or "", e.tag) for e in toc.entries if e.desc == "TABLE"}
+    left_out = [
+        (t.schema_, t.name)
+        for t in manifest.scope.tables_without_data
+        if (t.schema_, t.name) in tables
+    ]
+    if not left_out:
+        return
+    for (schema, name), rows in catalog.exact_rows(conn, left_out).items():
+        if rows:
+            result = TableResult(
+                schema=schema,
+                name=name,
+                status="differs",
+                expected_rows=0,
+                rows=rows,
+                expected_sha256="",
+                detail=f"{rows} rows restored, none in the backup (its scope left them out)",
+            )
+            findings.tables.append(result)
+            findings.problems.append(f"table {result.qualified}: {result.detail}")
+    findings.notes.append(
+        f"the backup's scope left the rows of {len(left_out)} table(s) out on purpose"
+        f" ({', '.join(f'{s}.{n}' for s, n in left_out)}): restored empty"
+    )
 
 
 def table_result(

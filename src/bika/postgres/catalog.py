@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from bika.postgres.connection import ConnInfo
+from bika.postgres.dump import DumpScope, name_regexes
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 # Settings that shape COPY's text and that pg_dump leaves as the session has them: a drill
@@ -127,3 +128,136 @@ def drop_database(server: ConnInfo, name: str) -> None:
     with server.connect(autocommit=True) as db:
         force = " WITH (FORCE)" if db.info.server_version >= 130000 else ""
         db.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
+
+
+@dataclass(frozen=True)
+class ScopedTable:
+    """A table or sequence pg_dump would read for a scope, and whether this role can."""
+
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind: r table, p partitioned table, S sequence
+    data_excluded: bool
+    problem: str | None
+    """Why pg_dump would fail on it with this role, or None."""
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ScopeAccess:
+    """The tables a scope covers, for the role that connects."""
+
+    role: str
+    version_num: int
+    tables: list[ScopedTable]
+
+    @property
+    def unreadable(self) -> list[ScopedTable]:
+        return [t for t in self.tables if t.problem is not None]
+
+    def problem(self) -> str | None:
+        """One line saying which tables the role cannot dump and how to fix it, or None."""
+        if not self.unreadable:
+            return None
+        return f"{self.describe()}; {self.fix()}"
+
+    def describe(self) -> str:
+        bad = self.unreadable
+        named = ", ".join(f"{t.qualified} ({t.problem})" for t in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        return (
+            f"role {self.role} cannot dump {len(bad)} of the {len(self.tables)} tables in scope:"
+            f" {named}{more}"
+        )
+
+    def fix(self) -> str:
+        role = _identifier(self.role)
+        first = self.unreadable[0].qualified if self.unreadable else "TABLE"
+        if self.version_num >= 140000:
+            grant = f"as a superuser run GRANT pg_read_all_data TO {role}"
+        else:
+            grant = f"as their owner run GRANT SELECT ON {first} TO {role} (each table)"
+        return f"{grant}, or leave them out with --exclude-table"
+
+
+def _identifier(name: str) -> str:
+    plain = name.isidentifier() and name == name.lower()
+    return name if plain else '"' + name.replace('"', '""') + '"'
+
+
+def scope_access(conn: ConnInfo, scope: DumpScope) -> ScopeAccess:
+    """The tables and sequences a pg_dump with this scope locks and reads, selected the way
+    pg_dump selects them (selectDumpableNamespace/selectDumpableTable in pg_dump.c), each with
+    what keeps the connecting role from reading it: pg_dump takes an ACCESS SHARE lock on every
+    table in scope (even those whose data it leaves out), which needs SELECT, and its COPY
+    fails under row-level security it may not bypass."""
+    with conn.connect() as db:
+        role = str(db.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+        collate = sql.SQL(" COLLATE pg_catalog.default" if db.info.server_version >= 120000 else "")
+
+        def matches(patterns: tuple[str, ...], *, tables: bool) -> sql.Composable:
+            if not patterns:
+                return sql.SQL("false")
+            clauses = []
+            for pattern in patterns:
+                regexes = name_regexes(pattern, qualified=tables)
+                if not tables:
+                    clauses.append(sql.SQL("n.nspname ~ {}{}").format(regexes.name, collate))
+                    continue
+                where = (
+                    sql.SQL("pg_catalog.pg_table_is_visible(c.oid)")
+                    if regexes.schema is None
+                    else sql.SQL("n.nspname ~ {}{}").format(regexes.schema, collate)
+                )
+                clauses.append(
+                    sql.SQL("({} AND c.relname ~ {}{})").format(where, regexes.name, collate)
+                )
+            return sql.SQL("(") + sql.SQL(" OR ").join(clauses) + sql.SQL(")")
+
+        if scope.tables:
+            selected = matches(scope.tables, tables=True)
+        else:
+            selected = sql.SQL("({} AND NOT {})").format(
+                matches(scope.schemas, tables=False) if scope.schemas else sql.SQL("true"),
+                matches(scope.exclude_schemas, tables=False),
+            )
+        query = sql.SQL(
+            "SELECT n.nspname, c.relname, c.relkind::text, {data_excluded},"
+            " pg_catalog.has_schema_privilege(n.oid, 'USAGE'),"
+            " CASE WHEN c.relkind = 'S'"
+            "  THEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT, USAGE')"
+            "  ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') END,"
+            " c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls"
+            "  OR pg_catalog.pg_has_role(c.relowner, 'USAGE'))"
+            " FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_roles r ON r.rolname = current_user"
+            " WHERE c.relkind IN ('r', 'p', 'S')"
+            "  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
+            # an extension's own tables are created by CREATE EXTENSION, not dumped
+            "  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d"
+            "   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid"
+            "    AND d.deptype = 'e')"
+            "  AND {selected} AND NOT {excluded}"
+            " ORDER BY 1, 2"
+        ).format(
+            data_excluded=matches(scope.exclude_table_data, tables=True),
+            selected=selected,
+            excluded=matches(scope.exclude_tables, tables=True),
+        )
+        rows = db.execute(query).fetchall()
+        version = db.info.server_version
+    found = []
+    for schema, name, kind, data_excluded, usable, readable, row_security in rows:
+        problem = None
+        if not usable:
+            problem = f"no USAGE on schema {schema}"
+        elif not readable:
+            problem = "no SELECT"
+        elif row_security and not data_excluded:
+            problem = "row-level security, which the role may not bypass"
+        found.append(ScopedTable(str(schema), str(name), str(kind), bool(data_excluded), problem))
+    return ScopeAccess(role, version, found)

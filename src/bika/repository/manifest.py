@@ -65,6 +65,57 @@ class Source(_Model):
     )
 
 
+class TableName(_Model):
+    schema_: str = Field(alias="schema")
+    name: str
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema_}.{self.name}"
+
+
+class Scope(_Model):
+    """What the backup covers: pg_dump's selection patterns as given (all empty: the whole
+    database), and the tables whose data they left out, so that a restore, a drill or
+    monitoring tells a table left out on purpose from one that went missing."""
+
+    schema_: list[str] = Field(default_factory=list, alias="schema")
+    exclude_schema: list[str] = Field(default_factory=list)
+    table: list[str] = Field(default_factory=list)
+    exclude_table: list[str] = Field(default_factory=list)
+    exclude_table_data: list[str] = Field(default_factory=list)
+    tables_without_data: list[TableName] = Field(
+        default_factory=list,
+        description="tables dumped without their rows (exclude_table_data), as resolved at"
+        " backup time: restored empty",
+    )
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @property
+    def whole(self) -> bool:
+        return not (
+            self.schema_
+            or self.exclude_schema
+            or self.table
+            or self.exclude_table
+            or self.exclude_table_data
+        )
+
+    def options(self) -> list[str]:
+        """The patterns as pg_dump options, for people: `--exclude-table-data=public.log`."""
+        given = (
+            ("--schema", self.schema_),
+            ("--exclude-schema", self.exclude_schema),
+            ("--table", self.table),
+            ("--exclude-table", self.exclude_table),
+            ("--exclude-table-data", self.exclude_table_data),
+        )
+        return [f"{option}={pattern}" for option, patterns in given for pattern in patterns]
+
+
 class Roles(_Model):
     status: Literal["saved", "skipped"]
     detail: str = ""
@@ -89,6 +140,7 @@ class Manifest(_Model):
     tables: list[TableStats]
     large_objects: LargeObjects = LargeObjects()
     roles: Roles
+    scope: Scope = Scope()
 
     @property
     def stored_size(self) -> int:
