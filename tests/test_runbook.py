@@ -4,11 +4,15 @@ run of `bika runbook` on a real repository with a backup and a drill."""
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from conftest import PASSWORD
+from pydantic import BaseModel
 
 from bika import runbook
 from bika.monitor import History
@@ -85,6 +89,40 @@ def test_a_backup_without_a_recorded_scope_says_it_is_whole() -> None:
     assert "Role passwords" in text
 
 
+class _Scope(BaseModel):
+    """The shape of the manifest's `scope` (pg_dump's limits), as the scope branch records it."""
+
+    exclude_table: list[str] = []
+    exclude_table_data: list[str] = []
+
+    @property
+    def whole(self) -> bool:
+        return not (self.exclude_table or self.exclude_table_data)
+
+    def options(self) -> list[str]:
+        return [f"--exclude-table={p}" for p in self.exclude_table] + [
+            f"--exclude-table-data={p}" for p in self.exclude_table_data
+        ]
+
+
+class _ScopedManifest(Manifest):
+    scope: _Scope = _Scope()
+
+
+def test_a_limited_scope_lists_what_the_backup_leaves_out() -> None:
+    data = manifest(1).model_dump(by_alias=True)
+    limited = _ScopedManifest.model_validate(
+        {**data, "scope": {"exclude_table": ["audit.*"], "exclude_table_data": ["public.log"]}}
+    )
+    text = runbook.markdown(_facts(History(NOW, [limited])))
+    assert "was taken with these pg\\_dump limits" in text
+    assert "- `--exclude-table=audit.*`" in text
+    assert "- `--exclude-table-data=public.log`" in text
+    assert "there without their rows" in text
+    whole = _ScopedManifest.model_validate({**data, "scope": {}})
+    assert "holds the whole database." in runbook.markdown(_facts(History(NOW, [whole])))
+
+
 def test_hostile_names_stay_data_in_markdown_and_html() -> None:
     hostile: Manifest = manifest(1, database="x`<script>alert(1)</script>\x1b[2J")
     history = History(NOW, [hostile], drills=[drill(hostile, 0.01)])
@@ -111,7 +149,8 @@ def test_bika_runbook_on_a_real_repository(
     )
     assert drilled.returncode == 0, drilled.stderr
 
-    env = {"BIKA_DATABASE_URL": url}
+    secret = "topsecret-storage-value"
+    env = {"BIKA_DATABASE_URL": url, "BIKA_STORAGE__SECRET_ACCESS_KEY": secret}
     result = run_bika("runbook", "--repo", str(keyed_repo.repo), "--markdown", env=env)
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -120,7 +159,14 @@ def test_bika_runbook_on_a_real_repository(
     assert hashlib.sha256(keyed_repo.recipient.encode()).hexdigest()[:12] in text
     assert "RTO" in text and "RPO now" in text
     assert "UNPROVEN" not in text
-    assert PASSWORD not in text + result.stderr
+    assert "Set in this configuration: `BIKA_STORAGE__SECRET_ACCESS_KEY`" in text
+    assert PASSWORD not in text + result.stderr and secret not in text + result.stderr
+    # the fingerprint command the runbook gives names this repository's key
+    command = re.search(r"`(printf .*?)`", text)
+    assert command is not None
+    shell = command.group(1).replace("KEY", shlex.quote(str(keyed_repo.key)))
+    printed = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True)
+    assert f"fingerprint `{printed.stdout.strip()}`: `{keyed_repo.recipient}`" in text
 
     page = tmp_path / "runbook.html"
     written = run_bika(
@@ -130,4 +176,4 @@ def test_bika_runbook_on_a_real_repository(
     assert written.stdout == ""
     html = page.read_text()
     assert html.startswith("<!doctype html>") and backup_id in html
-    assert PASSWORD not in html
+    assert PASSWORD not in html and secret not in html
