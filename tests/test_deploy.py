@@ -21,6 +21,7 @@ from test_monitor import NOW, drill, manifest
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "bika-alerts.yml"
+RULE_TESTS = DEPLOY / "prometheus" / "bika-alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "bika-dashboard.json"
 _METRIC = re.compile(r"\bbika_[a-z0-9_]+\b")
 
@@ -67,10 +68,20 @@ def test_alert_thresholds_match_bika_checks_defaults() -> None:
     assert 'level="error"' in expressions["BikaCheckError"]
 
 
+def test_the_rules_unit_tests_feed_only_metrics_bika_exposes() -> None:
+    document = yaml.safe_load(RULE_TESTS.read_text())
+    series = [s["series"] for test in document["tests"] for s in test["input_series"]]
+    assert {name for s in series for name in _METRIC.findall(s)} <= _exposed()
+    tested = {a["alertname"] for test in document["tests"] for a in test["alert_rule_test"]}
+    assert tested == {r["alert"] for r in _rules()}
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_alert_rules() -> None:
+@pytest.mark.parametrize("check", [["check", "rules", RULES], ["test", "rules", RULE_TESTS]])
+def test_promtool_accepts_the_alert_rules_and_their_unit_tests(check: list[object]) -> None:
+    """Each alert fires when it should and stays quiet before (bika-alerts.test.yml)."""
     result = subprocess.run(
-        ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+        ["promtool", *map(str, check)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
