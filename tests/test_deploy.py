@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 import yaml
 
 from bika import metrics
+from bika.config import CheckConfig
 from bika.findings import Finding
 from bika.monitor import History, RunEvent
+from bika.units import parse_duration
 
 from test_monitor import NOW, drill, manifest
 
@@ -63,8 +66,11 @@ def test_alert_rules_query_only_metrics_bika_exposes() -> None:
 
 def test_alert_thresholds_match_bika_checks_defaults() -> None:
     expressions = {r["alert"]: r["expr"] for r in _rules()}
-    assert "25 * 3600" in expressions["BikaBackupMissing"]
-    assert "35 * 86400" in expressions["BikaDrillMissing"]
+    defaults = CheckConfig()
+    hours = parse_duration(defaults.max_age) // timedelta(hours=1)
+    days = parse_duration(defaults.drill_max_age) // timedelta(days=1)
+    assert f"> {hours} * 3600" in expressions["BikaBackupMissing"]
+    assert f"> {days} * 86400" in expressions["BikaDrillMissing"]
     assert 'level="error"' in expressions["BikaCheckError"]
 
 
