@@ -258,7 +258,7 @@ app.sections = (
     ("Back up", ("init", "backup", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
-    ("Restore", ("restore",)),
+    ("Restore", ("restore", "runbook")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
 
