@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -82,7 +81,6 @@ def test_the_rules_unit_tests_feed_only_metrics_bika_exposes() -> None:
     assert tested == {r["alert"] for r in _rules()}
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 @pytest.mark.parametrize("check", [["check", "rules", RULES], ["test", "rules", RULE_TESTS]])
 def test_promtool_accepts_the_alert_rules_and_their_unit_tests(check: list[object]) -> None:
     """Each alert fires when it should and stays quiet before (bika-alerts.test.yml)."""
