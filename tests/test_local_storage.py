@@ -52,11 +52,14 @@ def _fill(folder: Path, leave: int) -> None:
 
 
 def _everything(root: Path) -> list[str]:
-    """Every file and folder under root, but the run log (a failed run is logged, on purpose)."""
+    """Every file and folder under root, but the run log (a failed run is logged, on purpose)
+    and an empty top-level folder (backups/ stays for the next backup, as a cloud prefix would
+    not exist at all)."""
     return sorted(
         str(p.relative_to(root))
         for p in root.rglob("*")
         if p.relative_to(root).parts[0] != "events"
+        and not (p.parent == root and p.is_dir() and not any(p.iterdir()))
     )
 
 
