@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from bika.errors import ConfigError
+from bika.pids import alive
 from bika.postgres import watchdog
 
 PREFIX = "bika-"
@@ -100,10 +101,10 @@ def _owner_alive(path: Path) -> bool:
         # written right after the folder is made: a folder without one is either being made
         # now (its pid is alive) or was abandoned in that instant
         found = _NAME.fullmatch(path.name)
-        return found is not None and watchdog._alive(int(found.group(1)))
+        return found is not None and alive(int(found.group(1)))
     except (OSError, ValueError):
         return False
-    if not watchdog._alive(pid):
+    if not alive(pid):
         return False
     # the pid may have been reused since: the owner's start time tells
     return started in ("-", _start_time(pid))

@@ -31,6 +31,7 @@ from psycopg import sql
 
 from bika import scratch
 from bika.errors import PostgresError
+from bika.pids import alive
 from bika.postgres import binaries
 from bika.postgres.process import die_with_parent
 
@@ -254,7 +255,7 @@ class Cluster:
             pid = int(first)
         except (OSError, ValueError):
             return None
-        if not _alive(pid):
+        if not alive(pid):
             return None
         # A stale postmaster.pid may name a pid reused by another program; the postmaster's
         # working directory is its data folder, which identifies it (where /proc exists).
@@ -295,7 +296,7 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + STOP_TIMEOUT
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
     def _paths(self) -> list[str]:
@@ -586,16 +587,6 @@ def _free_port(host: str) -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _conf_quote(value: str) -> str:

@@ -82,6 +82,7 @@ def _serves(pid: int, data_dir: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    # bika.pids.alive, copied: this program runs with the standard library only
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bika import clock
 from bika.errors import ObjectNotFound, RepositoryLocked
+from bika.pids import alive
 from bika.repository.repository import Repository
 
 LOCKS = "locks/"
@@ -129,17 +130,7 @@ def _stale(record: LockRecord | None, now: datetime) -> bool:
         return False  # unreadable: leave it to --break-lock rather than guess
     if record.expires_at <= now:
         return True
-    return record.host == host_name() and not _alive(record.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return record.host == host_name() and not alive(record.pid)
 
 
 @contextmanager
