@@ -108,13 +108,21 @@ def test_no_command_is_a_usage_error_of_one_line(keyed_repo: KeyedRepo) -> None:
     assert keyed_repo.list() == []
 
 
-def test_a_misspelt_command_fails_before_any_backup(keyed_repo: KeyedRepo) -> None:
-    result = run_bika(
-        "run", "--repo", str(keyed_repo.repo), "--db", "postgresql://nowhere/db", "--",
-        "supabsae", "db", "push",
-    )  # fmt: skip
-    assert result.returncode == 127
-    assert_clean_error(result, "command not found: 'supabsae'")
+def test_a_misspelt_or_unexecutable_command_fails_before_any_backup(
+    keyed_repo: KeyedRepo, tmp_path: Path
+) -> None:
+    script = tmp_path / "migrate.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")  # not made executable
+    for command, code, said in (
+        ("supabsae", 127, "command not found: 'supabsae'"),
+        (str(script), 126, "is not executable"),
+    ):
+        result = run_bika(
+            "run", "--repo", str(keyed_repo.repo), "--db", "postgresql://nowhere/db", "--",
+            command, "db", "push",
+        )  # fmt: skip
+        assert result.returncode == code, result.stderr
+        assert_clean_error(result, said)
     assert keyed_repo.list() == []
 
 

@@ -59,9 +59,12 @@ def run_foreground(command: Sequence[str]) -> int:
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     handlers = {signum: signal.getsignal(signum) for signum in FORWARDED}
     try:
-        pid = os.posix_spawn(
-            executable, list(command), os.environ, setsigmask=mask, setsigdef=_RESTORED
-        )
+        try:
+            pid = os.posix_spawn(
+                executable, list(command), os.environ, setsigmask=mask, setsigdef=_RESTORED
+            )
+        except OSError as exc:  # a script without #! line (ENOEXEC), a wrong architecture
+            raise CommandNotExecutable(f"cannot run {command[0]!r}: {exc.strerror}") from exc
 
         def forward(signum: int, frame: FrameType | None) -> None:
             # one delivered to another thread, which does not block it: no sender to tell
@@ -70,6 +73,9 @@ def run_foreground(command: Sequence[str]) -> int:
         for signum in FORWARDED:
             if handlers[signum] is not signal.SIG_IGN:
                 signal.signal(signum, forward)
+        if not hasattr(signal, "sigtimedwait"):  # macOS: no sender to tell, all are forwarded
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return exit_code(os.waitpid(pid, 0)[1])
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
