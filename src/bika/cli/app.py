@@ -255,7 +255,7 @@ def app() -> None:
 
 
 app.sections = (
-    ("Back up", ("init", "backup", "copy", "prune", "schedule", "daemon")),
+    ("Back up", ("init", "backup", "run", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore", "runbook")),

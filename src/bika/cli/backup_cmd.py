@@ -5,6 +5,9 @@ Nothing is listed until the manifest is written; a failure leaves no visible bac
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from bika.cli import json_shapes
@@ -23,47 +26,92 @@ from bika.cli.progress import stream_progress
 from bika.cli.render import print_json
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
+from bika.repository import Manifest, Repository
 from bika.repository.manifest import KINDS
 from bika.units import count, size
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def backup_options(default_kind: str) -> Callable[[F], F]:
+    """bika backup's options (--repo, --db, --kind, --label, --compression-level, --pg-bin-dir
+    and the scope), shared with `bika run`, which takes the same backup before its command."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(
+            [
+                repo_option,
+                db_option,
+                click.option(
+                    "--kind",
+                    type=click.Choice(KINDS),
+                    default=default_kind,
+                    show_default=True,
+                    help="what the backup is for; kinds have their own retention",
+                ),
+                click.option("--label", metavar="TEXT", help="free text kept in the manifest"),
+                click.option(
+                    "--compression-level",
+                    type=click.IntRange(1, 22),
+                    metavar="1-22",
+                    help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
+                ),
+                pg_bin_option,
+                click.option(
+                    "--schema",
+                    multiple=True,
+                    metavar="PATTERN",
+                    help="only schemas matching (pg_dump -n)",
+                ),
+                click.option(
+                    "--exclude-schema",
+                    multiple=True,
+                    metavar="PATTERN",
+                    help="leave schemas out (pg_dump -N)",
+                ),
+                click.option(
+                    "--table",
+                    multiple=True,
+                    metavar="PATTERN",
+                    help="only tables matching (pg_dump -t)",
+                ),
+                click.option(
+                    "--exclude-table",
+                    multiple=True,
+                    metavar="PATTERN",
+                    help="leave tables out (pg_dump -T)",
+                ),
+                click.option(
+                    "--exclude-table-data",
+                    multiple=True,
+                    metavar="PATTERN",
+                    help="keep these tables' definitions, not their rows",
+                ),
+            ]
+        ):
+            func = option(func)
+        return func
+
+    return decorate
+
 
 @app.command("backup")
-@repo_option
-@db_option
-@click.option(
-    "--kind",
-    type=click.Choice(KINDS),
-    default="manual",
-    show_default=True,
-    help="what the backup is for; kinds have their own retention",
-)
-@click.option("--label", metavar="TEXT", help="free text kept in the manifest")
-@click.option(
-    "--compression-level",
-    type=click.IntRange(1, 22),
-    metavar="1-22",
-    help="zstd level (default 3) [env: BIKA_COMPRESSION_LEVEL]",
-)
-@pg_bin_option
-@click.option(
-    "--schema", multiple=True, metavar="PATTERN", help="only schemas matching (pg_dump -n)"
-)
-@click.option(
-    "--exclude-schema", multiple=True, metavar="PATTERN", help="leave schemas out (pg_dump -N)"
-)
-@click.option("--table", multiple=True, metavar="PATTERN", help="only tables matching (pg_dump -t)")
-@click.option(
-    "--exclude-table", multiple=True, metavar="PATTERN", help="leave tables out (pg_dump -T)"
-)
-@click.option(
-    "--exclude-table-data",
-    multiple=True,
-    metavar="PATTERN",
-    help="keep these tables' definitions, not their rows",
-)
-@logged("backup")
+@backup_options(default_kind="manual")
 @json_option
-def backup(
+def backup(as_json: bool, **options: Any) -> None:
+    """Back up a database: pg_dump → zstd → age → repository.
+
+    The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
+    are recorded in the manifest, so that drills and monitoring know what was left out."""
+    repository, manifest = backed_up(**options)
+    if as_json:
+        print_json(json_shapes.backup_result(repository, manifest))
+    else:
+        STATE.out.print(manifest.id)
+
+
+@logged("backup")
+def backed_up(
     repo: str | None,
     db: str | None,
     kind: str,
@@ -75,12 +123,8 @@ def backup(
     table: tuple[str, ...],
     exclude_table: tuple[str, ...],
     exclude_table_data: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Back up a database: pg_dump → zstd → age → repository.
-
-    The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
-    are recorded in the manifest, so that drills and monitoring know what was left out."""
+) -> tuple[Repository, Manifest]:
+    """Take one backup as `bika backup` does (progress, notes, run log, heartbeat and alert)."""
     settings = STATE.settings(
         repo=repo,
         database_url=db,
@@ -123,7 +167,4 @@ def backup(
         f" in {seconds:.1f}s",
         backup_id=manifest.id,
     )
-    if as_json:
-        print_json(json_shapes.backup_result(repository, manifest))
-    else:
-        STATE.out.print(manifest.id)
+    return repository, manifest

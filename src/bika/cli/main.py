@@ -28,6 +28,7 @@ from bika.cli import (  # noqa: F401
     list_cmd,
     prune_cmd,
     restore_cmd,
+    run_cmd,
     runbook_cmd,
     schedule_cmd,
     verify_cmd,
