@@ -331,7 +331,7 @@ def start_cluster(
     further postgresql.conf settings, applied last.
     """
     bin_dir = binaries.find_bin_dir(bin_dir)
-    initdb = str(binaries.tool("initdb", bin_dir))
+    binaries.tool("initdb", bin_dir)
     binaries.tool("pg_ctl", bin_dir)
     version = binaries.tool_version(binaries.tool("postgres", bin_dir))
     extra = {**(FAST_SETTINGS if fast else {}), **(settings or {})}
@@ -344,6 +344,8 @@ def start_cluster(
     if os_user is not None:
         scratch.share_with_group(scratch_dir, os_user.pw_gid)
         bin_dir = _server_programs(bin_dir, os_user, scratch_dir)
+    # as root, from the linked copy the server's OS user may enter, not from bika's environment
+    initdb = str(binaries.tool("initdb", bin_dir))
     root = Path(tempfile.mkdtemp(prefix="pg-", dir=scratch_dir)).resolve()
     cluster: Cluster | None = None
     try:
