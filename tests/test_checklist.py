@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bika import monitor
-from bika.checklist import checklist, markdown
+from bika.checklist import checklist, html, markdown
 from bika.monitor import History
 
 from test_monitor import NOW, daily, drill, manifest
@@ -50,3 +50,12 @@ def test_running_and_sizes_unticked_when_backups_stopped_or_jumped() -> None:
     items = _items(History(NOW, jumped))
     ticked, evidence = items["Check backup sizes (should be consistent)"]
     assert not ticked and "dumped size" in evidence
+
+
+def test_html_checklist_escapes_and_plots() -> None:
+    backups = daily(4)
+    history = History(NOW, backups, drills=[drill(backups[-1], 2)])
+    page = html(checklist(history, monitor.evaluate(history)), "<repo>", history)
+    assert page.count("☑") + page.count("☐") == 5
+    assert "&lt;repo&gt;" in page and "<repo>" not in page
+    assert page.count("<svg") == 2

@@ -100,3 +100,12 @@ def test_exports_parse_and_run_the_same_chain() -> None:
     assert any(s.get("run") == "bika backup --kind daily && bika prune" for s in steps)
     units = export("systemd", found, config, bika="/usr/bin/bika")
     assert "OnCalendar=*-*-* 2:0:00 UTC" in units and "Persistent=true" in units
+
+
+def test_the_runbook_is_written_after_each_drill() -> None:
+    config = ScheduleConfig(runbook="/srv/dr/RUNBOOK.md")
+    drill = {j.name: j for j in jobs(config, has_identity=True, has_copy=False)}["drill"]
+    assert drill.steps == (
+        ("drill", "latest"),
+        ("runbook", "--markdown", "--output", "/srv/dr/RUNBOOK.md"),
+    )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html import escape
 
 from bika.findings import Finding
 from bika.monitor import History
+from bika.report import chart
 from bika.units import size
 
 MONTH = timedelta(days=31)
@@ -113,3 +115,28 @@ def markdown(items: list[Item], repository: str, now: datetime) -> str:
     for item in items:
         lines.append(f"- [{'x' if item.ticked else ' '}] {item.text} — {item.evidence}")
     return "\n".join(lines) + "\n"
+
+
+def html(items: list[Item], repository: str, history: History) -> str:
+    """The same checklist as a page, with the plots of backup size and duration over time."""
+    ordered = sorted(history.manifests, key=lambda m: m.finished_at)
+    boxes = "".join(
+        f"<li>{'☑' if item.ticked else '☐'} <b>{escape(item.text)}</b> —"
+        f" {escape(item.evidence)}</li>"
+        for item in items
+    )
+    plots = chart(
+        "stored size", [(m.finished_at, m.stored_size) for m in ordered], lambda v: size(int(v))
+    ) + chart(
+        "backup duration",
+        [(m.finished_at, (m.finished_at - m.started_at).total_seconds()) for m in ordered],
+        lambda v: f"{v:.0f} s",
+    )
+    title = f"Weekly backup checklist — {escape(repository)}"
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        "<style>body{font:14px/1.5 system-ui,sans-serif;margin:1.5em}li{list-style:none}"
+        "figure{display:inline-block;margin:0 1.5em 1em 0}</style></head><body>"
+        f"<h1>{title}</h1><p>Checked {escape(_when(history.now))} by bika.</p>"
+        f"<ul>{boxes}</ul>{plots}</body></html>\n"
+    )

@@ -33,6 +33,9 @@ class ScheduleConfig(BaseModel):
     without an identity."""
     drill: str = "0 4 1 * *"
     """A drill of the newest backup (monthly by default); needs the identity."""
+    runbook: str = ""
+    """A file the disaster-recovery runbook (Markdown) is written to after each passed drill
+    (a .html name gets HTML); empty: none."""
     timezone: str = "UTC"
     """Time zone of the cron expressions."""
 
@@ -79,7 +82,11 @@ def jobs(config: ScheduleConfig, *, has_identity: bool, has_copy: bool) -> list[
         verify = ("verify", "--read-data-subset", "15%") if has_identity else ("verify",)
         found.append(Job("verify", config.verify, (verify,)))
     if config.drill and has_identity:
-        found.append(Job("drill", config.drill, (("drill", "latest"),)))
+        drill: list[tuple[str, ...]] = [("drill", "latest")]
+        if config.runbook:
+            form = "--html" if config.runbook.endswith(".html") else "--markdown"
+            drill.append(("runbook", form, "--output", config.runbook))
+        found.append(Job("drill", config.drill, tuple(drill)))
     return found
 
 

@@ -11,6 +11,7 @@ import click
 from rich.text import Text
 
 from bika.checklist import checklist
+from bika.checklist import html as render_html
 from bika.checklist import markdown as render_markdown
 from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_other_storage, open_repository, repo_option
@@ -112,7 +113,8 @@ def _unknown(where: str, why: str, as_json: bool) -> None:
 @app.command("checklist")
 @repo_option
 @click.option("--markdown", is_flag=True, help="Markdown, to paste into a compliance record")
-def checklist_command(repo: str | None, markdown: bool) -> None:
+@click.option("--html", "as_html", is_flag=True, help="an HTML page, with size and duration plots")
+def checklist_command(repo: str | None, markdown: bool, as_html: bool) -> None:
     """The backup procedure's weekly checklist, each box ticked from facts, with the evidence.
     Exit 0 when every box is ticked, 1 otherwise."""
     settings = STATE.settings(repo=repo)
@@ -120,7 +122,9 @@ def checklist_command(repo: str | None, markdown: bool) -> None:
 
     report = report_for(settings, repository)
     items = checklist(report.history, report.findings)
-    if markdown:
+    if as_html:
+        STATE.out.file.write(render_html(items, report.repository, report.history))
+    elif markdown:
         STATE.out.file.write(render_markdown(items, report.repository, report.checked_at))
     else:
         for item in items:
