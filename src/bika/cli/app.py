@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -25,8 +26,6 @@ from bika import log
 from bika.cli.render import JSON, console
 from bika.config import Settings, StorageConfig, load_settings
 from bika.errors import BikaError, RepositoryError
-from bika.notify import Message, ping, send
-from bika.operations.check import record_status
 from bika.operations.runlog import Run, recorded
 from bika.postgres.connection import redact
 from bika.repository import Repository
@@ -186,9 +185,20 @@ class BikaGroup(click.Group):
     # section title → command names, in the order a user meets them
     sections: Sequence[tuple[str, Sequence[str]]] = ()
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            importlib.import_module(self.lazy[cmd_name])
+        return self.commands.get(cmd_name)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(make() for make in GLOBAL_OPTIONS)
+        # command name → the module that defines it, imported when the command is used (so a
+        # command pays only for its own imports; `bika --help` imports them all)
+        self.lazy: dict[str, str] = {}
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         _format_split_options(self, ctx, formatter)
@@ -261,6 +271,28 @@ app.sections = (
     ("Restore", ("restore", "runbook")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
+app.lazy = {
+    name: f"bika.cli.{module}_cmd"
+    for module, names in {
+        "backup": ("backup",),
+        "run": ("run",),
+        "copy": ("copy",),
+        "prune": ("prune",),
+        "schedule": ("schedule", "daemon"),
+        "list": ("list", "show"),
+        "verify": ("verify",),
+        "drill": ("drill",),
+        "check": ("check", "checklist", "report"),
+        "restore": ("restore",),
+        "runbook": ("runbook",),
+        "key": ("key", "init"),
+        "config": ("config",),
+        "doctor": ("doctor",),
+        "demo": ("demo",),
+        "completion": ("completion",),
+    }.items()
+    for name in names
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -319,6 +351,10 @@ def logged(command: str) -> Callable[[F], F]:
 def _after_backup(run: Run | None, failure: str | None) -> None:
     """The dead-man's switch after every backup, and an alert after every failed one; neither
     ever fails the backup (an interrupted backup sends nothing: someone stopped it)."""
+    # imported here: apprise and the monitoring rules cost every other command's start-up
+    from bika.notify import Message, ping, send
+    from bika.operations.check import record_status
+
     try:
         settings = STATE.settings()
     except BikaError:

@@ -14,26 +14,8 @@ from types import FrameType
 
 import click
 
-from bika.cli import (  # noqa: F401
-    backup_cmd,
-    check_cmd,
-    completion_cmd,
-    config_cmd,
-    copy_cmd,
-    demo_cmd,
-    doctor_cmd,
-    drill_cmd,
-    json_shapes,
-    key_cmd,
-    list_cmd,
-    prune_cmd,
-    restore_cmd,
-    run_cmd,
-    runbook_cmd,
-    schedule_cmd,
-    verify_cmd,
-)
 from bika.cli.app import STATE, app
+from bika.cli.completion_cmd import COMPLETE_VAR
 from bika.cli.render import JSON, print_json, text
 from bika.errors import BikaError, Terminated
 from bika.log import CONSOLE
@@ -57,8 +39,8 @@ def run(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         # a terminal that cannot show "→" gets "\u2192", not a UnicodeEncodeError
         stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    if os.environ.get(completion_cmd.COMPLETE_VAR):
-        app.main(args, prog_name="bika", complete_var=completion_cmd.COMPLETE_VAR)
+    if os.environ.get(COMPLETE_VAR):
+        app.main(args, prog_name="bika", complete_var=COMPLETE_VAR)
     try:
         code = _main(args, debug)
     except BrokenPipeError:
@@ -111,7 +93,9 @@ def _error(kind: str, message: str, code: int) -> int:
     under --json also restic's exit_error document on stdout, unless a result is there."""
     said = redact(_one_line(message))
     if JSON.requested and not JSON.written:
-        print_json(json_shapes.exit_error(code, said))
+        from bika.cli.json_shapes import exit_error  # with every shape: only when needed
+
+        print_json(exit_error(code, said))
     line = f"{kind}: {said}" if kind else said
     print(f"bika: {text(line)}", file=sys.stderr)
     # and into --log-file, if the run got as far as setting it up
