@@ -245,3 +245,11 @@ def test_exit_codes_follow_nagios() -> None:
     assert of("warn", "error", "unknown") == 2
     assert of("unknown", "ok") == 3
     assert of("unknown", "warn") == 1
+
+
+def test_a_week_without_a_backup_warns_as_a_missing_weekly() -> None:
+    backups = daily(2)
+    history = History(NOW, backups, retention_overdue=[], missing_roles=["weekly 2026-W47"])
+    findings = monitor.retention(history)
+    assert levels(findings, "retention") == ["warn"]
+    assert "weekly 2026-W47" in findings[0].message

@@ -18,6 +18,7 @@ from bika.retention import (
     Policy,
     Rule,
     decide,
+    missing_roles,
     month_of,
     role_holders,
     roles_of_new,
@@ -220,3 +221,16 @@ def test_durations_parse_as_restic_writes_them(text: str, expected: timedelta) -
 def test_a_duration_that_is_not_one_is_refused_with_the_fix(text: str) -> None:
     with pytest.raises(ConfigError, match="30d"):
         parse_duration(text)
+
+
+def test_a_week_or_month_without_any_backup_is_a_missing_role() -> None:
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # a Thursday of 2026-W49
+    nightly = [now - timedelta(days=d) for d in range(1, 60) if not 10 <= d <= 18]
+    backups = [Backup(f"b{i}", "daily", t) for i, t in enumerate(sorted(nightly))]
+    policy = DEFAULT_POLICY
+    missing = missing_roles(backups, policy, now)
+    # 2026-11-15 … 2026-11-23 had no backup: all of week 47 (16–22 Nov) is empty
+    assert missing == ["weekly 2026-W47"]
+    assert missing_roles(backups[-5:], policy, now) == []  # a young repository lacks nothing
+    every_night = [Backup(f"n{d}", "daily", now - timedelta(days=d)) for d in range(1, 400)]
+    assert missing_roles(every_night, policy, now) == []

@@ -73,6 +73,8 @@ class History:
     """The second repository's backups; None when none is configured."""
     retention_overdue: Sequence[tuple[str, str]] | None = None
     """Backups the retention policy would drop, (id, rule); None when no policy was given."""
+    missing_roles: Sequence[str] = ()
+    """Weeks and months inside their retention window that no backup stands for."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -359,21 +361,36 @@ def copies(history: History) -> list[Finding]:
 
 
 def retention(history: History) -> list[Finding]:
-    """Backups the retention policy would have dropped are still there: warning."""
+    """Backups the retention policy would have dropped are still there, or a week or month in
+    its window has no backup to be its weekly/monthly: warning."""
     if history.retention_overdue is None:
         return []
-    if not history.retention_overdue:
-        return [Finding("ok", "retention", "what the repository holds follows the policy")]
-    ids = [backup_id for backup_id, _ in history.retention_overdue]
-    return [
-        Finding(
-            "warn",
-            "retention",
-            f"{len(ids)} backup(s) are older than the retention policy keeps, oldest {ids[0]}",
-            fix="bika prune --dry-run, then bika prune",
-            facts={"overdue": ids},
+    findings = []
+    if history.retention_overdue:
+        ids = [backup_id for backup_id, _ in history.retention_overdue]
+        findings.append(
+            Finding(
+                "warn",
+                "retention",
+                f"{len(ids)} backup(s) are older than the retention policy keeps, oldest {ids[0]}",
+                fix="bika prune --dry-run, then bika prune",
+                facts={"overdue": ids},
+            )
         )
-    ]
+    if history.missing_roles:
+        gaps = list(history.missing_roles)
+        findings.append(
+            Finding(
+                "warn",
+                "retention",
+                f"no backup stands for {', '.join(gaps[:3])}"
+                + (f" and {len(gaps) - 3} more" if len(gaps) > 3 else "")
+                + " (no backup was taken then)",
+                fix="check the schedule; a week or month without a backup has no weekly/monthly",
+                facts={"missing": gaps},
+            )
+        )
+    return findings or [Finding("ok", "retention", "what the repository holds follows the policy")]
 
 
 def damaged(history: History) -> list[Finding]:

@@ -131,6 +131,32 @@ def role_holders(backups: Iterable[Backup]) -> dict[str, dict[str, Backup]]:
     return holders
 
 
+def missing_roles(backups: Iterable[Backup], policy: Policy, now: datetime) -> list[str]:
+    """The weeks and months inside their role's keep_days window that no backup stands for
+    (a week with no backup has no weekly): "weekly 2026-W46". Only whole periods that ended
+    after the first backup count, so a young repository is not short of anything."""
+    ordered = sorted(backups, key=_order)
+    if not ordered:
+        return []
+    first = ordered[0].started_at
+    missing = []
+    for role, period_of in PERIOD.items():
+        rule = policy.rule(role)
+        if rule is None or rule.keep_days is None:
+            continue
+        have = {period_of(b.started_at) for b in ordered}
+        moment = max(first, now - timedelta(days=rule.keep_days))
+        seen: set[str] = set()
+        while moment < now:
+            period = period_of(moment)
+            ended = period != period_of(now)  # the current period may still get its backup
+            if period not in seen and ended and period not in have and moment >= first:
+                missing.append(f"{role} {period}")
+            seen.add(period)
+            moment += timedelta(days=1)
+    return missing
+
+
 def roles_of_new(existing: Iterable[datetime], started: datetime) -> list[str]:
     """The roles a backup starting now takes, as far as it can be known before it runs: the
     first of its month is the monthly, the first of its week the weekly (a later explicit

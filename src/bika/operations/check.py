@@ -17,8 +17,8 @@ from bika.monitor import History, RunEvent, Thresholds, evaluate, last_status
 from bika.operations.runlog import recorded
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, latest_drills
-from bika.repository.events import read_events
-from bika.retention import Backup, Policy, decide
+from bika.repository.events import pending, read_events
+from bika.retention import Backup, Policy, decide, missing_roles
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,11 @@ def run_events(repository: Repository, since: datetime) -> list[RunEvent]:
             backup_ids=tuple(event.backup_ids),
             status=event.detail.get("status") if event.command == "check" else None,
         )
-        for event in read_events(repository.storage, repository.url, since=since)
+        for event in [
+            *read_events(repository.storage, repository.url, since=since),
+            # runs of this host that could not reach the repository yet (a failed backup)
+            *(e for _, _, e in pending(repository.url) if e.started_at >= since),
+        ]
     ]
 
 
@@ -58,6 +62,10 @@ def overdue(manifests: list[Manifest], policy: Policy, now: datetime) -> list[tu
         for d in decide(backups, policy, now - RETENTION_GRACE)
         if not d.keep
     ]
+
+
+def _backups(manifests: list[Manifest]) -> list[Backup]:
+    return [Backup(m.id, m.kind, m.started_at.astimezone(UTC)) for m in manifests]
 
 
 def read_history(
@@ -103,6 +111,7 @@ def read_history(
         copy_url=copy_url,
         copy_ids=copy_ids,
         retention_overdue=overdue(manifests, policy, now) if policy is not None else None,
+        missing_roles=missing_roles(_backups(manifests), policy, now) if policy else (),
         thresholds=thresholds or Thresholds(),
     )
     return history, problems
