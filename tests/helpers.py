@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,27 @@ def row_counts(url: str, tables: tuple[tuple[str, str], ...]) -> dict[str, int]:
             ).fetchone()[0]  # type: ignore[index]
             for schema, name in tables
         }
+
+
+def wait_for(
+    condition: Callable[[], bool], seconds: float = 20, what: str = "the condition"
+) -> None:
+    """Poll until condition() holds; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def wait_for_partial(
+    repo: Path, proc: subprocess.Popen[str], minimum: int = 1 << 20, seconds: float = 120
+) -> None:
+    """Until a running backup into a local repository has a temp object of `minimum` bytes:
+    the moment to interrupt it midstream."""
+
+    def partial() -> bool:
+        assert proc.poll() is None, "the backup finished before it could be interrupted"
+        temp = (repo / "backups").rglob(".tmp-*")
+        return any(p.stat().st_size >= minimum for p in temp if p.exists())
+
+    wait_for(partial, seconds, "a partial upload")

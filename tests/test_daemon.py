@@ -19,7 +19,7 @@ import psycopg
 
 from bika.postgres.cluster import Cluster
 
-from helpers import KeyedRepo, offline_env, run_bika
+from helpers import KeyedRepo, offline_env, run_bika, wait_for
 from storage.servers import free_port
 
 
@@ -34,15 +34,6 @@ def _descendants(pid: int) -> list[str]:
                     found.append(cmdline.replace(b"\0", b" ").decode())
                     found += _descendants(int(child))
     return found
-
-
-def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_runs_backups_on_schedule_and_stops_cleanly_on_sigterm(
@@ -73,7 +64,7 @@ def test_daemon_runs_backups_on_schedule_and_stops_cleanly_on_sigterm(
         env=env,
     )
     try:
-        _wait(lambda: len(keyed_repo.list()) >= 2, 60, "two scheduled backups")
+        wait_for(lambda: len(keyed_repo.list()) >= 2, 60, "two scheduled backups")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
             assert reply.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
@@ -81,7 +72,7 @@ def test_daemon_runs_backups_on_schedule_and_stops_cleanly_on_sigterm(
         # the next scheduled backup: SIGTERM as soon as its process runs (a backup of this
         # database takes seconds, so the signal lands mid-dump)
         before = {b["id"] for b in keyed_repo.list()}
-        _wait(lambda: any("pg_dump " in c for c in _descendants(daemon.pid)), 30, "a pg_dump")
+        wait_for(lambda: any("pg_dump " in c for c in _descendants(daemon.pid)), 30, "a pg_dump")
         time.sleep(0.2)
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=60)

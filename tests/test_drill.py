@@ -39,7 +39,7 @@ from bika.repository import Repository
 from bika.repository.drills import drill_history
 from bika.storage.local import LocalStorage
 
-from helpers import KeyedRepo, run_bika
+from helpers import KeyedRepo, run_bika, wait_for
 
 # -- with servers -------------------------------------------------------------------------
 
@@ -288,28 +288,21 @@ def test_a_table_is_handed_over_for_reading_once_its_load_and_exclusive_steps_co
             ConnInfo.parse(url), [groups, members, loans], handed.extend, steps=steps
         ) as watcher,
     ):
-        _wait_for(lambda: len(watcher.first_seen) == 3)
+        wait_for(lambda: len(watcher.first_seen) == 3)
         for table in ("groups", "members"):
             loader.execute(f"TRUNCATE TABLE ONLY public.{table}")
             loader.execute(f"INSERT INTO public.{table} SELECT generate_series(1, 500)")
         time.sleep(5 * LOAD_POLL_SECONDS)
         assert handed == []  # their rows are not visible yet: reading now would find none
         loader.commit()
-        _wait_for(lambda: handed == [groups])
+        wait_for(lambda: handed == [groups])
         loader.execute("ALTER TABLE public.members ADD CONSTRAINT members_pkey PRIMARY KEY (id)")
         time.sleep(5 * LOAD_POLL_SECONDS)
         assert handed == [groups]
         loader.commit()
-        _wait_for(lambda: handed == [groups, members])
+        wait_for(lambda: handed == [groups, members])
 
     assert watcher.added == {groups, members}  # loans never loaded: read at the end
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 # -- without servers ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from bika.crypto import generate_identity
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
 
-from helpers import KeyedRepo, assert_clean_error, run_bika
+from helpers import KeyedRepo, assert_clean_error, run_bika, wait_for_partial
 
 
 @pytest.fixture
@@ -98,23 +97,12 @@ def _start_backup(repo: KeyedRepo, url: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_partial(repo: Path, proc: subprocess.Popen[str], minimum: int = 1 << 20) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the backup finished before it could be interrupted"
-        partial = [p for p in (repo / "backups").rglob(".tmp-*") if p.stat().st_size >= minimum]
-        if partial:
-            return
-        time.sleep(0.02)
-    pytest.fail("no partial upload appeared")
-
-
 def test_backup_killed_midstream_leaves_no_visible_backup(
     backed_up: tuple[KeyedRepo, str, str], big_database: str
 ) -> None:
     repo, _, backup_id = backed_up
     proc = _start_backup(repo, big_database)
-    _wait_for_partial(repo.repo, proc)
+    wait_for_partial(repo.repo, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -126,7 +114,7 @@ def test_pg_dump_killed_midstream_fails_cleanly(
 ) -> None:
     repo, _, backup_id = backed_up
     proc = _start_backup(repo, big_database)
-    _wait_for_partial(repo.repo, proc)
+    wait_for_partial(repo.repo, proc)
     dumps = [c for c in psutil.Process(proc.pid).children() if c.name() == "pg_dump"]
     assert dumps, "pg_dump is not running"
     dumps[0].send_signal(signal.SIGKILL)

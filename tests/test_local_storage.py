@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from bika.errors import StorageError
 from bika.postgres.cluster import Cluster
 from bika.storage.local import LocalStorage
 
-from helpers import KeyedRepo, assert_clean_error, offline_env, run_bika
+from helpers import KeyedRepo, assert_clean_error, offline_env, run_bika, wait_for_partial
 
 
 @pytest.fixture
@@ -142,10 +141,7 @@ def test_ctrl_c_during_a_backup_leaves_no_backup_folder(
         env=env,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while not list((keyed_repo.repo / "backups").rglob(".tmp-*")):
-        assert proc.poll() is None and time.monotonic() < deadline, "no upload began"
-        time.sleep(0.01)
+    wait_for_partial(keyed_repo.repo, proc, minimum=0, seconds=60)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

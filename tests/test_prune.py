@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,7 @@ from bika.repository.repository import new_backup_id
 from bika.storage import StorageSettings, open_storage
 from bika.storage.local import LocalStorage
 
-from helpers import KeyedRepo, assert_clean_error, run_bika
+from helpers import KeyedRepo, assert_clean_error, run_bika, wait_for_partial
 from storage.servers import BUCKET, Server, moto_client, s3_env
 
 NOW = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)  # a Saturday
@@ -401,22 +400,12 @@ def _start_backup(repo: Path, url: str, env: dict[str, str] | None = None) -> su
     )
 
 
-def _wait_for_partial(repo: Path, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the backup finished before we could act"
-        if [p for p in (repo / "backups").rglob(".tmp-*") if p.stat().st_size > 1 << 20]:
-            return
-        time.sleep(0.02)
-    pytest.fail("no partial upload appeared")
-
-
 def test_leftovers_of_a_killed_backup_go_once_they_are_a_day_old(
     keyed_repo: KeyedRepo, slow_database: str
 ) -> None:
     repo = keyed_repo.repo
     proc = _start_backup(repo, slow_database)
-    _wait_for_partial(repo, proc)
+    wait_for_partial(repo, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     temp = list((repo / "backups").rglob(".tmp-*"))
@@ -439,7 +428,7 @@ def test_a_backup_running_while_prune_runs_keeps_its_backup(
     repo = keyed_repo.repo
     earlier = [backup(repo, database, "--kind", "daily") for _ in range(2)]
     proc = _start_backup(repo, slow_database)
-    _wait_for_partial(repo, proc)
+    wait_for_partial(repo, proc)
     # hold the backup where it is (its half-written artifact in place) while prune runs, so the
     # two overlap however fast this machine is
     os.killpg(proc.pid, signal.SIGSTOP)
