@@ -291,3 +291,12 @@ def test_a_misspelt_variable_is_warned_about(
         "BIKA_STORAGE__REGOIN is not a bika setting and is ignored;"
         " did you mean BIKA_STORAGE__REGION?"
     ]
+
+
+def test_bika_variables_that_are_not_settings_draw_no_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIKA_IDENTITY_PASSPHRASE", "x")
+    monkeypatch.setenv("BIKA_NOW", "2026-12-01T00:00:00+00:00")
+    load_settings(None)
+    assert "is not a bika setting" not in caplog.text

@@ -182,6 +182,24 @@ def test_retention_comes_from_bika_toml(keyed_repo: KeyedRepo, tmp_path: Path) -
     assert reason.endswith("manual: older than 90 days")
 
 
+def test_a_damaged_manifest_blinds_no_prune_and_its_backup_is_never_collected(
+    keyed_repo: KeyedRepo,
+) -> None:
+    repo = keyed_repo.repo
+    damaged = plant(repo, "daily", NOW - timedelta(days=40))
+    old = plant(repo, "daily", NOW - timedelta(days=20))
+    newest = plant(repo, "daily", NOW - timedelta(hours=1))
+    (repo / "backups" / damaged / "manifest.json").write_text('{"tables" ,,}')
+    gfs_off = ("--keep-weekly", "0", "--keep-monthly", "0")
+    # a year later, when every object of the damaged backup is old enough to look abandoned
+    report = prune(repo, *gfs_off, env=at(NOW + timedelta(days=365)))
+    assert verdicts(report)[old][0] is False and verdicts(report)[newest][0] is True
+    assert damaged not in verdicts(report)
+    assert any(damaged in note and "bika verify" in note for note in report["notes"])
+    assert report["leftovers"] == []
+    assert (repo / "backups" / damaged / "database.pgdump.zst.age").exists()
+
+
 def test_a_half_deleted_backup_is_invisible_and_the_next_prune_finishes_it(
     keyed_repo: KeyedRepo, immutable_file: Callable[[Path], None]
 ) -> None:

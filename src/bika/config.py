@@ -62,7 +62,15 @@ OLDER_NAMES: dict[str, tuple[str, ...]] = {
 
 
 # BIKA_ variables that are not settings: the CLI's own, and the test suite's (BIKA_TEST_*, …)
-NOT_SETTINGS = ("BIKA_CONFIG", "BIKA_DEBUG", "BIKA_LOG_FILE", "BIKA_LOG_FORMAT")
+# BIKA_ variables that are not settings: read where they are used (cli, clock.py, crypto.py)
+NOT_SETTINGS = (
+    "BIKA_CONFIG",
+    "BIKA_DEBUG",
+    "BIKA_LOG_FILE",
+    "BIKA_LOG_FORMAT",
+    "BIKA_NOW",
+    "BIKA_IDENTITY_PASSPHRASE",
+)
 NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE")
 
 _LOG = logging.getLogger(__name__)

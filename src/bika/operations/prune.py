@@ -113,7 +113,11 @@ def _plan(
         parts = info.key[len(top) :].split("/")
         if len(parts) >= 2:
             objects.setdefault(parts[0], []).append(info)
-    manifests = {m.id: m for m in repo.manifests()}
+    usable, damaged = repo.scan()
+    manifests = {m.id: m for m in usable}
+    # a backup whose manifest cannot be read is not judged, and never taken for a leftover
+    for bad in damaged:
+        report.notes.append(f"kept {bad.backup_id}: {bad.reason}; see bika verify {bad.backup_id}")
     decisions = decide(
         [Backup(m.id, m.kind, m.started_at.astimezone(UTC)) for m in manifests.values()],
         options.policy,
@@ -138,16 +142,18 @@ def _plan(
             )
         )
     report.notes.extend(_early_deletion(repo.url, report, manifests, options))
-    report.leftovers.extend(_leftovers(repo, objects, manifests, now))
+    unreadable = {bad.backup_id for bad in damaged}
+    report.leftovers.extend(_leftovers(repo, objects, {*manifests, *unreadable}, now))
     return objects
 
 
 def _leftovers(
     repo: Repository,
     objects: dict[str, list[ObjectInfo]],
-    manifests: dict[str, Manifest],
+    backups: set[str],
     now: datetime,
 ) -> list[Leftover]:
+    """What failed or killed runs left more than a day ago; `backups` have a manifest."""
     cutoff = now - LEFTOVER_AGE
     found: list[Leftover] = []
 
@@ -156,7 +162,7 @@ def _leftovers(
         return info.modified is not None and info.modified < cutoff
 
     for backup_id, owned in sorted(objects.items()):
-        if backup_id in manifests or not owned or not all(old(i) for i in owned):
+        if backup_id in backups or not owned or not all(old(i) for i in owned):
             continue
         for info in owned:
             why = (
