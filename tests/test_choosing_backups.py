@@ -64,7 +64,7 @@ def test_before_tells_backups_of_one_second_apart_by_their_manifests(
 
 
 def test_manifests_come_in_the_order_the_backups_started(same_second: Repository) -> None:
-    assert [m.id for m in same_second.manifests()] == [
+    assert [m.id for m in same_second.scan()[0]] == [
         "20261120T115959Z-daily-0000",
         "20261120T120000Z-daily-ffff",
         "20261120T120000Z-daily-0001",

@@ -170,14 +170,10 @@ class Repository:
             )
         return manifest, raw
 
-    def manifests(self) -> list[Manifest]:
-        """Every backup's manifest, in the order the backups started (ties by id)."""
-        manifests = [self.manifest(backup_id) for backup_id in self.backup_ids()]
-        return sorted(manifests, key=lambda m: (_started(m), m.id))
-
     def scan(self) -> tuple[list[Manifest], list[DamagedBackup]]:
-        """The manifests (as manifests()) and, apart, the backups whose manifest cannot be
-        used, each with the reason: one bad manifest does not hide the others."""
+        """Every usable manifest, in the order the backups started (ties by id), and, apart,
+        the backups whose manifest cannot be used, each with the reason: one bad manifest does
+        not hide the others."""
         manifests: list[Manifest] = []
         damaged: list[DamagedBackup] = []
         for backup_id in self.backup_ids():
