@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import awkward
 import pytest
 
 from bika.cli.restore_cmd import parse_time
@@ -85,14 +86,14 @@ def _backup(cluster: Cluster, folder: Path, scripts: tuple[str, ...]) -> Iterato
 def backup18(pg18: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backup]:
     """The awkward schema and the savings-group database, from PostgreSQL 18."""
     folder = tmp_path_factory.mktemp("restore18")
-    yield from _backup(pg18, folder, (sample.AWKWARD_SQL, sample.SAVINGS_GROUP_SQL))
+    yield from _backup(pg18, folder, (awkward.SQL, sample.SAVINGS_GROUP_SQL))
 
 
 @pytest.fixture(scope="module")
 def backup15(pg15: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backup]:
     """The same, from PostgreSQL 15, dumped by pg_dump 18."""
     folder = tmp_path_factory.mktemp("restore15")
-    yield from _backup(pg15, folder, (sample.AWKWARD_SQL, sample.SAVINGS_GROUP_SQL))
+    yield from _backup(pg15, folder, (awkward.SQL, sample.SAVINGS_GROUP_SQL))
 
 
 @pytest.fixture
