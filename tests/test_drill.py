@@ -40,17 +40,15 @@ from bika.repository import Repository
 from bika.repository.drills import drill_history
 from bika.storage.local import LocalStorage
 
-from helpers import KeyedRepo, run_bika, wait_for
+from helpers import KeyedRepo, run_bika, run_bika_json, wait_for
 
 # -- with servers -------------------------------------------------------------------------
 
 
 def _drill(keyed_repo: KeyedRepo, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run_bika(
-        "drill", *args, "--repo", str(keyed_repo.repo), "--identity", str(keyed_repo.key), "--json"
+    return run_bika_json(
+        "drill", *args, "--repo", str(keyed_repo.repo), "--identity", str(keyed_repo.key)
     )
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.returncode, json.loads(result.stdout)
 
 
 def _api_drill(keyed_repo: KeyedRepo, backup_id: str, options: DrillOptions) -> DrillOutcome:
