@@ -57,7 +57,7 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
     if message is not None:
         send([url.get_secret_value() for url in settings.notify], message)
     if textfile is not None:
-        write_textfile(textfile, report.history, report.findings)
+        write_textfile(textfile, report.repository, report.history, report.findings)
     if as_json:
         print_json(json_shapes.check_result(report))
     else:
@@ -149,5 +149,5 @@ def report_command(repo: str | None, html_file: Path) -> None:
     values, no key needed; the same page `bika daemon --listen` serves at /."""
     settings = STATE.settings(repo=repo)
     report = report_for(settings)
-    html_file.write_text(page(report.repository, report.history, report.findings))
+    html_file.write_text(page([(report.repository, report.history, report.findings)]))
     STATE.say(f"wrote {html_file}")
