@@ -23,7 +23,7 @@ from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope
 from bika.repository import Repository
 from bika.repository.repository import CONFIG_KEY
-from bika.storage import Storage
+from bika.storage import Storage, write_bytes
 from bika.storage.bucket import bucket_facts
 from bika.storage.facts import BucketFacts
 from bika.storage.local import LocalStorage
@@ -141,7 +141,7 @@ def _probe_key() -> str:
 def _probe(storage: Storage) -> tuple[bool, str, str | None]:
     key = _probe_key()
     try:
-        storage.write_bytes(key, b"bika doctor probe\n")
+        write_bytes(storage, key, b"bika doctor probe\n")
     except BikaError as exc:
         return False, str(exc), None
     return True, "wrote and deleted a probe object", key
@@ -161,7 +161,7 @@ def _probe_local(storage: LocalStorage) -> tuple[bool | None, str, str | None]:
         return False, f"{storage.root} does not exist and {parent} is not writable", None
     key = _probe_key()
     try:
-        storage.write_bytes(key, b"bika doctor probe\n")
+        write_bytes(storage, key, b"bika doctor probe\n")
         storage.delete(key)
     except BikaError as exc:
         return False, str(exc), None

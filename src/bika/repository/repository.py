@@ -25,7 +25,7 @@ from bika.errors import (
     UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.storage import Storage
+from bika.storage import Storage, read_bytes, write_bytes
 
 _LOG = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Repository:
         }
         data = (json.dumps(config, indent=2) + "\n").encode()
         try:
-            storage.write_bytes(CONFIG_KEY, data)
+            write_bytes(storage, CONFIG_KEY, data)
         except ObjectExists as exc:
             raise RepositoryError(
                 f"{storage.url} already holds a bika repository; use it, or choose another --repo"
@@ -89,7 +89,7 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage) -> Repository:
         try:
-            raw = storage.read_bytes(CONFIG_KEY)
+            raw = read_bytes(storage, CONFIG_KEY)
         except ObjectNotFound as exc:
             raise RepositoryError(
                 f"no bika repository at {storage.url}; create one with 'bika init --repo"
@@ -119,7 +119,7 @@ class Repository:
     def commit(self, manifest: Manifest) -> None:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        self.storage.write_bytes(key, manifest.to_json().encode())
+        write_bytes(self.storage, key, manifest.to_json().encode())
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
@@ -144,7 +144,7 @@ class Repository:
         another repository that did not come here by `bika copy` (a folder copied by hand)."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
-            raw = self.storage.read_bytes(key)
+            raw = read_bytes(self.storage, key)
         except ObjectNotFound as exc:
             raise BackupNotFound(
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
@@ -203,8 +203,10 @@ class Repository:
             return
         record = {"repository_id": repository_id, "created": datetime.now(UTC).isoformat()}
         with contextlib.suppress(ObjectExists):  # recorded meanwhile by another copy
-            self.storage.write_bytes(
-                f"{COPIED_FROM}{repository_id}.json", (json.dumps(record) + "\n").encode()
+            write_bytes(
+                self.storage,
+                f"{COPIED_FROM}{repository_id}.json",
+                (json.dumps(record) + "\n").encode(),
             )
         self.copy_sources().add(repository_id)
 

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from obstore.store import AzureStore
 
 from bika.errors import ConfigError
-from bika.storage import StorageSettings, reveal
+from bika.storage import Kind, StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -121,6 +121,8 @@ def parse_connection_string(text: str) -> ConnectionString:
 
 
 class AzureStorage(CloudStorage):
+    kind: Kind = "azure"
+
     def __init__(self, url: str, settings: StorageSettings) -> None:
         environ: Mapping[str, str] = os.environ
         scheme, rest = url.split("://", 1)

@@ -13,6 +13,7 @@ shared pre-commit check in transfer.py).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-unty
 from google.oauth2 import service_account
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import ObjectInfo, StorageSettings
+from bika.storage import Kind, ObjectInfo, Source, StorageSettings
 from bika.storage.cloud import check_endpoint, check_key
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
@@ -51,6 +52,7 @@ _CREDENTIALS_HINT = (
 
 class GCSStorage:
     url: str
+    kind: Kind = "gcs"
 
     def __init__(self, url: str, settings: StorageSettings) -> None:
         parts = urlsplit(url)
@@ -215,15 +217,21 @@ class GCSStorage:
             yield upload
 
     @contextmanager
-    def open(self, key: str) -> Iterator[RangedReader]:
+    def open(self, key: str, start: int = 0, length: int | None = None) -> Iterator[Source]:
+        if length is not None and length <= self._part_size:
+            # one request, no metadata read first: a manifest's or an archive header's read
+            yield io.BytesIO(self._read_range(key, start, length))
+            return
         blob = self._find(key, "read")
         if blob is None:
             raise ObjectNotFound(f"{key} does not exist in {self.url}")
+        size = int(blob.size or 0)
         # The blob carries its generation now, so every range reads that same version.
         reader = RangedReader(
-            lambda start, length: self._download(blob, key, start, length),
-            int(blob.size or 0),
+            lambda begin, count: self._download(blob, key, begin, count),
+            size if length is None else min(size, start + length),
             self._part_size,
+            start,
         )
         try:
             yield reader
@@ -246,7 +254,7 @@ class GCSStorage:
             raise self._fail("read", key, exc) from exc
         return data
 
-    def read_range(self, key: str, start: int, length: int) -> bytes:
+    def _read_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             check_key(self.url, key)
             return b""
@@ -262,14 +270,6 @@ class GCSStorage:
                 if start >= info.size:
                     return b""
             raise
-
-    def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as source:
-            return source.read()
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
-        with self.create(key, overwrite=overwrite) as sink:
-            sink.write(data)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         found: list[ObjectInfo] = []

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from obstore.store import S3Store
 
 from bika.errors import ConfigError
-from bika.storage import StorageSettings, reveal
+from bika.storage import Kind, StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -60,6 +60,8 @@ _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLo
 
 
 class S3Storage(CloudStorage):
+    kind: Kind = "s3"
+
     def __init__(self, url: str, settings: StorageSettings) -> None:
         parts = urlsplit(url)
         bucket = parts.netloc
