@@ -23,8 +23,7 @@ from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope
 from bika.repository import Repository
 from bika.repository.repository import CONFIG_KEY
-from bika.storage import Storage, write_bytes
-from bika.storage.bucket import bucket_facts
+from bika.storage import Storage, bucket_facts, write_bytes
 from bika.storage.facts import BucketFacts
 from bika.storage.local import LocalStorage
 

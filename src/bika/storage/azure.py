@@ -11,17 +11,11 @@ identity, az CLI) -- what DefaultAzureCredential would find.
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import hashlib
-import hmac
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode, urlsplit
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from obstore.store import AzureStore
 
@@ -32,9 +26,11 @@ from bika.storage.cloud import (
     ServerReply,
     check_endpoint,
     client_options,
+    one_line,
     retry_config,
     settings_error,
 )
+from bika.storage.facts import BucketFacts, Setting
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig
@@ -71,17 +67,6 @@ class ConnectionString:
     key: str | None = None
     sas: str | None = None
     endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class RestReply:
-    status: int
-    headers: dict[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
 def parse_connection_string(text: str) -> ConnectionString:
@@ -201,42 +186,64 @@ class AzureStorage(CloudStorage):
         self._account_key = key
         self._sas = sas.lstrip("?") if sas and not key else None
 
-    def rest(
-        self, method: str, path: str = "", query: dict[str, str] | None = None
-    ) -> RestReply | None:
-        """One signed data-plane request for what obstore does not cover (service and
-        container properties); path is relative to the account ("" for the service, the
-        container's name, or container/blob). None when only Azure AD credentials are at hand,
-        which this does not sign."""
-        if not self._account_key and not self._sas:
-            return None
-        query = dict(query or {})
-        base = (self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/")
-        url = f"{base}/{quote(path)}"
-        headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
-        if self._account_key:
-            canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
-            resource = f"/{self.account}{urlsplit(url).path}" + "".join(
-                f"\n{k.lower()}:{v}" for k, v in sorted(query.items())
-            )
-            to_sign = f"{method}\n" + "\n" * 11 + canonical_headers + resource
-            signature = base64.b64encode(
-                hmac.new(
-                    base64.b64decode(self._account_key), to_sign.encode(), hashlib.sha256
-                ).digest()
-            ).decode()
-            headers["Authorization"] = f"SharedKey {self.account}:{signature}"
-        query_text = urlencode(query)
-        if self._sas:
-            query_text = f"{query_text}&{self._sas}" if query_text else self._sas
-        request = urllib.request.Request(
-            f"{url}?{query_text}" if query_text else url, method=method, headers=headers
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Logging and soft delete (service properties), encryption scope and immutability
+        (container properties) and versioning (whether the probe blob got a version id),
+        through the Azure SDK with the account key or SAS. Lifecycle management is an
+        account setting only Azure Resource Manager shows, which storage credentials cannot
+        read."""
+        base = BucketFacts(
+            "azure",
+            self.container,
+            self.prefix,
+            self.endpoint,
+            account=self.account,
+            lifecycle=Setting(
+                "unknown",
+                "lifecycle management is an account setting only Azure Resource Manager shows",
+            ),
         )
+        if not self._account_key and not self._sas:
+            why = "needs an account key or SAS to read (Azure AD is not used here)"
+            return base.all_unknown(why, but_lifecycle=True)
+        # Imported here: the SDK is only needed by bika doctor.
+        from azure.core.exceptions import HttpResponseError
+
+        def read(call: Callable[[], Any]) -> Any:
+            """The reply, or the HTTP status that refused it."""
+            try:
+                return call()
+            except HttpResponseError as exc:
+                return int(exc.status_code or 0)
+
         try:
-            with urllib.request.urlopen(request, timeout=self._settings.timeout) as response:
-                return RestReply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as exc:
-            return RestReply(exc.code, dict(exc.headers.items()), exc.read())
+            service = self._blob_service()
+            properties = read(service.get_service_properties)
+            container = read(service.get_container_client(self.container).get_container_properties)
+            probe = None
+            if probe_key is not None:
+                name = f"{self.prefix}/{probe_key}" if self.prefix else probe_key
+                probe = read(service.get_blob_client(self.container, name).get_blob_properties)
+        except Exception as exc:
+            return base.all_unknown(one_line(exc), but_lifecycle=True)
+        return container_settings(base, properties, container, probe)
+
+    def _blob_service(self) -> Any:
+        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.storage.blob import BlobServiceClient
+
+        credential: Any = (
+            AzureNamedKeyCredential(self.account, self._account_key)
+            if self._account_key
+            else self._sas
+        )
+        return BlobServiceClient(
+            (self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/"),
+            credential=credential,
+            retry_total=1,
+            connection_timeout=self._settings.connect_timeout,
+            read_timeout=self._settings.timeout,
+        )
 
     def _storage_class(self, storage_class: str) -> str:
         return _TIERS.get(storage_class.lower(), storage_class)
@@ -272,3 +279,56 @@ class AzureStorage(CloudStorage):
             where = self.endpoint or f"https://{self.account}.blob.core.windows.net"
             return f"; check that {where} is reachable and the account name is right"
         return ""
+
+
+def container_settings(base: BucketFacts, service: Any, container: Any, probe: Any) -> BucketFacts:
+    """What the SDK's replies say: service properties (a dict), ContainerProperties and the
+    probe's BlobProperties (or None), each replaced by the HTTP status when refused."""
+    soft_delete = ""
+    logging = Setting("unknown", f"HTTP {service} reading the service properties")
+    if not isinstance(service, int):
+        log = service.get("analytics_logging")
+        flags = [op for op in ("read", "write", "delete") if log is not None and getattr(log, op)]
+        logging = (
+            Setting("on", f"Storage Analytics logs {', '.join(flags)}")
+            if flags
+            else Setting("off", "Storage Analytics logging off")
+        )
+        policy = service.get("delete_retention_policy")
+        if policy is not None and policy.enabled:
+            soft_delete = f"; blob soft delete {policy.days} days"
+        else:
+            soft_delete = "; blob soft delete off"
+
+    if probe is not None and not isinstance(probe, int):
+        versioning = (
+            Setting("on", f"enabled{soft_delete}")
+            if probe.version_id
+            else Setting("off", f"off (a new blob got no version id){soft_delete}")
+        )
+    else:
+        versioning = Setting("unknown", f"no probe blob to tell from{soft_delete}")
+
+    encryption = Setting("unknown", f"HTTP {container} reading the container")
+    retention = encryption
+    if not isinstance(container, int):
+        given = container.encryption_scope
+        scope = (given and given.default_encryption_scope) or "$account-encryption-key"
+        encryption = Setting("on", f"always on; default encryption scope {scope}")
+        flags = [
+            label
+            for attribute, label in (
+                ("has_immutability_policy", "time-based policy"),
+                ("has_legal_hold", "legal hold"),
+                ("immutable_storage_with_versioning_enabled", "version-level immutability"),
+            )
+            if getattr(container, attribute)
+        ]
+        retention = Setting("on", ", ".join(flags)) if flags else Setting("off", "off")
+    return replace(
+        base,
+        versioning=versioning,
+        encryption=encryption,
+        logging=logging,
+        retention=retention,
+    )

@@ -131,6 +131,12 @@ def retry_config(settings: StorageSettings) -> RetryConfig:
     }
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's first line, its whitespace collapsed (its type's name if it has none)."""
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+
+
 def check_key(url: str, key: str) -> str:
     if not key or key.startswith("/") or key.endswith("/") or "//" in key:
         raise StorageError(f"{url}: invalid object key {key!r}")

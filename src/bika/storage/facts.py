@@ -1,11 +1,12 @@
 """What a backend reads of its bucket's protections (versioning, encryption, lifecycle, …).
 
-The storage layer fills these; bika.diagnosis (doctor's rules) judges them.
+Each cloud backend fills these (its bucket_facts method); bika.diagnosis (doctor's rules)
+judges them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 State = Literal["on", "off", "unknown"]
@@ -45,3 +46,16 @@ class BucketFacts:
     rules: tuple[LifecycleRule, ...] = ()
     logging: Setting = Setting("unknown")
     retention: Setting = Setting("unknown")
+
+    def all_unknown(self, why: str, *, but_lifecycle: bool = False) -> BucketFacts:
+        """Every setting unknown for one reason (no client, no permission to read any);
+        but_lifecycle keeps what lifecycle already says."""
+        unknown = Setting("unknown", why)
+        return replace(
+            self,
+            versioning=unknown,
+            encryption=unknown,
+            lifecycle=self.lifecycle if but_lifecycle else unknown,
+            logging=unknown,
+            retention=unknown,
+        )

@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,8 @@ from google.oauth2 import service_account
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
 from bika.storage import Kind, ObjectInfo, Source, StorageSettings
-from bika.storage.cloud import check_endpoint, check_key
+from bika.storage.cloud import check_endpoint, check_key, one_line
+from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
@@ -112,13 +114,24 @@ class GCSStorage:
         options = {"api_endpoint": self.endpoint} if self.endpoint else None
         return storage.Client(project=project, credentials=credentials, client_options=options)
 
-    def bucket_metadata(self) -> Any:
-        """The bucket's own settings (versioning, default KMS key, lifecycle, logging,
-        retention) as google-cloud-storage reads them; needs storage.buckets.get. Errors are
-        google-cloud-storage's own, for the caller to judge."""
-        return self._bucket().client.get_bucket(
-            self.bucket_name, retry=self._retry, timeout=self._timeout
-        )
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, default KMS key, lifecycle, logging and retention policy from the
+        bucket's metadata (one call; needs storage.buckets.get)."""
+        base = BucketFacts("gcs", self.bucket_name, self.prefix, self.endpoint)
+        try:
+            bucket = self._bucket().client.get_bucket(
+                self.bucket_name, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code == 403:
+                why = "not allowed to read the bucket's settings (storage.buckets.get)"
+            elif code == 404:
+                why = f"the bucket {self.bucket_name} does not exist"
+            else:
+                why = one_line(exc)
+            return base.all_unknown(why)
+        return bucket_settings(base, bucket)
 
     def _blob(self, key: str) -> Any:
         return self._bucket().blob(self._prefix + check_key(self.url, key))
@@ -308,6 +321,60 @@ class GCSStorage:
             return
         except Exception as exc:
             raise self._fail("delete", key, exc) from exc
+
+
+def bucket_settings(base: BucketFacts, bucket: Any) -> BucketFacts:
+    """What google-cloud-storage's Bucket (its metadata, no further calls) says."""
+    versioning = (
+        Setting("on", "enabled") if bucket.versioning_enabled else Setting("off", "never enabled")
+    )
+    kms = bucket.default_kms_key_name
+    encryption = Setting(
+        "on", f"customer-managed key {kms}" if kms else "Google-managed keys (always on)"
+    )
+    rules = tuple(_rule(i, rule) for i, rule in enumerate(bucket.lifecycle_rules or []))
+    lifecycle = Setting("on" if rules else "off", f"{len(rules)} rule(s)")
+    log = bucket.get_logging()
+    logging = (
+        Setting("on", f"to gs://{log.get('logBucket')}/{log.get('logObjectPrefix', '')}")
+        if log
+        else Setting("off", "off")
+    )
+    period = bucket.retention_period
+    if period:
+        locked = ", locked" if bucket.retention_policy_locked else ""
+        retention = Setting("on", f"{int(period) // 86400} days{locked}")
+    else:
+        retention = Setting("off", "no retention policy")
+    return replace(
+        base,
+        versioning=versioning,
+        encryption=encryption,
+        lifecycle=lifecycle,
+        rules=rules,
+        logging=logging,
+        retention=retention,
+    )
+
+
+def _rule(index: int, rule: Any) -> LifecycleRule:
+    action = dict(rule.get("action", {}))
+    condition = dict(rule.get("condition", {}))
+    prefixes = condition.get("matchesPrefix") or [""]
+    kind = action.get("type")
+    noncurrent = condition.get("isLive") is False or any(
+        k in condition for k in ("numNewerVersions", "daysSinceNoncurrentTime")
+    )
+    age = condition.get("age")
+    return LifecycleRule(
+        name=f"rule {index + 1} ({kind})",
+        prefix=str(prefixes[0]),
+        deletes_current_after_days=int(age)
+        if kind == "Delete" and age and not noncurrent
+        else None,
+        deletes_noncurrent=kind == "Delete" and noncurrent,
+        aborts_uploads=kind == "AbortIncompleteMultipartUpload",
+    )
 
 
 def _info(key: str, blob: Any) -> ObjectInfo:

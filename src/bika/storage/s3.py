@@ -12,9 +12,10 @@ resolved through boto3 when it is installed.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,9 +29,11 @@ from bika.storage.cloud import (
     ServerReply,
     check_endpoint,
     client_options,
+    one_line,
     retry_config,
     settings_error,
 )
+from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 
 if TYPE_CHECKING:
     from obstore.store import S3Config, S3CredentialProvider
@@ -165,6 +168,27 @@ class S3Storage(CloudStorage):
             ),
         )
 
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, default encryption, lifecycle, access logging and object lock, read
+        through boto3 (obstore has no bucket-level calls); each call needs its own permission,
+        and one refused leaves the others readable."""
+        base = BucketFacts("s3", self.bucket, self.prefix, self.endpoint)
+        try:
+            client = self.boto3_client()
+        except Exception as exc:
+            return base.all_unknown(f"cannot make an S3 client: {one_line(exc)}")
+        found: dict[str, Any] = {}
+        for field, call, permission, interpret in _BUCKET_READS:
+            try:
+                reply: dict[str, Any] = getattr(client, call)(Bucket=self.bucket)
+            except Exception as exc:
+                found[field] = refusal(exc, self.bucket, permission)
+                continue
+            found[field] = interpret(reply)
+            if field == "lifecycle":
+                found["rules"] = lifecycle_rules(reply)
+        return dataclasses.replace(base, **found)
+
     def _storage_class(self, storage_class: str) -> str:
         return storage_class.upper()
 
@@ -277,3 +301,112 @@ def _with_bucket_host(endpoint: str, bucket: str) -> str:
     if parts.hostname and parts.hostname.startswith(f"{bucket}."):
         return endpoint
     return urlunsplit(parts._replace(netloc=f"{bucket}.{parts.netloc}"))
+
+
+# --- bucket inspection: each reply read by a pure function (tests feed them recorded replies)
+
+# S3 error codes that mean "this setting is simply not configured".
+_NOT_SET = {
+    "ServerSideEncryptionConfigurationNotFoundError",
+    "NoSuchLifecycleConfiguration",
+    "ObjectLockConfigurationNotFoundError",
+}
+
+
+def refusal(exc: BaseException, bucket: str, permission: str) -> Setting:
+    """What a refused bucket-settings call means: off when unset, else unknown and why."""
+    code, message = _error(exc)
+    if code in _NOT_SET:
+        return Setting("off", "not configured")
+    if code in ("AccessDenied", "AllAccessDisabled"):
+        return Setting("unknown", f"not allowed to read it ({permission})")
+    if code in ("NotImplemented", "501", "MethodNotAllowed"):
+        return Setting("unknown", "this S3-compatible server does not report it")
+    if code == "NoSuchBucket":
+        return Setting("unknown", f"the bucket {bucket} does not exist")
+    return Setting("unknown", message)
+
+
+def versioning(reply: dict[str, Any]) -> Setting:
+    status = reply.get("Status")
+    if status == "Enabled":
+        mfa = ", MFA delete" if reply.get("MFADelete") == "Enabled" else ""
+        return Setting("on", f"enabled{mfa}")
+    return Setting("off", "suspended" if status == "Suspended" else "never enabled")
+
+
+def encryption(reply: dict[str, Any]) -> Setting:
+    rules = reply.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
+    algorithm = default.get("SSEAlgorithm")
+    key = default.get("KMSMasterKeyID")
+    if not algorithm:
+        return Setting("off", "no default rule")
+    return Setting("on", f"{algorithm}" + (f" with key {key}" if key else ""))
+
+
+def lifecycle_rules(reply: dict[str, Any]) -> tuple[LifecycleRule, ...]:
+    return tuple(_rule(rule) for rule in reply.get("Rules", []))
+
+
+def lifecycle(reply: dict[str, Any]) -> Setting:
+    rules = lifecycle_rules(reply)
+    return Setting("on" if rules else "off", f"{len(rules)} rule(s)")
+
+
+def access_logging(reply: dict[str, Any]) -> Setting:
+    target = reply.get("LoggingEnabled")
+    if not target:
+        return Setting("off", "off")
+    return Setting("on", f"to s3://{target.get('TargetBucket')}/{target.get('TargetPrefix', '')}")
+
+
+def object_lock(reply: dict[str, Any]) -> Setting:
+    lock = reply.get("ObjectLockConfiguration", {})
+    if lock.get("ObjectLockEnabled") != "Enabled":
+        return Setting("off", "off")
+    default = lock.get("Rule", {}).get("DefaultRetention", {})
+    if not default:
+        return Setting("on", "enabled, no default retention")
+    span = f"{default['Days']} days" if "Days" in default else f"{default.get('Years')} years"
+    return Setting("on", f"{default.get('Mode')} for {span}")
+
+
+# (BucketFacts field, boto3 call, the IAM permission it needs, how to read its reply)
+_BUCKET_READS: tuple[tuple[str, str, str, Callable[[dict[str, Any]], Setting]], ...] = (
+    ("versioning", "get_bucket_versioning", "s3:GetBucketVersioning", versioning),
+    ("encryption", "get_bucket_encryption", "s3:GetEncryptionConfiguration", encryption),
+    ("lifecycle", "get_bucket_lifecycle_configuration", "s3:GetLifecycleConfiguration", lifecycle),
+    ("logging", "get_bucket_logging", "s3:GetBucketLogging", access_logging),
+    (
+        "retention",
+        "get_object_lock_configuration",
+        "s3:GetBucketObjectLockConfiguration",
+        object_lock,
+    ),
+)
+
+
+def _rule(rule: dict[str, Any]) -> LifecycleRule:
+    filter_ = rule.get("Filter", {})
+    prefix = filter_.get("Prefix", filter_.get("And", {}).get("Prefix", rule.get("Prefix", "")))
+    expiration = rule.get("Expiration", {})
+    return LifecycleRule(
+        name=str(rule.get("ID", "")),
+        prefix=str(prefix or ""),
+        enabled=rule.get("Status") == "Enabled",
+        deletes_current_after_days=expiration.get("Days"),
+        deletes_noncurrent="NoncurrentVersionExpiration" in rule,
+        aborts_uploads="AbortIncompleteMultipartUpload" in rule,
+    )
+
+
+def _error(exc: BaseException) -> tuple[str, str]:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code") or status or "")
+        message = str(error.get("Message") or "")
+        return code, f"HTTP {status}: {code}" + (f": {message}" if message else "")
+    return "", one_line(exc)
