@@ -105,86 +105,122 @@ def parse_connection_string(text: str) -> ConnectionString:
     )
 
 
+@dataclass(frozen=True)
+class AzureOptions:
+    """What an AzureStorage is built from: resolve_azure's answer, before any request."""
+
+    container: str
+    prefix: str
+    account: str
+    endpoint: str | None
+    config: AzureConfig
+    """obstore's AzureStore settings: the account, its key or SAS, the endpoint."""
+    allow_http: bool
+    key: str | None = None
+    sas: str | None = None
+    """Used only when there is no key (the key wins, as in obstore)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(secret for secret in (self.key, self.sas) if secret)
+
+
+def resolve_azure(url: str, settings: StorageSettings, environ: Mapping[str, str]) -> AzureOptions:
+    """Where and how to reach an az:// or azure:// URL: settings, then the connection string
+    (settings or AZURE_STORAGE_CONNECTION_STRING), then AZURE_STORAGE_* variables; no key or
+    SAS leaves obstore's own chain (service principal, managed identity, az CLI). Pure."""
+    scheme, rest = url.split("://", 1)
+    parts = [p for p in rest.split("/") if p]
+    url_account: str | None = None
+    if scheme.lower() == "azure":
+        if len(parts) < 2:
+            raise ConfigError(
+                f"repository {url!r}: use azure://account/container/prefix"
+                " (or az://container/prefix)"
+            )
+        url_account, parts = parts[0], parts[1:]
+    if not parts:
+        raise ConfigError(f"repository {url!r}: name the container, as in az://container/prefix")
+    container, prefix = parts[0], "/".join(parts[1:])
+
+    text = reveal(settings.azure_connection_string) or environ.get(
+        "AZURE_STORAGE_CONNECTION_STRING"
+    )
+    conn = parse_connection_string(text) if text else ConnectionString()
+    account = (
+        url_account
+        or settings.azure_account
+        or conn.account
+        or environ.get("AZURE_STORAGE_ACCOUNT_NAME")
+        or environ.get("AZURE_STORAGE_ACCOUNT")
+    )
+    if not account:
+        raise ConfigError(
+            f"repository {url!r}: which storage account? Use azure://account/container/prefix,"
+            " or set AZURE_STORAGE_ACCOUNT_NAME or AZURE_STORAGE_CONNECTION_STRING"
+        )
+    from_conn = conn.account in (None, account)
+    key = reveal(settings.azure_key) or (conn.key if from_conn else None)
+    sas = reveal(settings.azure_sas) or (conn.sas if from_conn else None)
+    if not key and not sas:
+        key = environ.get("AZURE_STORAGE_ACCOUNT_KEY") or environ.get("AZURE_STORAGE_KEY")
+        sas = environ.get("AZURE_STORAGE_SAS_TOKEN") or environ.get("AZURE_STORAGE_SAS_KEY")
+    endpoint = settings.endpoint or (conn.endpoint if from_conn else None)
+    endpoint = endpoint or environ.get("AZURE_STORAGE_ENDPOINT")
+
+    config: AzureConfig = {"account_name": account}
+    if key:
+        config["account_key"] = key
+    elif sas:
+        config["sas_key"] = sas.lstrip("?")
+    if endpoint:
+        config["endpoint"] = check_endpoint(url, endpoint).rstrip("/")
+    allow_http = settings.allow_http
+    if allow_http is None:
+        allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
+    return AzureOptions(
+        container,
+        prefix,
+        account,
+        endpoint,
+        config,
+        allow_http,
+        key=key or None,
+        sas=sas.lstrip("?") if sas else None,
+    )
+
+
 class AzureStorage(CloudStorage):
     kind: Kind = "azure"
 
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        environ: Mapping[str, str] = os.environ
-        scheme, rest = url.split("://", 1)
-        parts = [p for p in rest.split("/") if p]
-        url_account: str | None = None
-        if scheme.lower() == "azure":
-            if len(parts) < 2:
-                raise ConfigError(
-                    f"repository {url!r}: use azure://account/container/prefix"
-                    " (or az://container/prefix)"
-                )
-            url_account, parts = parts[0], parts[1:]
-        if not parts:
-            raise ConfigError(
-                f"repository {url!r}: name the container, as in az://container/prefix"
-            )
-        container, prefix = parts[0], "/".join(parts[1:])
-        self.container = container
-
-        text = reveal(settings.azure_connection_string) or environ.get(
-            "AZURE_STORAGE_CONNECTION_STRING"
-        )
-        conn = parse_connection_string(text) if text else ConnectionString()
-        account = (
-            url_account
-            or settings.azure_account
-            or conn.account
-            or environ.get("AZURE_STORAGE_ACCOUNT_NAME")
-            or environ.get("AZURE_STORAGE_ACCOUNT")
-        )
-        if not account:
-            raise ConfigError(
-                f"repository {url!r}: which storage account? Use azure://account/container/prefix,"
-                " or set AZURE_STORAGE_ACCOUNT_NAME or AZURE_STORAGE_CONNECTION_STRING"
-            )
-        self.account = account
-        from_conn = conn.account in (None, account)
-        key = reveal(settings.azure_key) or (conn.key if from_conn else None)
-        sas = reveal(settings.azure_sas) or (conn.sas if from_conn else None)
-        if not key and not sas:
-            key = environ.get("AZURE_STORAGE_ACCOUNT_KEY") or environ.get("AZURE_STORAGE_KEY")
-            sas = environ.get("AZURE_STORAGE_SAS_TOKEN") or environ.get("AZURE_STORAGE_SAS_KEY")
-        endpoint = settings.endpoint or (conn.endpoint if from_conn else None)
-        endpoint = endpoint or environ.get("AZURE_STORAGE_ENDPOINT")
-
-        config: AzureConfig = {"account_name": account}
-        if key:
-            config["account_key"] = key
-        elif sas:
-            config["sas_key"] = sas.lstrip("?")
-        if endpoint:
-            config["endpoint"] = check_endpoint(url, endpoint).rstrip("/")
-        allow_http = settings.allow_http
-        if allow_http is None:
-            allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
-        self.endpoint = endpoint
+    def __init__(
+        self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None
+    ) -> None:
+        options = resolve_azure(url, settings, os.environ if environ is None else environ)
         try:
             store = AzureStore(
-                container,
-                prefix=prefix or None,
-                config=config,
-                client_options=client_options(settings, allow_http),
+                options.container,
+                prefix=options.prefix or None,
+                config=options.config,
+                client_options=client_options(settings, options.allow_http),
                 retry_config=retry_config(settings),
             )
         except Exception as exc:
-            raise settings_error(url, exc, tuple(s for s in (key, sas) if s)) from exc
+            raise settings_error(url, exc, options.secrets) from exc
         super().__init__(
             url,
             store,
             settings,
-            prefix=prefix,
-            secrets=tuple(s for s in (key, sas) if s),
+            prefix=options.prefix,
+            secrets=options.secrets,
             missing_container_codes=("ContainerNotFound",),
         )
-        self.prefix = prefix
-        self._account_key = key
-        self._sas = sas.lstrip("?") if sas and not key else None
+        self.container = options.container
+        self.prefix = options.prefix
+        self.account = options.account
+        self.endpoint = options.endpoint
+        self._account_key = options.key
+        self._sas = options.sas
 
     def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
         """Logging and soft delete (service properties), encryption scope and immutability

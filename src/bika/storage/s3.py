@@ -4,18 +4,18 @@ Streams multipart uploads through obstore; credentials come from settings, env o
 
 Credentials, in the order the AWS CLI uses them: explicit settings, AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the profile (settings.profile or AWS_PROFILE) from
-~/.aws/credentials and ~/.aws/config, then whatever obstore finds itself (web identity, ECS/EKS
-container credentials, EC2 instance role). A profile without static keys (SSO, assume-role) is
-resolved through boto3 when it is installed.
+~/.aws/credentials and ~/.aws/config as botocore reads them, then whatever obstore finds itself
+(web identity, ECS/EKS container credentials, EC2 instance role). A profile without static keys
+(SSO, assume-role, credential_process) is resolved by botocore's session. resolve_s3 decides
+all of it from settings, the environment and the profile's settings, without a request.
 """
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
-import importlib
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,105 +62,174 @@ _SSE_NAMES = {
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint"}
 
 
+@dataclass(frozen=True)
+class S3Options:
+    """What an S3Storage is built from: resolve_s3's answer, before any request."""
+
+    bucket: str
+    prefix: str
+    region: str
+    endpoint: str | None
+    """As given, for messages and boto3; the store's own may carry the bucket in its host."""
+    config: S3Config
+    """obstore's S3Store settings: region, endpoint, static keys, SSE, addressing style."""
+    allow_http: bool
+    profile: str | None = None
+    """A profile without static keys (SSO, assume-role, credential_process), for botocore to
+    resolve; None when the keys are in config (or left to obstore's own chain)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What error messages must never show."""
+        found = (self.config.get("secret_access_key"), self.config.get("session_token"))
+        return tuple(secret for secret in found if secret)
+
+
+def resolve_s3(
+    url: str,
+    settings: StorageSettings,
+    environ: Mapping[str, str],
+    read_profile: Callable[[str], Mapping[str, str]],
+) -> S3Options:
+    """Where and how to reach an s3:// URL, in the order the AWS CLI looks: settings, then
+    AWS_* variables, then the profile (settings.profile or AWS_PROFILE) whose merged
+    ~/.aws/config and ~/.aws/credentials read_profile returns (aws_profile: botocore's
+    reading). Pure: no file, no network."""
+    parts = urlsplit(url)
+    bucket = parts.netloc
+    prefix = parts.path.strip("/")
+    if not bucket:
+        raise ConfigError(f"repository {url!r}: name the bucket, as in s3://bucket/prefix")
+    endpoint = (
+        settings.endpoint
+        or environ.get("AWS_ENDPOINT_URL_S3")
+        or environ.get("AWS_ENDPOINT_URL")
+        or environ.get("AWS_ENDPOINT")
+    )
+    region = settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    config: S3Config = {}
+    key_id, secret, token = _explicit_credentials(settings, environ)
+    if key_id and secret:
+        config.update(_static(key_id, secret, token))
+    profile = settings.profile or (None if key_id else environ.get("AWS_PROFILE"))
+    keyless_profile = None
+    if profile:
+        found = read_profile(profile)
+        region = region or found.get("region")
+        key_id, secret = found.get("aws_access_key_id"), found.get("aws_secret_access_key")
+        if key_id and secret:
+            config.update(_static(key_id, secret, found.get("aws_session_token")))
+        else:
+            keyless_profile = profile
+    config["region"] = region or "us-east-1"
+    if endpoint:
+        check_endpoint(url, endpoint)
+        config["endpoint"] = endpoint
+        if settings.path_style is False:
+            config["endpoint"] = _with_bucket_host(endpoint, bucket)
+    if settings.path_style is False:
+        config["virtual_hosted_style_request"] = True
+    sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
+    if sse:
+        config["server_side_encryption"] = _SSE_NAMES.get(sse.lower(), sse)
+    if settings.sse_kms_key_id:
+        config["sse_kms_key_id"] = settings.sse_kms_key_id
+    allow_http = settings.allow_http
+    if allow_http is None:
+        allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
+    return S3Options(
+        bucket, prefix, config["region"], endpoint, config, allow_http, keyless_profile
+    )
+
+
+def aws_profile(name: str) -> dict[str, str]:
+    """A profile's settings as botocore reads them (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,
+    ~/.aws/config and ~/.aws/credentials merged, the credentials file winning)."""
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    files = " or ".join(
+        str(Path(str(session.get_config_variable(which))).expanduser())
+        for which in ("credentials_file", "config_file")
+    )
+    try:
+        known = session.available_profiles
+        if name not in known:
+            raise ConfigError(
+                f"AWS profile {name!r} is not in {files};"
+                " run `aws configure --profile NAME` or unset AWS_PROFILE"
+            )
+        found = botocore.session.Session(profile=name).get_scoped_config()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(f"cannot read AWS settings from {files}: {exc}") from exc
+    return {str(k): v for k, v in found.items() if isinstance(v, str)}
+
+
 class S3Storage(CloudStorage):
     kind: Kind = "s3"
 
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        parts = urlsplit(url)
-        bucket = parts.netloc
-        prefix = parts.path.strip("/")
-        if not bucket:
-            raise ConfigError(f"repository {url!r}: name the bucket, as in s3://bucket/prefix")
-        self.bucket = bucket
-        environ = os.environ
-        endpoint = (
-            settings.endpoint
-            or environ.get("AWS_ENDPOINT_URL_S3")
-            or environ.get("AWS_ENDPOINT_URL")
-            or environ.get("AWS_ENDPOINT")
-        )
-        region = settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        config: S3Config = {}
+    def __init__(
+        self,
+        url: str,
+        settings: StorageSettings,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        options = resolve_s3(url, settings, os.environ if environ is None else environ, aws_profile)
         provider: S3CredentialProvider | None = None
-        key_id, secret, token = _explicit_credentials(settings, environ)
-        if key_id and secret:
-            config["access_key_id"] = key_id
-            config["secret_access_key"] = secret
-            if token:
-                config["session_token"] = token
-        profile = settings.profile or (None if key_id else environ.get("AWS_PROFILE"))
-        if profile:
-            static, profile_region, provider = _profile(profile, environ)
-            config.update(static)
-            region = region or profile_region
-        config["region"] = region or "us-east-1"
-        self.endpoint = endpoint
-        if endpoint:
-            check_endpoint(url, endpoint)
-            if settings.path_style is False:
-                config["virtual_hosted_style_request"] = True
-                endpoint = _with_bucket_host(endpoint, bucket)
-            config["endpoint"] = endpoint
-        elif settings.path_style is False:
-            config["virtual_hosted_style_request"] = True
-        sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
-        if sse:
-            config["server_side_encryption"] = _SSE_NAMES.get(sse.lower(), sse)
-        if settings.sse_kms_key_id:
-            config["sse_kms_key_id"] = settings.sse_kms_key_id
-        allow_http = settings.allow_http
-        if allow_http is None:
-            allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
-        secrets = (config.get("secret_access_key", ""), config.get("session_token", ""))
+        if options.profile:
+            import boto3
+            from obstore.auth.boto3 import Boto3CredentialProvider
+
+            provider = Boto3CredentialProvider(boto3.Session(profile_name=options.profile))
         try:
             store = S3Store(
-                bucket,
-                prefix=prefix or None,
-                config=config,
-                client_options=client_options(settings, allow_http),
+                options.bucket,
+                prefix=options.prefix or None,
+                config=options.config,
+                client_options=client_options(settings, options.allow_http),
                 retry_config=retry_config(settings),
                 credential_provider=provider,
             )
         except Exception as exc:
-            raise settings_error(url, exc, secrets) from exc
+            raise settings_error(url, exc, options.secrets) from exc
         super().__init__(
             url,
             store,
             settings,
-            prefix=prefix,
-            secrets=tuple(s for s in secrets if s),
+            prefix=options.prefix,
+            secrets=options.secrets,
             missing_container_codes=("NoSuchBucket",),
         )
-        self.prefix = prefix
-        self.region = config["region"]
-        self._profile = profile if provider is not None else None
-        self._path_style = settings.path_style
-        self._static = (
-            config.get("access_key_id"),
-            config.get("secret_access_key"),
-            config.get("session_token"),
-        )
+        self.bucket = options.bucket
+        self.prefix = options.prefix
+        self.endpoint = options.endpoint
+        self.region = options.region
+        self._options = options
 
     def boto3_client(self) -> Any:
         """A boto3 S3 client with the same endpoint, region and credentials, for the bucket
         settings obstore cannot read (versioning, lifecycle, logging, object lock)."""
-        boto3 = importlib.import_module("boto3")
-        botocore_config = importlib.import_module("botocore.config")
-        key_id, secret, token = self._static
-        session = boto3.Session(profile_name=self._profile) if self._profile else boto3.Session()
-        if self._path_style is False:
+        import boto3
+        import botocore.config
+
+        options = self._options
+        profile = options.profile
+        session = boto3.Session(profile_name=profile) if profile else boto3.Session()
+        path_style = self._settings.path_style
+        if path_style is False:
             style = "virtual"
         else:
-            style = "path" if self.endpoint or self._path_style else "auto"
+            style = "path" if self.endpoint or path_style else "auto"
         settings = self._settings
         return session.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            aws_session_token=token,
-            config=botocore_config.Config(
+            aws_access_key_id=options.config.get("access_key_id"),
+            aws_secret_access_key=options.config.get("secret_access_key"),
+            aws_session_token=options.config.get("session_token"),
+            config=botocore.config.Config(
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.timeout,
                 retries={"max_attempts": 2, "mode": "standard"},
@@ -245,54 +314,11 @@ def _explicit_credentials(
     )
 
 
-def _profile(
-    name: str, environ: Mapping[str, str]
-) -> tuple[S3Config, str | None, S3CredentialProvider | None]:
-    """Static keys and region of an AWS profile, or boto3's provider for the others."""
-    home = Path.home()
-    credentials_file = Path(
-        environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials"
-    )
-    config_file = Path(environ.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
-    credentials = _read_ini(credentials_file)
-    config = _read_ini(config_file)
-    section_in_config = name if name == "default" else f"profile {name}"
-    # Keys may sit in either file; the credentials file wins, as with the AWS CLI.
-    found = config.get(section_in_config, {}) | credentials.get(name, {})
-    region = config.get(section_in_config, {}).get("region")
-    if not found and name not in credentials and section_in_config not in config:
-        raise ConfigError(
-            f"AWS profile {name!r} is not in {credentials_file} or {config_file};"
-            " run `aws configure --profile NAME` or unset AWS_PROFILE"
-        )
-    key_id = found.get("aws_access_key_id")
-    secret = found.get("aws_secret_access_key")
-    if key_id and secret:
-        static: S3Config = {"access_key_id": key_id, "secret_access_key": secret}
-        token = found.get("aws_session_token")
-        if token:
-            static["session_token"] = token
-        return static, region, None
-    try:
-        boto3 = importlib.import_module("boto3")
-        from obstore.auth.boto3 import Boto3CredentialProvider
-    except ImportError as exc:
-        raise ConfigError(
-            f"AWS profile {name!r} has no access keys (SSO or assume-role); install boto3"
-            " (pip install boto3) so bika can use it, or export AWS_ACCESS_KEY_ID and"
-            " AWS_SECRET_ACCESS_KEY"
-        ) from exc
-    provider = Boto3CredentialProvider(boto3.Session(profile_name=name))
-    return {}, region, provider
-
-
-def _read_ini(path: Path) -> dict[str, dict[str, str]]:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path, encoding="utf-8")
-    except (OSError, configparser.Error) as exc:
-        raise ConfigError(f"cannot read AWS settings from {path}: {exc}") from exc
-    return {section: dict(parser.items(section)) for section in parser.sections()}
+def _static(key_id: str, secret: str, token: str | None) -> S3Config:
+    keys: S3Config = {"access_key_id": key_id, "secret_access_key": secret}
+    if token:
+        keys["session_token"] = token
+    return keys
 
 
 def _with_bucket_host(endpoint: str, bucket: str) -> str:
