@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bika.config import SettingRow
-from bika.diagnosis import Check
+from bika.diagnosis import status
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
@@ -159,15 +159,17 @@ def copy_result(report: CopyReport) -> Json:
     }
 
 
-def doctor_result(sections: Sequence[tuple[str, Sequence[Check]]], ok: bool) -> Json:
+def doctor_result(sections: Sequence[tuple[str, Sequence[Finding]]], ok: bool) -> Json:
+    """Each finding as {scope, name (its what), status (its level; error is "fail"), detail
+    (its message), fix}: the shape docs/FORMAT.md promises."""
     return {
         "ok": ok,
         "checks": [
             {
                 "scope": scope,
-                "name": c.name,
-                "status": c.status,
-                "detail": c.detail,
+                "name": c.what,
+                "status": status(c),
+                "detail": c.message,
                 "fix": c.fix,
             }
             for scope, checks in sections

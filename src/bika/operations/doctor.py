@@ -28,11 +28,10 @@ from bika.storage.facts import BucketFacts
 from bika.storage.local import LocalStorage
 
 PROBE_PREFIX = "doctor-probe-"
-_BACKENDS: dict[str, Backend] = {"s3": "s3", "gs": "gcs", "az": "azure", "azure": "azure"}
 
 
 def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
-    backend = _backend(storage)
+    backend: Backend = storage.kind
     try:
         found = storage.stat(CONFIG_KEY)
     except BikaError as exc:
@@ -124,12 +123,6 @@ def database_facts(
         unreadable=access.describe() if access and access.unreadable else "",
         unreadable_fix=access.fix() if access and access.unreadable else "",
     )
-
-
-def _backend(storage: Storage) -> Backend:
-    if isinstance(storage, LocalStorage):
-        return "local"
-    return _BACKENDS.get(storage.url.split("://", 1)[0].lower(), "s3")
 
 
 def _probe_key() -> str:
