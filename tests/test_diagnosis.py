@@ -10,6 +10,7 @@ from bika.diagnosis import (
     failed,
 )
 from bika.findings import Finding
+from bika.storage import gcs, s3
 from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 
 ON = Setting("on")
@@ -24,9 +25,12 @@ def s3_bucket(**changes: object) -> BucketFacts:
         "rules": (LifecycleRule("bika", "repo/", deletes_noncurrent=True, aborts_uploads=True),),
         "logging": ON,
         "retention": ON,
+        "storage_classes": s3.STORAGE_CLASSES,
+        "sealed_classes": s3.SEALED_CLASSES,
     }
     values.update(changes)
-    return BucketFacts("s3", "backups", "repo", None, **values)  # type: ignore[arg-type]
+    backend = values.pop("backend", "s3")
+    return BucketFacts(backend, "backups", "repo", None, **values)  # type: ignore[arg-type]
 
 
 def checks_of(bucket: BucketFacts, **changes: object) -> dict[str, Finding]:
@@ -86,6 +90,12 @@ def test_storage_classes_are_checked_against_the_backend() -> None:
     sealed = checks_of(s3_bucket(), classes={"monthly": "DEEP_ARCHIVE"})
     assert sealed["storage classes"].level == "info"
     assert "rehydrated" in sealed["storage classes"].message
+    # GCS reads ARCHIVE at once, and names no GLACIER
+    in_gcs = s3_bucket(
+        backend="gcs", storage_classes=gcs.STORAGE_CLASSES, sealed_classes=frozenset()
+    )
+    assert checks_of(in_gcs, classes={"monthly": "archive"})["storage classes"].level == "ok"
+    assert checks_of(in_gcs, classes={"monthly": "GLACIER"})["storage classes"].level == "warn"
     local = StorageFacts(
         "/srv/bika",
         "local",

@@ -22,27 +22,6 @@ from bika.units import size
 Backend = Literal["local", "s3", "gcs", "azure"]
 
 GiB = 1024**3
-# Whatever a user's SDK or console calls them; compared upper-cased (Azure tiers by name).
-KNOWN_CLASSES: dict[str, set[str]] = {
-    "s3": {
-        "STANDARD",
-        "STANDARD_IA",
-        "ONEZONE_IA",
-        "INTELLIGENT_TIERING",
-        "GLACIER_IR",
-        "GLACIER",
-        "DEEP_ARCHIVE",
-        "REDUCED_REDUNDANCY",
-        "EXPRESS_ONEZONE",
-        "OUTPOSTS",
-        "SNOW",
-    },
-    "gcs": {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"},
-    "azure": {"HOT", "COOL", "COLD", "ARCHIVE"},
-}
-# Classes whose objects must be restored or rehydrated before they can be read.
-SEALED_CLASSES = {"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"}
-SEALED_BACKENDS = {"s3", "azure"}  # GCS ARCHIVE reads at once (at a price)
 
 
 @dataclass(frozen=True)
@@ -185,9 +164,11 @@ def _class_checks(facts: StorageFacts) -> list[Finding]:
     listed = ", ".join(f"{kind}={cls}" for kind, cls in sorted(facts.classes.items()))
     if facts.backend == "local":
         return [Finding("info", "storage classes", f"{listed}: ignored on a local disk")]
-    known = KNOWN_CLASSES[facts.backend]
+    # each backend names its own classes (and the sealed ones) in its bucket facts
+    known = facts.bucket.storage_classes if facts.bucket else frozenset()
+    sealed_classes = facts.bucket.sealed_classes if facts.bucket else frozenset()
     unknown = [cls for cls in facts.classes.values() if cls.upper() not in known]
-    if unknown:
+    if known and unknown:
         return [
             Finding(
                 "warn",
@@ -197,11 +178,7 @@ def _class_checks(facts: StorageFacts) -> list[Finding]:
                 f"use one of {', '.join(sorted(known))} in [storage.classes] of bika.toml",
             )
         ]
-    sealed = [
-        kind
-        for kind, cls in facts.classes.items()
-        if cls.upper() in SEALED_CLASSES and facts.backend in SEALED_BACKENDS
-    ]
+    sealed = [kind for kind, cls in facts.classes.items() if cls.upper() in sealed_classes]
     if sealed:
         return [
             Finding(

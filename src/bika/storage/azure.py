@@ -41,6 +41,8 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 DEV_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
 
 _TIERS = {"hot": "Hot", "cool": "Cool", "cold": "Cold", "archive": "Archive"}
+STORAGE_CLASSES = frozenset(name.upper() for name in _TIERS)
+SEALED_CLASSES = frozenset({"ARCHIVE"})  # rehydrate before reading
 _CREDENTIALS_HINT = (
     "; check the credentials: set AZURE_STORAGE_CONNECTION_STRING, or"
     " AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN for the account"
@@ -234,6 +236,8 @@ class AzureStorage(CloudStorage):
             self.prefix,
             self.endpoint,
             account=self.account,
+            storage_classes=STORAGE_CLASSES,
+            sealed_classes=SEALED_CLASSES,
             lifecycle=Setting(
                 "unknown",
                 "lifecycle management is an account setting only Azure Resource Manager shows",

@@ -46,6 +46,10 @@ class BucketFacts:
     rules: tuple[LifecycleRule, ...] = ()
     logging: Setting = Setting("unknown")
     retention: Setting = Setting("unknown")
+    storage_classes: frozenset[str] = frozenset()
+    """The storage classes (access tiers) this backend knows, upper-cased."""
+    sealed_classes: frozenset[str] = frozenset()
+    """Those whose objects must be restored or rehydrated before they can be read."""
 
     def all_unknown(self, why: str, *, but_lifecycle: bool = False) -> BucketFacts:
         """Every setting unknown for one reason (no client, no permission to read any);

@@ -40,6 +40,8 @@ from bika.storage.cloud import check_endpoint, check_key, one_line
 from bika.storage.facts import BucketFacts, LifecycleRule, Setting
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
+STORAGE_CLASSES = frozenset({"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"})
+# none sealed: GCS ARCHIVE reads at once (at a price)
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _RESUMABLE_MULTIPLE = 256 * 1024
 _JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
@@ -117,7 +119,9 @@ class GCSStorage:
     def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
         """Versioning, default KMS key, lifecycle, logging and retention policy from the
         bucket's metadata (one call; needs storage.buckets.get)."""
-        base = BucketFacts("gcs", self.bucket_name, self.prefix, self.endpoint)
+        base = BucketFacts(
+            "gcs", self.bucket_name, self.prefix, self.endpoint, storage_classes=STORAGE_CLASSES
+        )
         try:
             bucket = self._bucket().client.get_bucket(
                 self.bucket_name, retry=self._retry, timeout=self._timeout

@@ -59,6 +59,23 @@ _SSE_NAMES = {
     "aws:kms": "aws:kms",
     "dsse-kms": "aws:kms:dsse",
 }
+# Whatever a user's SDK or console calls them; compared upper-cased.
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "REDUCED_REDUNDANCY",
+        "EXPRESS_ONEZONE",
+        "OUTPOSTS",
+        "SNOW",
+    }
+)
+SEALED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # restore-object before reading
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint"}
 
 
@@ -241,7 +258,14 @@ class S3Storage(CloudStorage):
         """Versioning, default encryption, lifecycle, access logging and object lock, read
         through boto3 (obstore has no bucket-level calls); each call needs its own permission,
         and one refused leaves the others readable."""
-        base = BucketFacts("s3", self.bucket, self.prefix, self.endpoint)
+        base = BucketFacts(
+            "s3",
+            self.bucket,
+            self.prefix,
+            self.endpoint,
+            storage_classes=STORAGE_CLASSES,
+            sealed_classes=SEALED_CLASSES,
+        )
         try:
             client = self.boto3_client()
         except Exception as exc:
