@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from bika.errors import ConfigError
 from bika.storage import StorageSettings
 from bika.storage.azure import DEV_ACCOUNT, DEV_ENDPOINT, DEV_KEY, resolve_azure
+from bika.storage.gcs import resolve_gcs
 from bika.storage.s3 import aws_profile, resolve_s3
 
 PROFILES = {
@@ -151,3 +152,17 @@ def test_azure_from_a_connection_string_settings_or_variables() -> None:
         {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"},
     )
     assert other.account == "mine" and other.key == "bWluZQ==" and other.endpoint is None
+
+
+def test_gcs_emulators_are_reached_anonymously() -> None:
+    emulator = resolve_gcs(
+        "gs://b/p", StorageSettings(), {"STORAGE_EMULATOR_HOST": "127.0.0.1:4443"}
+    )
+    assert emulator.endpoint == "http://127.0.0.1:4443" and emulator.anonymous
+    assert (emulator.bucket, emulator.prefix) == ("b", "p")
+    keyed = StorageSettings(endpoint="http://127.0.0.1:4443", gcs_credentials_file="/k.json")
+    assert not resolve_gcs("gs://b", keyed, {}).anonymous  # a key file asks for credentials
+    cloud = resolve_gcs("gs://b", StorageSettings(), {"GOOGLE_CLOUD_PROJECT": "proj"})
+    assert cloud.endpoint is None and not cloud.anonymous and cloud.project == "proj"
+    with pytest.raises(ConfigError, match="name the bucket"):
+        resolve_gcs("gs://", StorageSettings(), {})

@@ -17,9 +17,9 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,31 +54,63 @@ _CREDENTIALS_HINT = (
 )
 
 
+@dataclass(frozen=True)
+class GCSOptions:
+    """What a GCSStorage is built from: resolve_gcs's answer, before any request."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    anonymous: bool
+    """An emulator: no credentials at all."""
+    credentials_file: str | None
+    """A service-account or authorized-user file; None: application default credentials."""
+    project: str | None
+
+
+def resolve_gcs(url: str, settings: StorageSettings, environ: Mapping[str, str]) -> GCSOptions:
+    """Where and how to reach a gs:// URL: settings, then STORAGE_EMULATOR_HOST (an emulator,
+    reached anonymously, as is any http:// endpoint without a credentials file) and
+    GOOGLE_CLOUD_PROJECT. Pure."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ConfigError(f"repository {url!r}: name the bucket, as in gs://bucket/prefix")
+    emulator = environ.get("STORAGE_EMULATOR_HOST")
+    endpoint = settings.endpoint or emulator
+    if endpoint and "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    endpoint = check_endpoint(url, endpoint).rstrip("/") if endpoint else None
+    # An emulator takes no credentials; a credentials file asks for them anyway.
+    anonymous = bool(
+        endpoint
+        and not settings.gcs_credentials_file
+        and (endpoint.startswith("http://") or (emulator and not settings.endpoint))
+    )
+    return GCSOptions(
+        parts.netloc,
+        parts.path.strip("/"),
+        endpoint,
+        anonymous,
+        settings.gcs_credentials_file,
+        settings.gcs_project or environ.get("GOOGLE_CLOUD_PROJECT"),
+    )
+
+
 class GCSStorage:
     url: str
     kind: Kind = "gcs"
 
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        parts = urlsplit(url)
-        if not parts.netloc:
-            raise ConfigError(f"repository {url!r}: name the bucket, as in gs://bucket/prefix")
+    def __init__(
+        self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None
+    ) -> None:
+        options = resolve_gcs(url, settings, os.environ if environ is None else environ)
         self.url = url
-        self.bucket_name = parts.netloc
-        prefix = parts.path.strip("/")
-        self.prefix = prefix
-        self._prefix = f"{prefix}/" if prefix else ""
+        self.bucket_name = options.bucket
+        self.prefix = options.prefix
+        self._prefix = f"{options.prefix}/" if options.prefix else ""
         self._settings = settings
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        endpoint = settings.endpoint or emulator
-        if endpoint and "://" not in endpoint:
-            endpoint = f"http://{endpoint}"
-        self.endpoint = check_endpoint(url, endpoint).rstrip("/") if endpoint else None
-        # An emulator takes no credentials; a credentials file asks for them anyway.
-        self._anonymous = bool(
-            self.endpoint
-            and not settings.gcs_credentials_file
-            and (self.endpoint.startswith("http://") or (emulator and not settings.endpoint))
-        )
+        self._options = options
+        self.endpoint = options.endpoint
         self._part_size = -(-settings.part_size // _RESUMABLE_MULTIPLE) * _RESUMABLE_MULTIPLE
         self._retry: Retry = DEFAULT_RETRY.with_timeout(settings.retry_timeout).with_delay(
             initial=0.1, maximum=15.0, multiplier=2.0
@@ -94,14 +126,14 @@ class GCSStorage:
         return self._client.bucket(self.bucket_name)
 
     def _make_client(self) -> Any:
-        settings = self._settings
+        options = self._options
         credentials: Credentials
-        project = settings.gcs_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        if self._anonymous:
+        project = options.project
+        if options.anonymous:
             credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
             project = project or "bika"
         else:
-            path = settings.gcs_credentials_file
+            path = options.credentials_file
             try:
                 if path:
                     credentials, found = _credentials_from_file(path)
@@ -113,8 +145,8 @@ class GCSStorage:
                     f" ({_first_line(exc)}){_CREDENTIALS_HINT}"
                 ) from exc
             project = project or found
-        options = {"api_endpoint": self.endpoint} if self.endpoint else None
-        return storage.Client(project=project, credentials=credentials, client_options=options)
+        endpoint = {"api_endpoint": self.endpoint} if self.endpoint else None
+        return storage.Client(project=project, credentials=credentials, client_options=endpoint)
 
     def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
         """Versioning, default KMS key, lifecycle, logging and retention policy from the
