@@ -26,8 +26,8 @@ from storage.servers import (
     AwsUser,
     Server,
     azure_env,
-    azure_request,
     azurite_command,
+    create_azure_container,
     create_gcs_bucket,
     create_s3_bucket,
     fake_gcs_command,
@@ -126,7 +126,7 @@ def azurite(server_logs: Path) -> Iterator[Server]:
     port = free_port()
     server = start_server("azurite", azurite_command(port), port, server_logs)
     try:
-        azure_request(server.endpoint, "PUT", BUCKET, {"restype": "container"})
+        create_azure_container(server.endpoint, BUCKET)
         yield server
     finally:
         server.stop()

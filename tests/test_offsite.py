@@ -31,7 +31,7 @@ from storage.servers import (
     BUCKET,
     AwsUser,
     Server,
-    azure_request,
+    azure_access_tier,
     create_s3_bucket,
     moto_client,
     s3_env,
@@ -108,8 +108,7 @@ def stored_class(where: Offsite, key: str) -> str:
         head = moto_client(where.server.endpoint).head_object(Bucket=BUCKET, Key=path)
         return str(head.get("StorageClass", "STANDARD"))
     if where.backend == "azure":
-        headers = azure_request(where.server.endpoint, "HEAD", f"{BUCKET}/{path}")
-        return headers.get("x-ms-access-tier", "")
+        return azure_access_tier(where.server.endpoint, BUCKET, path)
     quoted = urllib.parse.quote(path, safe="")
     with urllib.request.urlopen(f"{where.server.endpoint}/storage/v1/b/{BUCKET}/o/{quoted}") as r:
         return str(json.load(r)["storageClass"])

@@ -21,7 +21,7 @@ from .servers import (
     TEST_SETTINGS,
     AwsUser,
     Server,
-    azure_request,
+    azure_access_tier,
     azure_settings,
     gcs_settings,
     moto_client,
@@ -60,8 +60,7 @@ def test_azure_storage_class_is_the_access_tier(azurite: Server) -> None:
     with storage.create("big", storage_class="Cold") as sink:
         sink.write(payload(MiB))
     for key, tier in (("small", "Cool"), ("big", "Cold")):
-        headers = azure_request(azurite.endpoint, "HEAD", f"{BUCKET}/tiers/{key}")
-        assert headers["x-ms-access-tier"] == tier
+        assert azure_access_tier(azurite.endpoint, BUCKET, f"tiers/{key}") == tier
 
 
 def test_gcs_storage_class_is_set_on_the_object(fake_gcs: Server) -> None:
