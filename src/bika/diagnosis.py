@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bika.findings import Finding
-from bika.storage.facts import BucketFacts, Setting
+from bika.storage.facts import BucketFacts, Kind, Setting
 from bika.units import size
 
-Backend = Literal["local", "s3", "gcs", "azure"]
+Backend = Kind
 
 GiB = 1024**3
 

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
 
-if TYPE_CHECKING:
-    from bika.storage.facts import BucketFacts
+from bika.storage.facts import BucketFacts, Kind
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,6 @@ class Source(Protocol):
     """A streamed read: read(n) returns up to n bytes, b'' at the end."""
 
     def read(self, n: int = -1) -> bytes: ...
-
-
-Kind = Literal["local", "s3", "azure", "gcs"]
 
 
 class Storage(Protocol):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from obstore.store import AzureStore
 
 from bika.errors import ConfigError
-from bika.storage import Kind, StorageSettings, reveal
+from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -30,7 +30,7 @@ from bika.storage.cloud import (
     retry_config,
     settings_error,
 )
-from bika.storage.facts import BucketFacts, Setting
+from bika.storage.facts import BucketFacts, Kind, Setting
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig

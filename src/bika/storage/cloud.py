@@ -26,7 +26,8 @@ from obstore.exceptions import (
 )
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import Kind, ObjectInfo, Source, StorageSettings
+from bika.storage import ObjectInfo, Source, StorageSettings
+from bika.storage.facts import Kind
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 if TYPE_CHECKING:

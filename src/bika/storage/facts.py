@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 State = Literal["on", "off", "unknown"]
+Kind = Literal["local", "s3", "azure", "gcs"]
+"""Which backend a storage is (Storage.kind)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class LifecycleRule:
 
 @dataclass(frozen=True)
 class BucketFacts:
-    backend: Literal["s3", "gcs", "azure"]
+    backend: Kind
     bucket: str
     """Bucket (S3, GCS) or container (Azure)."""
     prefix: str

@@ -35,9 +35,9 @@ from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-unty
 from google.oauth2 import service_account
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import Kind, ObjectInfo, Source, StorageSettings
+from bika.storage import ObjectInfo, Source, StorageSettings
 from bika.storage.cloud import check_endpoint, check_key, one_line
-from bika.storage.facts import BucketFacts, LifecycleRule, Setting
+from bika.storage.facts import BucketFacts, Kind, LifecycleRule, Setting
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 STORAGE_CLASSES = frozenset({"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"})

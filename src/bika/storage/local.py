@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bika.errors import ObjectExists, ObjectNotFound, StorageError
-from bika.storage import Kind, ObjectInfo, Source
+from bika.storage import ObjectInfo, Source
+from bika.storage.facts import Kind
 
 TEMP_PREFIX = ".tmp-"
 # A repository shows table names, row counts and labels: for its owner only, whatever the umask.

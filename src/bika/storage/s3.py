@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from obstore.store import S3Store
 
 from bika.errors import ConfigError
-from bika.storage import Kind, StorageSettings, reveal
+from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
     ServerReply,
@@ -33,7 +33,7 @@ from bika.storage.cloud import (
     retry_config,
     settings_error,
 )
-from bika.storage.facts import BucketFacts, LifecycleRule, Setting
+from bika.storage.facts import BucketFacts, Kind, LifecycleRule, Setting
 
 if TYPE_CHECKING:
     from obstore.store import S3Config, S3CredentialProvider
