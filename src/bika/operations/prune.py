@@ -108,12 +108,13 @@ def _plan(
     objects (backups/<id>/… and drills/<id>/…)."""
     now = report.now
     objects: dict[str, list[ObjectInfo]] = {}
-    for info in [*repo.storage.list(BACKUPS), *repo.storage.list(DRILLS)]:
+    backups = list(repo.storage.list(BACKUPS))
+    for info in [*backups, *repo.storage.list(DRILLS)]:
         top = BACKUPS if info.key.startswith(BACKUPS) else DRILLS
         parts = info.key[len(top) :].split("/")
         if len(parts) >= 2:
             objects.setdefault(parts[0], []).append(info)
-    usable, damaged = repo.scan()
+    usable, damaged = repo.scan(backups)
     manifests = {m.id: m for m in usable}
     # a backup whose manifest cannot be read is not judged, and never taken for a leftover
     for bad in damaged:

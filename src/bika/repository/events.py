@@ -21,11 +21,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
+from bika.repository.index import read_records
 from bika.repository.locks import key_safe
 from bika.storage import Storage
 
 EVENTS = "events/"
 EVENT_FORMAT_VERSION = 1
+EVENT_INDEX = "events"
+"""The index of events: index/events/… (index.py)."""
 
 Outcome = Literal["ok", "failed", "interrupted"]
 
@@ -84,15 +87,17 @@ def read_events(storage: Storage, url: str, since: datetime | None = None) -> li
     """Every event (that started at or after `since`), oldest first: keys begin with the start
     time, so older ones are skipped without being read."""
     first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else EVENTS
+    listed = [info for info in storage.list(EVENTS) if info.key.endswith(".json")]
+    wanted = sorted(info.key for info in listed if info.key >= first)
+    raws = read_records(storage, EVENT_INDEX, listed, wanted)
     events = []
-    for info in sorted(storage.list(EVENTS), key=lambda i: i.key):
-        if not info.key.endswith(".json") or info.key < first:
-            continue
-        raw = storage.read_bytes(info.key)
+    for key in wanted:
+        if key not in raws:
+            continue  # deleted since it was listed (by hand: bika never deletes events)
         try:
-            events.append(Event.model_validate_json(raw))
+            events.append(Event.model_validate_json(raws[key]))
         except ValidationError as exc:
-            raise RepositoryError(f"{url}/{info.key} is not a valid event: {exc}") from exc
+            raise RepositoryError(f"{url}/{key} is not a valid event: {exc}") from exc
     return events
 
 

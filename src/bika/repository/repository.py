@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,12 +24,15 @@ from bika.errors import (
     RepositoryError,
     UnusableBackup,
 )
+from bika.repository.index import read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.storage import Storage
+from bika.storage import ObjectInfo, Storage
 
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
+MANIFEST_INDEX = "manifests"
+"""The index of manifests: index/manifests/… (index.py)."""
 # copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
 COPIED_FROM = "copied-from/"
 
@@ -120,12 +124,11 @@ class Repository:
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
-        ids = []
-        for info in self.storage.list(BACKUPS):
-            parts = info.key[len(BACKUPS) :].split("/")
-            if len(parts) == 2 and parts[1] == MANIFEST:
-                ids.append(parts[0])
-        return sorted(ids)
+        return sorted(
+            backup_id
+            for info in self.storage.list(BACKUPS)
+            if (backup_id := _manifest_id(info.key)) is not None
+        )
 
     def started_times(self) -> list[datetime]:
         """When each backup started, to the second, from the ids alone (no manifest read)."""
@@ -146,6 +149,9 @@ class Repository:
             raise BackupNotFound(
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
             ) from exc
+        return self._parse(backup_id, raw), raw
+
+    def _parse(self, backup_id: str, raw: bytes) -> Manifest:
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -168,19 +174,32 @@ class Repository:
                 " hand, and this repository's key may not open it; use it from the repository"
                 " it came from",
             )
-        return manifest, raw
+        return manifest
 
-    def scan(self) -> tuple[list[Manifest], list[DamagedBackup]]:
+    def scan(
+        self, listing: Iterable[ObjectInfo] | None = None
+    ) -> tuple[list[Manifest], list[DamagedBackup]]:
         """Every usable manifest, in the order the backups started (ties by id), and, apart,
         the backups whose manifest cannot be used, each with the reason: one bad manifest does
-        not hide the others."""
+        not hide the others. `listing` is a fresh listing of backups/ when the caller has one.
+
+        The manifests that the listing shows are read through the index (index.py), which
+        only saves fetching them: the result is what reading each one would give."""
+        listed = [
+            info
+            for info in (self.storage.list(BACKUPS) if listing is None else listing)
+            if _manifest_id(info.key) is not None
+        ]
+        raws = read_records(self.storage, MANIFEST_INDEX, listed)
         manifests: list[Manifest] = []
         damaged: list[DamagedBackup] = []
-        for backup_id in self.backup_ids():
-            try:
-                manifests.append(self.manifest(backup_id))
-            except BackupNotFound:
+        for info in sorted(listed, key=lambda i: i.key):
+            backup_id = _manifest_id(info.key)
+            raw = raws.get(info.key)
+            if backup_id is None or raw is None:
                 continue  # deleted since it was listed
+            try:
+                manifests.append(self._parse(backup_id, raw))
             except UnusableBackup as exc:
                 damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
@@ -269,6 +288,12 @@ def _first_error(exc: ValidationError) -> str:
     message = str(first.get("msg", "invalid")).splitlines()[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where + ': ' if where else ''}{message}{more}"
+
+
+def _manifest_id(key: str) -> str | None:
+    """The backup id of backups/<id>/manifest.json; None for any other key."""
+    parts = key[len(BACKUPS) :].split("/") if key.startswith(BACKUPS) else []
+    return parts[0] if len(parts) == 2 and parts[1] == MANIFEST and parts[0] else None
 
 
 def _id_time(backup_id: str) -> datetime | None:

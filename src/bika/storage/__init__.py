@@ -21,6 +21,10 @@ class ObjectInfo:
     modified: datetime | None = None
     """When the object was written (cloud: its upload started or completed), timezone-aware;
     None where a backend cannot say. Prune judges leftovers' age by it."""
+    etag: str | None = None
+    """The storage's tag for this version of the object (S3/Azure ETag, GCS etag), None where
+    a backend has none: with size (else modified), what tells a rewritten object from the one
+    cached in the repository's index."""
 
 
 class Sink(Protocol):

@@ -290,8 +290,14 @@ class CloudStorage:
             raise self._fail("read", key, exc) from exc
 
     def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as source:
-            return source.read()
+        # one GET for a whole object (open() asks its size first, for ranged reads)
+        path = check_key(self.url, key)
+        try:
+            return obstore.get(self._store, path).bytes().to_bytes()
+        except FileNotFoundError as exc:
+            raise self._not_found("read", key, exc) from exc
+        except Exception as exc:
+            raise self._fail("read", key, exc) from exc
 
     def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
         with self.create(key, overwrite=overwrite) as sink:
@@ -342,7 +348,7 @@ class CloudStorage:
 
 
 def _info(key: str, meta: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"))
+    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"), meta.get("e_tag"))
 
 
 def _meta_path(meta: Any) -> str:

@@ -311,7 +311,7 @@ class GCSStorage:
 
 
 def _info(key: str, blob: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(blob.size or 0), blob.updated)
+    return ObjectInfo(key, int(blob.size or 0), blob.updated, blob.etag)
 
 
 def _credentials_from_file(path: str) -> tuple[Credentials, str | None]:

@@ -1,0 +1,168 @@
+"""The index: a cache of small records (manifests, drill records, events) packed into one object
+per kind, so that reading thousands of them costs a listing and one request, not one each.
+
+Never trusted over the records: a fresh listing says which records exist and what each is (its
+size and etag, else its time); the index only saves fetching the bytes of those it holds
+unchanged. A record without an entry is fetched (concurrently), an entry without a record is
+dropped, and an index that is missing, damaged or stale is rewritten by the reader that found
+it so (docs/FORMAT.md, "The index"). Writing it never fails the command that reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import zstandard
+
+from bika.errors import BikaError, ObjectNotFound
+from bika.storage import ObjectInfo, Storage
+
+INDEX = "index/"
+INDEX_FORMAT = "bika-index"
+INDEX_VERSION = 1
+FETCH_THREADS = 16
+"""Records fetched at once when the index lacks them (a first run reads every one)."""
+_MAX_INDEX_BYTES = 1 << 30  # a decompressed index larger than this is taken for damaged
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tag: str
+    data: bytes
+
+
+def version_tag(info: ObjectInfo) -> str | None:
+    """What tells this version of an object from another one under the same key: its size and
+    etag, else its size and time; None when the backend tells neither (never cached)."""
+    if info.etag:
+        return f"{info.size}:etag:{info.etag}"
+    if info.modified is not None:
+        return f"{info.size}:modified:{info.modified.isoformat()}"
+    return None
+
+
+def read_records(
+    storage: Storage, kind: str, listed: Sequence[ObjectInfo], wanted: Iterable[str] | None = None
+) -> dict[str, bytes]:
+    """The bytes of each wanted record (default: every listed one), by key; a record deleted
+    since it was listed is left out. `listed` is a fresh listing of every record of the kind:
+    the index keeps an entry only while its record is listed as it was."""
+    by_key = {info.key: info for info in listed}
+    keys = list(by_key) if wanted is None else [key for key in wanted if key in by_key]
+    index_keys, cached = _load(storage, kind)
+    found: dict[str, bytes] = {}
+    missing: list[ObjectInfo] = []
+    for key in keys:
+        entry = cached.get(key)
+        if entry is not None and entry.tag == version_tag(by_key[key]):
+            found[key] = entry.data
+        else:
+            missing.append(by_key[key])
+    fetched = _fetch(storage, missing)
+    found.update(fetched)
+    keep = {
+        key: entry
+        for key, entry in cached.items()
+        if key in by_key and entry.tag == version_tag(by_key[key])
+    }
+    for key, data in fetched.items():
+        tag = version_tag(by_key[key])
+        # an object rewritten between the listing and the read is not cached as listed
+        if tag is not None and len(data) == by_key[key].size:
+            keep[key] = _Entry(tag, data)
+    if keep.keys() != cached.keys() or any(keep[k].tag != cached[k].tag for k in keep):
+        _write(storage, kind, keep, index_keys)
+    return found
+
+
+def _load(storage: Storage, kind: str) -> tuple[list[str], dict[str, _Entry]]:
+    """The keys of the kind's index objects, and the newest one's entries ({} when it is
+    missing or damaged, or the storage will not list or read it)."""
+    try:
+        keys = [info.key for info in storage.list(f"{INDEX}{kind}/")]
+    except BikaError:
+        return [], {}
+    if not keys:
+        return [], {}
+    try:
+        raw = storage.read_bytes(max(keys))
+        return keys, _unpack(raw, kind)
+    except (BikaError, ValueError, KeyError, TypeError, zstandard.ZstdError):
+        return keys, {}
+
+
+def _unpack(raw: bytes, kind: str) -> dict[str, _Entry]:
+    """An index object: zstd of one JSON header line, then every record's bytes, in order."""
+    # one frame that says its size (as _pack writes it): a truncated one fails to decompress
+    if not 0 <= zstandard.frame_content_size(raw) <= _MAX_INDEX_BYTES:
+        raise ValueError("not an index frame")
+    data = zstandard.ZstdDecompressor().decompress(raw)
+    line, _, body = data.partition(b"\n")
+    header = json.loads(line)
+    if header.get("format") != INDEX_FORMAT or header.get("kind") != kind:
+        raise ValueError("not an index of this kind")
+    if header.get("version") != INDEX_VERSION:
+        raise ValueError("another index version")
+    entries: dict[str, _Entry] = {}
+    offset = 0
+    for item in header["records"]:
+        length = int(item["length"])
+        if length < 0 or offset + length > len(body):
+            raise ValueError("index shorter than its header says")
+        entries[str(item["key"])] = _Entry(str(item["tag"]), body[offset : offset + length])
+        offset += length
+    if offset != len(body):
+        raise ValueError("index longer than its header says")
+    return entries
+
+
+def _pack(kind: str, entries: dict[str, _Entry]) -> bytes:
+    keys = sorted(entries)
+    header = {
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION,
+        "kind": kind,
+        "written_at": datetime.now(UTC).isoformat(),
+        "records": [
+            {"key": key, "tag": entries[key].tag, "length": len(entries[key].data)} for key in keys
+        ],
+    }
+    plain = b"".join([json.dumps(header).encode(), b"\n", *(entries[key].data for key in keys)])
+    return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(plain)
+
+
+def _write(storage: Storage, kind: str, entries: dict[str, _Entry], older: list[str]) -> None:
+    """A new index object (create-only), then the ones it replaces. A failure (a read-only
+    credential, a storage that refuses) leaves the old index, which the next reader repairs."""
+    now = datetime.now(UTC)
+    key = f"{INDEX}{kind}/{now:%Y%m%dT%H%M%S}.{now.microsecond:06d}Z-{secrets.token_hex(4)}.zst"
+    try:
+        storage.write_bytes(key, _pack(kind, entries))
+    except BikaError:
+        return
+    for old in older:
+        with contextlib.suppress(BikaError):
+            storage.delete(old)
+
+
+def _fetch(storage: Storage, infos: list[ObjectInfo]) -> dict[str, bytes]:
+    """Read these objects, several at once; one deleted since it was listed is left out."""
+
+    def read(info: ObjectInfo) -> tuple[str, bytes | None]:
+        try:
+            return info.key, storage.read_bytes(info.key)
+        except ObjectNotFound:
+            return info.key, None
+
+    if len(infos) <= 1:
+        pairs = [read(info) for info in infos]
+    else:
+        with ThreadPoolExecutor(min(FETCH_THREADS, len(infos))) as pool:
+            pairs = list(pool.map(read, infos))
+    return {key: data for key, data in pairs if data is not None}
