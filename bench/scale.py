@@ -106,6 +106,7 @@ def populate(repo: Repository, template: Manifest, backups: int, drills: int) ->
             template.model_copy(
                 update={
                     "id": backup_id,
+                    "repository_id": repo.id,
                     "kind": kind,
                     "started_at": started,
                     "finished_at": started + timedelta(seconds=rng.uniform(20, 90)),

@@ -22,7 +22,7 @@ from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
 from bika.repository.repository import MANIFEST, new_backup_id
-from bika.retention import roles_of_new
+from bika.retention import periods_began, roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
@@ -47,7 +47,7 @@ class BackupOptions:
 
 def storage_class_for(repo: Repository, options: BackupOptions, started: datetime) -> str | None:
     """The class of a backup's artifacts: its role's (monthly before weekly), else its kind's."""
-    for role in roles_of_new(repo.started_times(), started):
+    for role in roles_of_new(repo.started_times(since=periods_began(started)), started):
         if role in options.role_classes:
             return options.role_classes[role]
     return options.storage_class

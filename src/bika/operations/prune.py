@@ -90,6 +90,9 @@ def prune(
             report.deleted_objects += 1
             report.freed_bytes += info.size
 
+        # out of the index first: a reader listing by folder would see them until their
+        # folders are empty
+        repo.forget(verdict.id for verdict in report.dropped)
         for verdict in report.dropped:
             owned = objects.get(verdict.id, [])
             manifest_key = repo.artifact_key(verdict.id, MANIFEST)

@@ -86,10 +86,15 @@ def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
 def read_events(storage: Storage, url: str, since: datetime | None = None) -> list[Event]:
     """Every event (that started at or after `since`), oldest first: keys begin with the start
     time, so older ones are skipped without being read."""
-    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else EVENTS
-    listed = [info for info in storage.list(EVENTS) if info.key.endswith(".json")]
-    wanted = sorted(info.key for info in listed if info.key >= first)
-    raws = read_records(storage, EVENT_INDEX, listed, wanted)
+    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else None
+    listed = [
+        info for info in storage.list(EVENTS, start_after=first) if info.key.endswith(".json")
+    ]
+    wanted = sorted(info.key for info in listed)
+    # the index keeps the older events, which this listing did not look at, for other readers
+    raws = read_records(
+        storage, EVENT_INDEX, listed, wanted, unlisted=lambda key: first is not None and key < first
+    )
     events = []
     for key in wanted:
         if key not in raws:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,37 +48,85 @@ def version_tag(info: ObjectInfo) -> str | None:
 
 
 def read_records(
-    storage: Storage, kind: str, listed: Sequence[ObjectInfo], wanted: Iterable[str] | None = None
+    storage: Storage,
+    kind: str,
+    listed: Sequence[ObjectInfo],
+    wanted: Iterable[str] | None = None,
+    *,
+    unlisted: Callable[[str], bool] = lambda key: False,
 ) -> dict[str, bytes]:
     """The bytes of each wanted record (default: every listed one), by key; a record deleted
-    since it was listed is left out. `listed` is a fresh listing of every record of the kind:
-    the index keeps an entry only while its record is listed as it was."""
+    since it was listed is left out. `listed` is a fresh listing of the kind's records: an
+    entry is used only while its record is listed as it was (same size and etag or time).
+    Entries whose key `unlisted` accepts lie outside what was listed and are kept as they are."""
     by_key = {info.key: info for info in listed}
     keys = list(by_key) if wanted is None else [key for key in wanted if key in by_key]
     index_keys, cached = _load(storage, kind)
     found: dict[str, bytes] = {}
-    missing: list[ObjectInfo] = []
+    missing: list[str] = []
     for key in keys:
         entry = cached.get(key)
         if entry is not None and entry.tag == version_tag(by_key[key]):
             found[key] = entry.data
         else:
-            missing.append(by_key[key])
+            missing.append(key)
     fetched = _fetch(storage, missing)
     found.update(fetched)
     keep = {
         key: entry
         for key, entry in cached.items()
-        if key in by_key and entry.tag == version_tag(by_key[key])
+        if (key in by_key and entry.tag == version_tag(by_key[key]))
+        or (key not in by_key and unlisted(key))
     }
     for key, data in fetched.items():
         tag = version_tag(by_key[key])
         # an object rewritten between the listing and the read is not cached as listed
         if tag is not None and len(data) == by_key[key].size:
             keep[key] = _Entry(tag, data)
+    _save(storage, kind, cached, keep, index_keys)
+    return found
+
+
+def read_by_folder(storage: Storage, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of the records among `keys` that exist, by key, from a listing of folders
+    (one candidate key per folder) rather than of every object: an entry whose folder is
+    listed is taken as it is, a key without entry is fetched (missing: no record there, as in
+    a backup still running), and an entry whose folder is gone is dropped.
+
+    Cheaper than read_records (a folder listing skips the artifacts) but weaker: a record
+    deleted from a folder that still holds other objects keeps its entry until a reader with
+    a full listing (read_records) or forget() drops it."""
+    index_keys, cached = _load(storage, kind)
+    found = {key: cached[key].data for key in keys if key in cached}
+    fetched = _fetch(storage, [key for key in keys if key not in cached])
+    found.update(fetched)
+    wanted = set(keys)
+    keep = {key: entry for key, entry in cached.items() if key in wanted}
+    # no listing gave its size or tag: "" is matched by no version_tag, so the next full
+    # listing (read_records) reads it once more and records its tag
+    keep.update({key: _Entry("", data) for key, data in fetched.items()})
+    _save(storage, kind, cached, keep, index_keys)
+    return found
+
+
+def forget(storage: Storage, kind: str, keys: Iterable[str]) -> None:
+    """Drop these records' entries (before they are deleted: readers by folder stop seeing
+    them first)."""
+    index_keys, cached = _load(storage, kind)
+    gone = set(keys)
+    _save(storage, kind, cached, {k: e for k, e in cached.items() if k not in gone}, index_keys)
+
+
+def _save(
+    storage: Storage,
+    kind: str,
+    cached: dict[str, _Entry],
+    keep: dict[str, _Entry],
+    index_keys: list[str],
+) -> None:
+    """Write `keep` as the new index if it differs from what was loaded."""
     if keep.keys() != cached.keys() or any(keep[k].tag != cached[k].tag for k in keep):
         _write(storage, kind, keep, index_keys)
-    return found
 
 
 def _load(storage: Storage, kind: str) -> tuple[list[str], dict[str, _Entry]]:
@@ -151,18 +199,18 @@ def _write(storage: Storage, kind: str, entries: dict[str, _Entry], older: list[
             storage.delete(old)
 
 
-def _fetch(storage: Storage, infos: list[ObjectInfo]) -> dict[str, bytes]:
-    """Read these objects, several at once; one deleted since it was listed is left out."""
+def _fetch(storage: Storage, keys: list[str]) -> dict[str, bytes]:
+    """Read these objects, several at once; one that does not exist is left out."""
 
-    def read(info: ObjectInfo) -> tuple[str, bytes | None]:
+    def read(key: str) -> tuple[str, bytes | None]:
         try:
-            return info.key, storage.read_bytes(info.key)
+            return key, storage.read_bytes(key)
         except ObjectNotFound:
-            return info.key, None
+            return key, None
 
-    if len(infos) <= 1:
-        pairs = [read(info) for info in infos]
+    if len(keys) <= 1:
+        pairs = [read(key) for key in keys]
     else:
-        with ThreadPoolExecutor(min(FETCH_THREADS, len(infos))) as pool:
-            pairs = list(pool.map(read, infos))
+        with ThreadPoolExecutor(min(FETCH_THREADS, len(keys))) as pool:
+            pairs = list(pool.map(read, keys))
     return {key: data for key, data in pairs if data is not None}

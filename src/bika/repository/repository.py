@@ -24,7 +24,7 @@ from bika.errors import (
     RepositoryError,
     UnusableBackup,
 )
-from bika.repository.index import read_records
+from bika.repository.index import forget, read_by_folder, read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
 from bika.storage import ObjectInfo, Storage
 
@@ -130,9 +130,17 @@ class Repository:
             if (backup_id := _manifest_id(info.key)) is not None
         )
 
-    def started_times(self) -> list[datetime]:
-        """When each backup started, to the second, from the ids alone (no manifest read)."""
-        return [t for i in self.backup_ids() if (t := _id_time(i)) is not None]
+    def started_times(self, since: datetime | None = None) -> list[datetime]:
+        """When each backup started, to the second, from the ids alone (no manifest read);
+        with `since`, only backups whose id says they started then or later (ids sort by
+        time, so the storage lists only those)."""
+        start_after = f"{BACKUPS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else None
+        times = []
+        for info in self.storage.list(BACKUPS, start_after=start_after):
+            backup_id = _manifest_id(info.key)
+            if backup_id is not None and (stamp := _id_time(backup_id)) is not None:
+                times.append(stamp)
+        return sorted(times)
 
     def manifest(self, backup_id: str) -> Manifest:
         return self.read_manifest(backup_id)[0]
@@ -181,28 +189,36 @@ class Repository:
     ) -> tuple[list[Manifest], list[DamagedBackup]]:
         """Every usable manifest, in the order the backups started (ties by id), and, apart,
         the backups whose manifest cannot be used, each with the reason: one bad manifest does
-        not hide the others. `listing` is a fresh listing of backups/ when the caller has one.
+        not hide the others.
 
-        The manifests that the listing shows are read through the index (index.py), which
-        only saves fetching them: the result is what reading each one would give."""
-        listed = [
-            info
-            for info in (self.storage.list(BACKUPS) if listing is None else listing)
-            if _manifest_id(info.key) is not None
-        ]
-        raws = read_records(self.storage, MANIFEST_INDEX, listed)
+        The manifests come through the index (index.py), which saves fetching them. Given
+        `listing`, a fresh listing of every object under backups/ (prune has one), the index
+        is used only for manifests listed exactly as it holds them. Without, backups/ is
+        listed by folder, which skips the artifacts: a folder's manifest is read unless the
+        index holds it, and an entry whose folder is gone is dropped."""
+        raws: dict[str, bytes]
+        if listing is None:
+            keys = [self.artifact_key(name, MANIFEST) for name in self.storage.folders(BACKUPS)]
+            raws = read_by_folder(self.storage, MANIFEST_INDEX, keys)
+        else:
+            listed = [info for info in listing if _manifest_id(info.key) is not None]
+            raws = read_records(self.storage, MANIFEST_INDEX, listed)
         manifests: list[Manifest] = []
         damaged: list[DamagedBackup] = []
-        for info in sorted(listed, key=lambda i: i.key):
-            backup_id = _manifest_id(info.key)
-            raw = raws.get(info.key)
-            if backup_id is None or raw is None:
-                continue  # deleted since it was listed
+        for key in sorted(raws):
+            backup_id = _manifest_id(key)
+            if backup_id is None:
+                continue
             try:
-                manifests.append(self._parse(backup_id, raw))
+                manifests.append(self._parse(backup_id, raws[key]))
             except UnusableBackup as exc:
                 damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
+
+    def forget(self, backup_ids: Iterable[str]) -> None:
+        """Take these backups out of the index before their manifests are deleted (prune), so
+        that no reader by folder sees them while their artifacts go."""
+        forget(self.storage, MANIFEST_INDEX, [self.artifact_key(i, MANIFEST) for i in backup_ids])
 
     def copy_sources(self) -> set[str]:
         """Ids of the repositories whose backups `bika copy` has brought here."""

@@ -64,8 +64,15 @@ class Storage(Protocol):
 
     def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None: ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix, in key order."""
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order; with start_after, only
+        those whose key sorts after it (the storage skips the others without listing them)."""
+        ...
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        """The folders right under prefix (which ends in '/'), in order: each name that some
+        key continues from prefix with, up to its next '/'. A folder of many objects costs as
+        much as one (S3's common prefixes); a local disk's empty folder may be one too."""
         ...
 
     def stat(self, key: str) -> ObjectInfo | None: ...
