@@ -56,6 +56,7 @@ class Repository:
         self.storage = storage
         self.config = config
         self._copy_sources: set[str] | None = None
+        self._manifest_sizes: dict[str, int] = {}
 
     @property
     def id(self) -> str:
@@ -185,7 +186,10 @@ class Repository:
         return manifest
 
     def scan(
-        self, listing: Iterable[ObjectInfo] | None = None
+        self,
+        listing: Iterable[ObjectInfo] | None = None,
+        *,
+        folders: Iterable[str] | None = None,
     ) -> tuple[list[Manifest], list[DamagedBackup]]:
         """Every usable manifest, in the order the backups started (ties by id), and, apart,
         the backups whose manifest cannot be used, each with the reason: one bad manifest does
@@ -194,11 +198,13 @@ class Repository:
         The manifests come through the index (index.py), which saves fetching them. Given
         `listing`, a fresh listing of every object under backups/ (prune has one), the index
         is used only for manifests listed exactly as it holds them. Without, backups/ is
-        listed by folder, which skips the artifacts: a folder's manifest is read unless the
-        index holds it, and an entry whose folder is gone is dropped."""
+        listed by folder (or `folders` are its folders, listed by the caller), which skips the
+        artifacts: a folder's manifest is read unless the index holds it, and an entry whose
+        folder is gone is dropped."""
         raws: dict[str, bytes]
         if listing is None:
-            keys = [self.artifact_key(name, MANIFEST) for name in self.storage.folders(BACKUPS)]
+            names = self.storage.folders(BACKUPS) if folders is None else folders
+            keys = [self.artifact_key(name, MANIFEST) for name in names]
             raws = read_by_folder(self.storage, MANIFEST_INDEX, keys)
         else:
             listed = [info for info in listing if _manifest_id(info.key) is not None]
@@ -209,11 +215,16 @@ class Repository:
             backup_id = _manifest_id(key)
             if backup_id is None:
                 continue
+            self._manifest_sizes[backup_id] = len(raws[key])
             try:
                 manifests.append(self._parse(backup_id, raws[key]))
             except UnusableBackup as exc:
                 damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
+
+    def manifest_size(self, backup_id: str) -> int | None:
+        """The stored size of a manifest the last scan() read, else None."""
+        return self._manifest_sizes.get(backup_id)
 
     def forget(self, backup_ids: Iterable[str]) -> None:
         """Take these backups out of the index before their manifests are deleted (prune), so
