@@ -473,3 +473,18 @@ def test_list_prints_the_same_with_a_stale_or_missing_index(moto: Server) -> Non
     for key in index_keys(storage):
         storage.delete(key)
     assert listed() == stale
+
+
+def test_an_id_resolves_by_folder_but_only_to_a_backup_with_a_manifest(
+    repo: Repository, storage: Counting
+) -> None:
+    done = commit(repo, 1)
+    running = "20261101T040000Z-daily-beef"  # artifacts written, manifest not yet
+    storage.write_bytes(repo.artifact_key(running, "database.pgdump.zst.age"), b"partial")
+    assert repo.resolve(done) == done
+    assert repo.resolve("20261101T0") == done, "the running backup does not make it ambiguous"
+    with pytest.raises(BackupNotFound, match="no backup"):
+        repo.resolve(running)
+    commit(repo, 3)
+    with pytest.raises(BackupNotFound, match="give more of the id"):
+        repo.resolve("20261101T0")

@@ -260,15 +260,25 @@ class Repository:
             )
         if ref == "latest":
             return self.latest()
-        ids = self.backup_ids()
-        if ref in ids:
+        # by folder, which skips the artifacts: a folder without a manifest is no backup, so
+        # the candidates' manifests are looked up (until two are found)
+        candidates = [i for i in self.storage.folders(BACKUPS) if i.startswith(ref)]
+        if ref in candidates and self._has_manifest(ref):
             return ref
-        matches = [i for i in ids if i.startswith(ref)]
-        if len(matches) == 1:
+        matches: list[str] = []
+        for candidate in candidates:
+            if candidate != ref and self._has_manifest(candidate):
+                matches.append(candidate)
+                if len(matches) > 1:
+                    raise BackupNotFound(
+                        f"{ref!r} matches {len(candidates)} backups; give more of the id"
+                    )
+        if matches:
             return matches[0]
-        if len(matches) > 1:
-            raise BackupNotFound(f"{ref!r} matches {len(matches)} backups; give more of the id")
         raise BackupNotFound(f"no backup {ref!r} in {self.url}; 'bika list' shows the ids")
+
+    def _has_manifest(self, backup_id: str) -> bool:
+        return self.storage.stat(self.artifact_key(backup_id, MANIFEST)) is not None
 
     def latest(self) -> str:
         """The id of the backup that started last."""
