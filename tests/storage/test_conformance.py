@@ -93,6 +93,37 @@ def test_list_gives_keys_under_a_prefix_in_key_order(storage: Storage) -> None:
     assert everything == sorted(everything) and len(everything) == 6
 
 
+def test_list_after_a_key_skips_the_keys_up_to_it(storage: Storage) -> None:
+    for key in ["events/20261101T01.json", "events/20261102T01.json", "events/20261103T01.json"]:
+        write_bytes(storage, key, b"{}")
+    write_bytes(storage, "eventsX/20261109T01.json", b"{}")
+    after = [info.key for info in storage.list("events/", start_after="events/20261102")]
+    assert after == ["events/20261102T01.json", "events/20261103T01.json"]
+    assert [i.key for i in storage.list("events/", start_after="events/20261102T01.json")] == [
+        "events/20261103T01.json"
+    ]
+
+
+def test_folders_are_the_names_right_under_a_prefix(storage: Storage) -> None:
+    for key in ["backups/b/manifest.json", "backups/a/x", "backups/a/y/z", "backups/c"]:
+        write_bytes(storage, key, b"1")
+    write_bytes(storage, "backupsX/d/other", b"not under backups/")
+    assert list(storage.folders("backups/")) == ["a", "b"]
+    assert list(storage.folders("backups/a/")) == ["y"]
+    assert list(storage.folders("nothing/")) == []
+    storage.delete("backups/b/manifest.json")
+    assert list(storage.folders("backups/")) == ["a"], "a folder emptied is no folder"
+
+
+def test_list_gives_the_tag_of_each_version_where_the_backend_has_one(storage: Storage) -> None:
+    write_bytes(storage, "a", b"one")
+    (first,) = storage.list("a")
+    write_bytes(storage, "a", b"two", overwrite=True)
+    (second,) = storage.list("a")
+    if first.etag is not None:  # local disk has none: size and time tell versions apart
+        assert second.etag is not None and first.etag != second.etag
+
+
 def test_delete_removes_an_object_and_ignores_a_missing_one(storage: Storage) -> None:
     write_bytes(storage, "drills/1.json", b"{}")
     storage.delete("drills/1.json")

@@ -12,11 +12,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
+from bika.repository.index import read_records
 from bika.repository.repository import Repository
 from bika.storage import read_bytes, write_bytes
 
 DRILLS = "drills/"
 DRILL_FORMAT_VERSION = 1
+DRILL_INDEX = "drills"
+"""The index of drill records: index/drills/… (index.py)."""
 
 TableStatus = Literal["ok", "differs", "missing", "unreadable", "skipped"]
 
@@ -123,20 +126,31 @@ def drill_history(repo: Repository, backup_id: str) -> list[DrillRecord]:
 
 
 def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
-    """The newest drill of each backup that has one, from one listing of drills/."""
+    """The newest drill of each backup that has one, from one listing of drills/ (their bytes
+    through the index, index.py)."""
+    listed = []
     newest: dict[str, str] = {}
     for info in repo.storage.list(DRILLS):
         parts = info.key[len(DRILLS) :].split("/")
         if len(parts) != 2 or not parts[1].endswith(".json"):
             continue
+        listed.append(info)
         backup_id, name = parts
         if backup_id not in newest or name > newest[backup_id].rsplit("/", 1)[1]:
             newest[backup_id] = info.key
-    return {backup_id: _read(repo, key) for backup_id, key in newest.items()}
+    raws = read_records(repo.storage, DRILL_INDEX, listed, newest.values())
+    return {
+        backup_id: _parse(repo, key, raws[key])
+        for backup_id, key in newest.items()
+        if key in raws  # deleted since it was listed (prune)
+    }
 
 
 def _read(repo: Repository, key: str) -> DrillRecord:
-    raw = read_bytes(repo.storage, key)
+    return _parse(repo, key, read_bytes(repo.storage, key))
+
+
+def _parse(repo: Repository, key: str, raw: bytes) -> DrillRecord:
     try:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:

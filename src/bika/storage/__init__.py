@@ -23,6 +23,10 @@ class ObjectInfo:
     modified: datetime | None = None
     """When the object was written (cloud: its upload started or completed), timezone-aware;
     None where a backend cannot say. Prune judges leftovers' age by it."""
+    etag: str | None = None
+    """The storage's tag for this version of the object (S3/Azure ETag, GCS etag), None where
+    a backend has none: with size (else modified), what tells a rewritten object from the one
+    cached in the repository's index."""
 
 
 class Sink(Protocol):
@@ -63,8 +67,15 @@ class Storage(Protocol):
         range past the end reads as b''. Raises ObjectNotFound."""
         ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix, in key order."""
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order; with start_after, only
+        those whose key sorts after it (the storage skips the others without listing them)."""
+        ...
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        """The folders right under prefix (which ends in '/'), in order: each name that some
+        key continues from prefix with, up to its next '/'. A folder of many objects costs as
+        much as one (S3's common prefixes); a local disk's empty folder may be one too."""
         ...
 
     def stat(self, key: str) -> ObjectInfo | None: ...
@@ -93,10 +104,18 @@ class Inspectable(Protocol):
         ...
 
 
+_FIRST_READ = 1 << 20
+
+
 def read_bytes(storage: Storage, key: str) -> bytes:
-    """A whole (small) object: bika.json, a manifest, an event, a lock."""
-    with storage.open(key) as source:
-        return source.read()
+    """A whole (small) object: bika.json, a manifest, an event, a lock. Objects up to 1 MiB cost
+    one request (a ranged read asks no size first); the rest of a larger one a second."""
+    with storage.open(key, 0, _FIRST_READ) as source:
+        head = source.read()
+    if len(head) < _FIRST_READ:
+        return head
+    with storage.open(key, _FIRST_READ) as source:
+        return head + source.read()
 
 
 def read_range(storage: Storage, key: str, start: int, length: int) -> bytes:

@@ -303,20 +303,35 @@ class CloudStorage:
                     return b""
             raise self._fail("read", key, exc) from exc
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         # obstore matches prefixes by whole path segments; ask for the enclosing folder and
         # filter by characters, as the protocol promises.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         found: list[ObjectInfo] = []
         try:
-            for batch in obstore.list(self._store, folder or None, chunk_size=1000):
+            for batch in obstore.list(
+                self._store, folder or None, offset=start_after, chunk_size=1000
+            ):
                 for meta in batch:
                     key = _meta_path(meta)
-                    if key.startswith(prefix):
+                    if key.startswith(prefix) and (start_after is None or key > start_after):
                         found.append(_info(key, meta))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        folder = prefix.rstrip("/")
+        try:
+            result = obstore.list_with_delimiter(self._store, folder or None)
+        except Exception as exc:
+            raise self._fail("list", prefix or "objects", exc) from exc
+        start = f"{folder}/" if folder else ""
+        yield from sorted(
+            name[len(start) :].rstrip("/")
+            for name in (str(p) for p in result["common_prefixes"])
+            if name.startswith(start)
+        )
 
     def stat(self, key: str) -> ObjectInfo | None:
         return self._head(check_key(self.url, key), key, "stat")
@@ -348,7 +363,7 @@ class CloudStorage:
 
 
 def _info(key: str, meta: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"))
+    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"), meta.get("e_tag"))
 
 
 def _meta_path(meta: Any) -> str:

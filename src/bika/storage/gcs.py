@@ -320,20 +320,41 @@ class GCSStorage:
                     return b""
             raise
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         found: list[ObjectInfo] = []
         try:
             client = self._bucket().client
             for blob in client.list_blobs(
                 self.bucket_name,
                 prefix=self._prefix + prefix,
+                start_offset=self._prefix + start_after if start_after else None,
                 retry=self._retry,
                 timeout=self._timeout,
             ):
-                found.append(_info(blob.name[len(self._prefix) :], blob))
+                key = blob.name[len(self._prefix) :]
+                if start_after is None or key > start_after:
+                    found.append(_info(key, blob))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        start = self._prefix + prefix
+        try:
+            client = self._bucket().client
+            pages = client.list_blobs(
+                self.bucket_name,
+                prefix=start,
+                delimiter="/",
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            for _ in pages:
+                pass  # the prefixes are gathered while the pages are read
+            names = sorted(str(p)[len(start) :].rstrip("/") for p in pages.prefixes)
+        except Exception as exc:
+            raise self._fail("list", prefix or "objects", exc) from exc
+        yield from names
 
     def _find(self, key: str, action: str) -> Any:
         path = self._prefix + check_key(self.url, key)
@@ -414,7 +435,7 @@ def _rule(index: int, rule: Any) -> LifecycleRule:
 
 
 def _info(key: str, blob: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(blob.size or 0), blob.updated)
+    return ObjectInfo(key, int(blob.size or 0), blob.updated, blob.etag)
 
 
 def _credentials_from_file(path: str) -> tuple[Credentials, str | None]:

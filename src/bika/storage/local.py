@@ -127,7 +127,7 @@ class LocalStorage:
                 handle.seek(start)
             yield handle if length is None else _Window(handle, length)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         base = self.root
         if not base.is_dir():
             return
@@ -139,11 +139,25 @@ class LocalStorage:
                         continue
                     full = Path(dirpath) / name
                     key = full.relative_to(base).as_posix()
-                    if key.startswith(prefix):
+                    if key.startswith(prefix) and (start_after is None or key > start_after):
                         found.append(_info(key, full))
         except OSError as exc:
             raise self._fail("list", prefix, exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        folder = self.root / prefix
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(folder)
+                if entry.is_dir() and not entry.name.startswith(TEMP_PREFIX)
+            )
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._fail("list", prefix, exc) from exc
+        yield from names
 
     def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root
