@@ -1,4 +1,6 @@
-"""The Storage protocol every backend implements, and opening a storage from a URL.
+"""The Storage protocol every backend implements, the helpers written once on top of it
+(read_bytes, write_bytes, read_range, bucket_facts), the one StorageSettings type, and opening a
+storage from a URL.
 
 A storage is a flat key space under a prefix; keys use '/' separators. Objects are written once.
 """
