@@ -5,6 +5,7 @@ Plain models plus their reading and writing; written once, never modified (docs/
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,6 +17,8 @@ from bika.repository.repository import Repository
 
 DRILLS = "drills/"
 DRILL_FORMAT_VERSION = 1
+
+_LOG = logging.getLogger(__name__)
 
 TableStatus = Literal["ok", "differs", "missing", "unreadable", "skipped"]
 
@@ -106,36 +109,49 @@ def record_drill(repo: Repository, record: DrillRecord) -> str:
     stamp = record.finished_at.astimezone(UTC)
     name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z"
     key = f"{drill_prefix(record.backup_id)}{name}.json"
+    data = record.to_json().encode()
     try:
-        repo.storage.write_bytes(key, record.to_json().encode())
+        repo.write_signed(key, data)
     except ObjectExists:
         # two drills of one backup in the same millisecond: keep both
         key = f"{drill_prefix(record.backup_id)}{name}-{secrets.token_hex(2)}.json"
-        repo.storage.write_bytes(key, record.to_json().encode())
+        repo.write_signed(key, data)
     return key
 
 
 def drill_history(repo: Repository, backup_id: str) -> list[DrillRecord]:
-    """Every drill of one backup, oldest first."""
-    keys = [info.key for info in repo.storage.list(drill_prefix(backup_id))]
-    return sorted((_read(repo, key) for key in keys), key=lambda r: r.finished_at)
+    """Every drill of one backup this host trusts (see _read), oldest first."""
+    listed = repo.storage.list(drill_prefix(backup_id))
+    keys = [info.key for info in listed if info.key.endswith(".json")]
+    records = [record for key in keys if (record := _read(repo, key)) is not None]
+    return sorted(records, key=lambda r: r.finished_at)
 
 
 def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
-    """The newest drill of each backup that has one, from one listing of drills/."""
-    newest: dict[str, str] = {}
+    """The newest trusted drill of each backup that has one, from one listing of drills/."""
+    keys: dict[str, list[str]] = {}
     for info in repo.storage.list(DRILLS):
         parts = info.key[len(DRILLS) :].split("/")
         if len(parts) != 2 or not parts[1].endswith(".json"):
             continue
-        backup_id, name = parts
-        if backup_id not in newest or name > newest[backup_id].rsplit("/", 1)[1]:
-            newest[backup_id] = info.key
-    return {backup_id: _read(repo, key) for backup_id, key in newest.items()}
+        keys.setdefault(parts[0], []).append(info.key)
+    latest: dict[str, DrillRecord] = {}
+    for backup_id, names in keys.items():
+        for key in sorted(names, reverse=True):
+            record = _read(repo, key)
+            if record is not None:
+                latest[backup_id] = record
+                break
+    return latest
 
 
-def _read(repo: Repository, key: str) -> DrillRecord:
+def _read(repo: Repository, key: str) -> DrillRecord | None:
+    """A drill record, or None when its signature is not one this host accepts: a drill
+    record nobody trusted wrote proves nothing, so it counts as no drill."""
     raw = repo.storage.read_bytes(key)
+    if repo.trusted(key, raw) is not None:
+        _LOG.warning(f"{key}: ignored, its signature is not one this host trusts")
+        return None
     try:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from bika.errors import (
     ObjectExists,
     ObjectNotFound,
     RepositoryError,
+    UntrustedBackup,
     UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
+from bika.repository.signatures import Trust, Verdict, judge, signature_key, signature_object
 from bika.storage import Storage
 
 CONFIG_KEY = "bika.json"
@@ -31,6 +34,8 @@ BACKUPS = "backups/"
 MANIFEST = "manifest.json"
 # copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
 COPIED_FROM = "copied-from/"
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class Repository:
         self.storage = storage
         self.config = config
         self._copy_sources: set[str] | None = None
+        self.trust = Trust()
+        self._warned_unsigned = False
+        """How signatures are judged and what this process signs with (set by the CLI)."""
 
     @property
     def id(self) -> str:
@@ -64,6 +72,69 @@ class Repository:
     @property
     def url(self) -> str:
         return self.storage.url
+
+    @property
+    def signers(self) -> list[str]:
+        """The signing public keys bika.json records (those the backup hosts sign with)."""
+        return [str(s) for s in self.config.get("signers", [])]  # type: ignore[attr-defined]
+
+    # signatures ----------------------------------------------------------------------
+
+    def accepted_signers(self) -> frozenset[str]:
+        """The keys whose signatures count: this host's pinned ones, else bika.json's."""
+        return self.trust.pinned or frozenset(self.signers)
+
+    @property
+    def enforcing(self) -> bool:
+        """Whether unsigned objects are refused: once a signer is pinned or recorded."""
+        return bool(self.accepted_signers())
+
+    def verdict(self, key: str, data: bytes) -> Verdict:
+        """What the signature next to the object `data` at `key` says about it."""
+        try:
+            sig: bytes | None = self.storage.read_bytes(signature_key(key))
+        except ObjectNotFound:
+            sig = None
+        return judge(key, data, sig, self.accepted_signers())
+
+    def trusted(self, key: str, data: bytes) -> Verdict | None:
+        """None when the object may be used; else the verdict that refuses it."""
+        verdict = self.verdict(key, data)
+        if self.trust.accepts(verdict, self.enforcing):
+            if verdict.status == "unsigned" and self.enforcing and not self._warned_unsigned:
+                self._warned_unsigned = True
+                _LOG.warning(
+                    f"{key} (and any other unsigned object read) is not signed; used because"
+                    " of --trust-unsigned"
+                )
+            return None
+        return verdict
+
+    def write_signed(self, key: str, data: bytes) -> None:
+        """Store an object (create-only), its signature first when this host signs: an object
+        is never visible unsigned."""
+        signer = self.trust.signer()
+        if signer is not None:
+            self._record_signer(signer.public)
+            self.storage.write_bytes(signature_key(key), signature_object(signer, key, data))
+        self.storage.write_bytes(key, data)
+
+    def _record_signer(self, public: str) -> None:
+        """Add the backup host's public key to bika.json's signers, once, so a restoring host
+        can see which key to pin (bika.json is the one object bika rewrites)."""
+        if public in self.signers:
+            return
+        try:
+            current = json.loads(self.storage.read_bytes(CONFIG_KEY))
+        except (ObjectNotFound, ValueError):
+            current = dict(self.config)
+        signers = [str(s) for s in current.get("signers", [])]
+        if public not in signers:
+            current["signers"] = [*signers, public]
+            data = (json.dumps(current, indent=2) + "\n").encode()
+            self.storage.write_bytes(CONFIG_KEY, data, overwrite=True)
+            _LOG.info(f"recorded signing key {public} in {self.url}/{CONFIG_KEY}")
+        self.config = current
 
     @classmethod
     def init(cls, storage: Storage, recipients: list[str]) -> Repository:
@@ -116,7 +187,7 @@ class Repository:
     def commit(self, manifest: Manifest) -> None:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        self.storage.write_bytes(key, manifest.to_json().encode())
+        self.write_signed(key, manifest.to_json().encode())
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
@@ -137,8 +208,9 @@ class Repository:
     def read_manifest(self, backup_id: str) -> tuple[Manifest, bytes]:
         """The manifest and its stored bytes (which a copy reproduces exactly).
 
-        Raises DamagedManifest for one that does not parse, and ForeignBackup for one taken in
-        another repository that did not come here by `bika copy` (a folder copied by hand)."""
+        Raises DamagedManifest for one that does not parse, ForeignBackup for one taken in
+        another repository that did not come here by `bika copy` (a folder copied by hand), and
+        UntrustedBackup for one whose signature this host does not accept."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
             raw = self.storage.read_bytes(key)
@@ -168,6 +240,9 @@ class Repository:
                 " hand, and this repository's key may not open it; use it from the repository"
                 " it came from",
             )
+        refused = self.trusted(key, raw)
+        if refused is not None:
+            raise UntrustedBackup(backup_id, refused.reason("its manifest"))
         return manifest, raw
 
     def scan(self) -> tuple[list[Manifest], list[DamagedBackup]]:
