@@ -287,7 +287,7 @@ def app() -> None:
 app.sections = (
     ("Back up", ("init", "backup", "run", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
-    ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
+    ("Prove and watch", ("verify", "drill", "check", "checklist", "report", "audit")),
     ("Restore", ("restore", "runbook")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
@@ -303,6 +303,7 @@ app.lazy = {
         "verify": ("verify",),
         "drill": ("drill",),
         "check": ("check", "checklist", "report"),
+        "audit": ("audit",),
         "restore": ("restore",),
         "runbook": ("runbook",),
         "key": ("key", "init"),
