@@ -38,7 +38,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     format_version: int = EVENT_FORMAT_VERSION
-    command: str = Field(description="backup, prune, copy, drill, restore")
+    command: str = Field(description="backup, prune, copy, drill, restore, verify, check")
     outcome: Outcome
     error: str | None = Field(default=None, description="one line, credentials redacted")
     started_at: datetime
