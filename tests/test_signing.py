@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from bika.crypto import generate_identity
+from bika.diagnosis import signing_check
 from bika.errors import KeySettingError
 from bika.postgres.cluster import Cluster
 from bika.repository.signatures import Trust, judge, signature_object
@@ -70,12 +71,18 @@ def test_signature_verdicts(tmp_path: Path) -> None:
     assert judge(key, data, signature_object(theirs, key, data), accepted).status == "untrusted"
     assert judge(key, data, None, accepted).status == "unsigned"
     assert judge(key, data, b"not json", accepted).status == "invalid"
-    strict, lenient = Trust(), Trust(trust_unsigned=True)
+    pinned = Trust(pinned=accepted)
+    lenient = Trust(pinned=accepted, trust_unsigned=True)
+    unpinned = Trust()
     unsigned = judge(key, data, None, accepted)
-    assert not strict.accepts(unsigned, enforcing=True)
-    assert lenient.accepts(unsigned, enforcing=True)
-    assert strict.accepts(unsigned, enforcing=False)  # a repository from before signing
-    assert not lenient.accepts(judge(key, b"x", sig, accepted), enforcing=False)
+    untrusted = judge(key, data, signature_object(theirs, key, data), accepted)
+    assert not pinned.accepts(unsigned, signers_known=True)
+    assert lenient.accepts(unsigned, signers_known=True)
+    assert not lenient.accepts(untrusted, signers_known=True)
+    assert unpinned.accepts(unsigned, signers_known=True)  # bika.json's signers: not a pin
+    assert not unpinned.accepts(untrusted, signers_known=True)
+    assert unpinned.accepts(untrusted, signers_known=False)  # a repository from before signing
+    assert not lenient.accepts(judge(key, b"x", sig, accepted), signers_known=False)
 
 
 def _key(folder: Path, name: str) -> str:
@@ -270,3 +277,14 @@ def test_a_repository_from_before_signing_reads_as_before(signed: Signed, tmp_pa
     result = run_bika("verify", "--repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "signed" not in result.stderr
+
+
+def test_doctor_says_whether_backups_are_signed_and_pinned() -> None:
+    ours, theirs = "ed25519:" + "A" * 43, "ed25519:" + "B" * 43
+    assert signing_check(None, [], []).status == "info"  # not signed at all
+    unpinned = signing_check(None, [], [ours])
+    assert unpinned.status == "warn" and ours in unpinned.fix
+    assert signing_check(None, [ours], [ours]).status == "ok"
+    assert signing_check(ours, [], [ours]).status == "ok"  # the backup host
+    stranger = signing_check(None, [ours], [ours, theirs])
+    assert stranger.status == "warn" and theirs[:16] in stranger.detail

@@ -20,9 +20,12 @@ from bika.cli.app import (
 )
 from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
-from bika.diagnosis import Check, diagnose, failed
+from bika.diagnosis import Check, diagnose, failed, signing_check
 from bika.errors import BikaError
 from bika.operations.doctor import database_facts, storage_facts
+from bika.repository import Repository
+from bika.signing import load_signing_key
+from bika.storage import Storage
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unknown": "dim"}
 
@@ -57,7 +60,20 @@ def _repository_checks(settings: Settings) -> list[Check]:
         classes = settings.storage.classes
     except BikaError as exc:
         return [Check("settings", "fail", str(exc))]
-    return diagnose(storage_facts(storage, classes), None)
+    return [*diagnose(storage_facts(storage, classes), None), _signatures(settings, storage)]
+
+
+def _signatures(settings: Settings, storage: Storage) -> Check:
+    """Is this repository's data signed, and does this host pin the keys that sign it?"""
+    try:
+        recorded = Repository.open(storage).signers
+    except BikaError:
+        recorded = []  # no repository (yet): the repository check says so
+    try:
+        signs_as = load_signing_key(settings.signing_key).public if settings.signing_key else None
+    except BikaError as exc:
+        return Check("signatures", "fail", str(exc))
+    return signing_check(signs_as, settings.trusted_signers, recorded)
 
 
 def _copy_configured(settings: Settings) -> bool:

@@ -84,7 +84,7 @@ def verify_log(repo: Repository) -> AuditReport:
             report.problems.append(
                 Problem(entry.key, "edited after it was written: it does not match its signature")
             )
-        elif entry.signature == "untrusted" and repo.enforcing:
+        elif entry.signature == "untrusted" and repo.signers_known:
             shown = fingerprint(entry.signer or "")
             report.problems.append(
                 Problem(entry.key, f"signed by {shown}…, a key this host does not trust")

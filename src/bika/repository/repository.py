@@ -85,8 +85,8 @@ class Repository:
         return self.trust.pinned or frozenset(self.signers)
 
     @property
-    def enforcing(self) -> bool:
-        """Whether unsigned objects are refused: once a signer is pinned or recorded."""
+    def signers_known(self) -> bool:
+        """Whether some signing key is accepted: pinned here or recorded in bika.json."""
         return bool(self.accepted_signers())
 
     def verdict(self, key: str, data: bytes) -> Verdict:
@@ -100,8 +100,8 @@ class Repository:
     def trusted(self, key: str, data: bytes) -> Verdict | None:
         """None when the object may be used; else the verdict that refuses it."""
         verdict = self.verdict(key, data)
-        if self.trust.accepts(verdict, self.enforcing):
-            if verdict.status == "unsigned" and self.enforcing and not self._warned_unsigned:
+        if self.trust.accepts(verdict, self.signers_known):
+            if verdict.status == "unsigned" and self.trust.pinned and not self._warned_unsigned:
                 self._warned_unsigned = True
                 _LOG.warning(
                     f"{key} (and any other unsigned object read) is not signed; used because"

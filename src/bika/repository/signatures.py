@@ -100,10 +100,11 @@ def judge(key: str, data: bytes, sig: bytes | None, accepted: frozenset[str]) ->
 class Trust:
     """How a repository's reader judges signatures, and what its writer signs with.
 
-    `pinned`: the public keys this host trusts (trusted_signers). None pinned: the signers
-    bika.json lists are accepted (which catches an edit, not a substitution by someone who can
-    rewrite bika.json too); none there either: a repository from before signing, read as it
-    always was (only a signature that does not match is refused)."""
+    `pinned`: the public keys this host trusts (trusted_signers); only what they signed is
+    used, unsigned objects also with `trust_unsigned`. None pinned: the signers bika.json lists
+    are checked, which catches a signed object edited or re-signed by another key, though not
+    someone who rewrites bika.json too; unsigned objects are used as before signing existed.
+    A signature that does not match is always refused."""
 
     pinned: frozenset[str] = frozenset()
     trust_unsigned: bool = False
@@ -116,11 +117,13 @@ class Trust:
             self._signer = signing.load_signing_key(self.signing_key)
         return self._signer
 
-    def accepts(self, verdict: Verdict, enforcing: bool) -> bool:
+    def accepts(self, verdict: Verdict, signers_known: bool) -> bool:
+        """Whether an object with this verdict may be used; `signers_known`: some key is
+        accepted (pinned here, or listed in bika.json)."""
         if verdict.status == "signed":
             return True
         if verdict.status == "invalid":
             return False
         if verdict.status == "unsigned":
-            return not enforcing or self.trust_unsigned
-        return not enforcing
+            return not self.pinned or self.trust_unsigned
+        return not signers_known
