@@ -246,19 +246,28 @@ def test_an_unsigned_backup_is_refused_unless_trusted_unsigned(signed: Signed) -
     assert [d["id"] for d in damaged] == [signed.unsigned_id]
 
 
-def test_a_signed_backup_restores_and_drills_on_the_pinned_host(signed: Signed) -> None:
+def test_a_signed_backup_restores_drills_and_copies_on_the_pinned_host(signed: Signed) -> None:
     out = signed.folder / "restored.sql"
     restore = run_bika("restore", signed.signed_id, "--to-file", str(out), env=signed.env())
     assert restore.returncode == 0, restore.stderr
-    drill = run_bika("drill", signed.signed_id, "--json", env=signed.env())
+    signing = {"BIKA_SIGNING_KEY": str(signed.folder / "signing.key")}
+    drill = run_bika("drill", signed.signed_id, "--json", env=signed.env(**signing))
     assert drill.returncode == 0, drill.stderr
     record = next((signed.repo / "drills" / signed.signed_id).glob("*.json"))
-    assert not record.with_suffix(".json.sig").exists()  # this host does not sign
-    shown = run_bika("show", signed.signed_id, "--json", env=signed.env(BIKA_TRUST_UNSIGNED="1"))
+    assert record.with_suffix(".json.sig").is_file()
+    shown = run_bika("show", signed.signed_id, "--json", env=signed.env())
     assert len(json.loads(shown.stdout)["drills"]) == 1
-    # an unsigned drill record proves nothing on a pinned host: it counts as no drill
-    strict = run_bika("show", signed.signed_id, "--json", env=signed.env())
+    # a drill record nobody pinned signed proves nothing here: it counts as no drill
+    repo = signed.copy("drill")
+    next((repo / "drills" / signed.signed_id).glob("*.json.sig")).unlink()
+    strict = run_bika("show", signed.signed_id, "--json", env=signed.env(BIKA_REPO=str(repo)))
     assert json.loads(strict.stdout)["drills"] == []
+    # bika copy takes the signature along: the second repository verifies on the pinned host
+    second = signed.folder / f"second-{uuid.uuid4().hex[:6]}"
+    copied = run_bika("copy", signed.signed_id, "--to", str(second), "--init", env=signed.env())
+    assert copied.returncode == 0, copied.stderr
+    verified = run_bika("verify", signed.signed_id, env=signed.env(BIKA_REPO=str(second)))
+    assert verified.returncode == 0, verified.stderr
 
 
 def test_a_repository_from_before_signing_reads_as_before(signed: Signed, tmp_path: Path) -> None:
