@@ -99,6 +99,8 @@ class Repository:
 
     def trusted(self, key: str, data: bytes) -> Verdict | None:
         """None when the object may be used; else the verdict that refuses it."""
+        if not self.signers_known:
+            return None  # nobody signs here and nothing is pinned: no signature to read
         verdict = self.verdict(key, data)
         if self.trust.accepts(verdict, self.signers_known):
             if verdict.status == "unsigned" and self.trust.pinned and not self._warned_unsigned:
