@@ -20,7 +20,7 @@ import pytest
 from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster, start_cluster
 
-from helpers import KeyedRepo, Offsite, offline_env, run_bika
+from helpers import PG15_BIN, KeyedRepo, Offsite, offline_env, run_bika
 from storage.servers import (
     BUCKET,
     AwsUser,
@@ -46,8 +46,6 @@ os.environ.update(_offline)
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bika-test-state-")
 
 PASSWORD = "s3cret-pw"
-# Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.
-PG15_BIN = Path(os.environ.get("BIKA_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 @pytest.fixture(scope="session")

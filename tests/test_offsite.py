@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import awkward
 import psycopg
 import pytest
 
@@ -135,7 +136,7 @@ def test_monthly_backups_go_to_the_kinds_storage_class(
     where = offsite(backend)
     user = User(tmp_path, where.env, f'[storage.classes]\nmonthly = "{cold}"\n')
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     user.ok("init", "--repo", where.url, "--recipient", user.recipient)
     backup_id = user.ok("backup", "--repo", where.url, "--db", url, "--kind", "monthly").split()[-1]
     manual_id = user.ok("backup", "--repo", where.url, "--db", url).split()[-1]

@@ -239,15 +239,16 @@ def check_result(report: CheckReport) -> Json:
     }
 
 
-def check_unknown(repository: str, finding: Finding) -> Json:
-    """`bika check` when the repository cannot be read: UNKNOWN (exit 3), the reason as its
-    one finding."""
+def check_unreachable(repository: str, findings: list[Finding]) -> Json:
+    """`bika check` when the repository cannot be read: UNKNOWN (exit 3) with the reason as the
+    first finding, or CRITICAL (exit 2) when this host also holds a failed backup run that could
+    not be uploaded."""
     return {
         "ok": False,
-        "status": "UNKNOWN",
-        "exit_code": 3,
+        "status": NAGIOS_NAMES[worst(findings)],
+        "exit_code": exit_code(findings),
         "repository": repository,
-        "findings": [_check_finding(finding)],
+        "findings": [_check_finding(f) for f in findings],
     }
 
 

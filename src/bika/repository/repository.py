@@ -29,6 +29,8 @@ from bika.repository.manifest import FORMAT_VERSION, Manifest
 from bika.repository.signatures import Trust, Verdict, judge, signature_key, signature_object
 from bika.storage import Storage
 
+_LOG = logging.getLogger(__name__)
+
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
@@ -324,7 +326,12 @@ class Repository:
                     continue
                 if best is not None and stamp + timedelta(seconds=1) <= best[0]:
                     break
-            started = _started(self.manifest(backup_id))
+            try:
+                started = _started(self.manifest(backup_id))
+            except UnusableBackup as exc:
+                # "latest" means the newest usable one; say which newer one was passed over
+                _LOG.warning("skipping backup %s: %s", backup_id, exc.reason)
+                continue
             if started < when and (best is None or started > best[0]):
                 best = (started, backup_id)
         if best is None:
