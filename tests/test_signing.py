@@ -59,6 +59,24 @@ def test_a_private_key_given_as_trusted_signer_is_refused_without_echoing_it(
     assert secret[17:] not in result.stderr
 
 
+def test_a_missing_signing_key_fails_the_backup_before_it_starts(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    recipient = generate_identity(tmp_path / "age.key")
+    assert run_bika("init", "--repo", str(repo), "--recipient", recipient).returncode == 0
+    missing = tmp_path / "nope.key"
+    result = run_bika(
+        "backup",
+        "--repo",
+        str(repo),
+        "--db",
+        "postgresql://app@127.0.0.1:9/app",
+        env={"BIKA_SIGNING_KEY": str(missing)},
+    )
+    assert_clean_error(result, f"signing key file {missing} does not exist")
+    assert result.returncode == 2
+    assert not (repo / "backups").exists()
+
+
 def test_signature_verdicts(tmp_path: Path) -> None:
     ours = load_signing_key(Path(_key(tmp_path, "ours")))
     theirs = load_signing_key(Path(_key(tmp_path, "theirs")))

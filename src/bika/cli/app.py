@@ -337,6 +337,7 @@ def open_repository(settings: Settings) -> Repository:
             run.url = None  # no repository there to log into, now or later
         raise
     repository.trust = trust(settings)
+    repository.trust.signer()  # a missing or bad signing_key fails now, not after the dump
     if run is not None:
         run.attach(repository)
     return repository
