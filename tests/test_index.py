@@ -431,12 +431,12 @@ def test_events_come_through_the_index_as_written(repo: Repository, storage: Cou
         )
 
     for hours in range(6):
-        write_event(storage, event(hours))
+        write_event(repo, event(hours))
     since = START + timedelta(hours=3)
     assert [e.started_at for e in read_events(storage, repo.url, since)] == [
         START + timedelta(hours=h) for h in (3, 4, 5)
     ]
-    write_event(storage, event(7))
+    write_event(repo, event(7))
     storage.reads.clear()
     assert len(read_events(storage, repo.url)) == 7
     read = sorted(k for k in storage.reads if k.startswith("events/"))

@@ -487,7 +487,10 @@ def test_every_backup_run_is_logged_failed_ones_included(
         assert event["host"] == socket.gethostname()
         assert event["user"] and event["pid"] > 0 and event["bika_version"]
         assert event["repository_id"] == json.loads((repo / "bika.json").read_text())["id"]
-        assert event["duration_seconds"] >= 0 and event["prev"] is None
+        assert event["duration_seconds"] >= 0
+    # the run log is a hash chain: each event names the one before it
+    first, second = sorted((repo / "events").glob("*.json"))[-2:]
+    assert json.loads(second.read_text())["prev"] == hashlib.sha256(first.read_bytes()).hexdigest()
 
 
 def test_a_run_that_cannot_reach_its_repository_is_logged_by_the_next_run(

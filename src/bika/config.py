@@ -39,13 +39,14 @@ from pydantic import (
     field_validator,
 )
 
-from bika.errors import ConfigError
+from bika.errors import ConfigError, KeySettingError
 from bika.monitor import Thresholds
 from bika.postgres.connection import ConnInfo, redact, scrub
 from bika.postgres.dump import DumpScope
 from bika.repository.manifest import KINDS
 from bika.retention import DEFAULT_RULES, Policy, Rule
 from bika.schedule import ScheduleConfig
+from bika.signing import parse_public
 from bika.storage import StorageSettings
 from bika.units import parse_duration
 
@@ -70,6 +71,7 @@ NOT_SETTINGS = (
     "BIKA_LOG_FORMAT",
     "BIKA_NOW",
     "BIKA_IDENTITY_PASSPHRASE",
+    "BIKA_TRUST_UNSIGNED",
 )
 NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE")
 
@@ -269,6 +271,12 @@ class Settings(_Deferred):
     """Age identity file, to read data back."""
     recipients: list[str] = Field(default_factory=list)
     """age1… public keys."""
+    signing_key: Path | None = None
+    """ed25519 signing key file (bika key generate --signing): the backup host signs every
+    manifest, drill record and event it writes with it."""
+    trusted_signers: list[str] = Field(default_factory=list)
+    """ed25519:… public keys whose signatures this host accepts; once set, an unsigned
+    backup or one signed by another key is refused (--trust-unsigned for old ones)."""
     pg_bin_dir: str | None = None
     """Folder of pg_dump/pg_restore to use."""
     compression_level: int = Field(3, ge=1, le=22)
@@ -290,11 +298,21 @@ class Settings(_Deferred):
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _file: Path | None = PrivateAttr(default=None)
 
-    @field_validator("recipients", mode="before")
+    @field_validator("recipients", "trusted_signers", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v for v in re.split(r"[\s,]+", value) if v]
+        return value
+
+    @field_validator("trusted_signers")
+    @classmethod
+    def _signers(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                parse_public(text)
+            except KeySettingError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @property

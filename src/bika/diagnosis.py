@@ -503,3 +503,42 @@ def _major(version: str) -> int:
             break
         digits += char
     return int(digits or 0)
+
+
+# --- signatures ---
+
+
+def signing_check(signs_as: str | None, pinned: list[str], recorded: list[str]) -> Finding:
+    """Whether backups are signed, and whether this host pins the keys that sign them
+    (signs_as: this host's signing public key; recorded: bika.json's signers)."""
+    short = [f"{key[:16]}…" for key in recorded if key not in pinned and key != signs_as]
+    if pinned and short:
+        return Finding(
+            "warn",
+            "signatures",
+            f"bika.json lists signer {', '.join(short)}, which this host does not trust: the"
+            " backups it signs are refused here",
+            "add it to trusted_signers if it is your backup host's key (check with its operator,"
+            " not from the bucket)",
+        )
+    if pinned:
+        return Finding("ok", "signatures", f"only backups signed by {len(pinned)} pinned key(s)")
+    if signs_as:
+        return Finding("ok", "signatures", f"this host signs what it writes as {signs_as[:16]}…")
+    if recorded:
+        return Finding(
+            "warn",
+            "signatures",
+            f"backups are signed ({', '.join(k[:16] + '…' for k in recorded)}) but this host"
+            " pins no key, so a substitute signed by another key in a rewritten bika.json would"
+            " pass",
+            f'set trusted_signers = ["{recorded[0]}"] after checking it with the backup host',
+        )
+    return Finding(
+        "info",
+        "signatures",
+        "backups are not signed: a substitute written by someone with access to the bucket"
+        " cannot be told from yours",
+        "bika key generate --signing --out FILE on the backup host, then signing_key there and"
+        " trusted_signers on restoring hosts (docs/SECURITY.md)",
+    )

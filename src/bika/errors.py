@@ -54,6 +54,11 @@ class ForeignBackup(UnusableBackup):
     """A backup taken in another repository, put here by hand rather than by `bika copy`."""
 
 
+class UntrustedBackup(UnusableBackup):
+    """A backup whose manifest is unsigned, signed by a key this host does not trust, or does
+    not match its signature: it may be a substitute."""
+
+
 class DumpError(BikaError):
     """pg_dump / pg_dumpall failed or produced something unreadable."""
 

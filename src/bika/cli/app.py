@@ -29,6 +29,7 @@ from bika.errors import BikaError, RepositoryError
 from bika.operations.runlog import Run, recorded
 from bika.postgres.connection import redact
 from bika.repository import Repository
+from bika.repository.signatures import Trust
 from bika.storage import Storage, open_storage
 
 
@@ -39,6 +40,7 @@ class State:
     quiet: bool = False
     log_file: Path | None = None
     log_format: log.LogFormat = "text"
+    trust_unsigned: bool = False
     # consoles that print every string as data (render.py): no markup, control characters
     # escaped, piped lines kept whole
     out: Console = field(default_factory=console)
@@ -139,8 +141,26 @@ GLOBAL_OPTIONS: list[Callable[[], click.Option]] = [
         help="lines of --log-file, and of stderr when it is not a terminal: text or JSON"
         " (time, level, message, command, backup_id …) [env: BIKA_LOG_FORMAT]",
     ),
+    lambda: click.Option(
+        ["--trust-unsigned"],
+        is_flag=True,
+        envvar="BIKA_TRUST_UNSIGNED",
+        expose_value=False,
+        callback=_set_flag,
+        help="use backups, drill records and events that are not signed (made before signing"
+        " was set up), with a warning; a wrong signature is still refused"
+        " [env: BIKA_TRUST_UNSIGNED=1]",
+    ),
 ]
-_GLOBAL_NAMES = {"config", "quiet", "debug", "version", "log_file", "log_format"}
+_GLOBAL_NAMES = {
+    "config",
+    "quiet",
+    "debug",
+    "version",
+    "log_file",
+    "log_format",
+    "trust_unsigned",
+}
 
 
 def _format_split_options(cmd: click.Command, ctx: click.Context, out: click.HelpFormatter) -> None:
@@ -267,7 +287,7 @@ def app() -> None:
 app.sections = (
     ("Back up", ("init", "backup", "run", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
-    ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
+    ("Prove and watch", ("verify", "drill", "check", "checklist", "report", "audit")),
     ("Restore", ("restore", "runbook")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
@@ -283,6 +303,7 @@ app.lazy = {
         "verify": ("verify",),
         "drill": ("drill",),
         "check": ("check", "checklist", "report"),
+        "audit": ("audit",),
         "restore": ("restore",),
         "runbook": ("runbook",),
         "key": ("key", "init"),
@@ -315,9 +336,21 @@ def open_repository(settings: Settings) -> Repository:
         if run is not None:
             run.url = None  # no repository there to log into, now or later
         raise
+    repository.trust = trust(settings)
+    repository.trust.signer()  # a missing or bad signing_key fails now, not after the dump
     if run is not None:
         run.attach(repository)
     return repository
+
+
+def trust(settings: Settings) -> Trust:
+    """How this host judges signatures (trusted_signers, --trust-unsigned) and signs
+    (signing_key)."""
+    return Trust(
+        pinned=frozenset(s.strip() for s in settings.trusted_signers),
+        trust_unsigned=STATE.trust_unsigned,
+        signing_key=settings.signing_key,
+    )
 
 
 def logged(command: str) -> Callable[[F], F]:

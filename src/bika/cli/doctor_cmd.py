@@ -20,10 +20,13 @@ from bika.cli.app import (
 )
 from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
-from bika.diagnosis import diagnose, failed, status
+from bika.diagnosis import diagnose, failed, signing_check, status
 from bika.errors import BikaError
 from bika.findings import Finding
 from bika.operations.doctor import database_facts, storage_facts
+from bika.repository import Repository
+from bika.signing import load_signing_key
+from bika.storage import Storage
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unknown": "dim"}
 
@@ -60,7 +63,20 @@ def _repository_checks(settings: Settings) -> list[Finding]:
         classes = settings.storage.classes
     except BikaError as exc:
         return [Finding("error", "settings", str(exc))]
-    return diagnose(storage_facts(storage, classes), None)
+    return [*diagnose(storage_facts(storage, classes), None), _signatures(settings, storage)]
+
+
+def _signatures(settings: Settings, storage: Storage) -> Finding:
+    """Is this repository's data signed, and does this host pin the keys that sign it?"""
+    try:
+        recorded = Repository.open(storage).signers
+    except BikaError:
+        recorded = []  # no repository (yet): the repository check says so
+    try:
+        signs_as = load_signing_key(settings.signing_key).public if settings.signing_key else None
+    except BikaError as exc:
+        return Finding("error", "signatures", str(exc))
+    return signing_check(signs_as, settings.trusted_signers, recorded)
 
 
 def _copy_configured(settings: Settings) -> bool:

@@ -23,6 +23,8 @@ from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.restore import Finding as PreflightFinding
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
+from bika.repository.audit import AuditReport
+from bika.repository.audit import Entry as AuditEntry
 from bika.repository.drills import DrillRecord
 from bika.units import timestamp
 
@@ -287,4 +289,52 @@ def prune_result(report: PruneReport) -> Json:
         "notes": report.notes,
         "deleted_objects": report.deleted_objects,
         "freed_bytes": report.freed_bytes,
+    }
+
+
+def audit_event(entry: AuditEntry) -> Json:
+    """One event of `bika audit list --json`, with what its signature says."""
+    event = entry.event
+    fields: Json = {"key": entry.key, "sha256": entry.sha256, "signature": entry.signature}
+    if event is not None:
+        fields.update(
+            {
+                "command": event.command,
+                "outcome": event.outcome,
+                "started_at": timestamp(event.started_at),
+                "finished_at": timestamp(event.finished_at),
+                "user": event.user,
+                "host": event.host,
+                "backup_ids": list(event.backup_ids),
+                "error": event.error,
+                "detail": _plain(event.detail),
+                "prev": event.prev,
+                "merges": list(event.merges),
+            }
+        )
+    return fields
+
+
+def audit_list_result(
+    repository: Repository, since: datetime | None, entries: Sequence[AuditEntry]
+) -> Json:
+    """`bika audit list --json`: the events, oldest first."""
+    return {
+        "ok": True,
+        "repository": repository.url,
+        "since": timestamp(since) if since else None,
+        "events": [audit_event(e) for e in entries],
+    }
+
+
+def audit_verify_result(repository: Repository, report: AuditReport) -> Json:
+    """`bika audit verify --json`: every problem found, each naming its event."""
+    return {
+        "ok": report.ok,
+        "repository": repository.url,
+        "events": len(report.entries),
+        "signed": report.count("signed"),
+        "unsigned": report.count("unsigned"),
+        "problems": [{"key": p.key, "message": p.message} for p in report.problems],
+        "notes": list(report.notes),
     }

@@ -22,6 +22,7 @@ from bika.cli.render import print_json
 from bika.crypto import generate_identity, parse_recipients, recipient_strings
 from bika.errors import ConfigError
 from bika.repository import Repository
+from bika.signing import generate_signing_key
 
 
 @app.group("key", cls=BikaGroup)
@@ -38,11 +39,30 @@ def key_app() -> None:
     metavar="FILE",
     help="where to write the private key (never overwritten)",
 )
-def key_generate(out: Path) -> None:
+@click.option(
+    "--signing",
+    is_flag=True,
+    help="an ed25519 signing key for the backup host (signing_key) instead of an age identity;"
+    " prints the public key to pin as trusted_signers on restoring hosts",
+)
+def key_generate(out: Path, signing: bool) -> None:
     """Create an age identity (private key) file and print its recipient (public key)."""
+    if signing:
+        _generate_signing_key(out)
+        return
     recipient = generate_identity(out)
     STATE.say(f"wrote private key to {out} (keep it off backup hosts; it is needed to restore)")
     STATE.out.print(recipient)
+
+
+def _generate_signing_key(out: Path) -> None:
+    """`bika key generate --signing`: the backup host's signing key (signing.py)."""
+    public = generate_signing_key(out)
+    STATE.say(
+        f'wrote signing key to {out}: set signing_key = "{out}" on the backup host, and pin'
+        " the public key below as trusted_signers on every host that verifies or restores"
+    )
+    STATE.out.print(public)
 
 
 @app.command("init")

@@ -17,6 +17,8 @@ from bika.cli.app import (
     app,
     identity_option,
     json_option,
+    logged,
+    note_backups,
     open_repository,
     pg_bin_option,
     repo_option,
@@ -50,6 +52,7 @@ from bika.units import size
 @identity_option
 @pg_bin_option
 @json_option
+@logged("verify")
 def verify(
     backup_id: str | None,
     repo: str | None,
@@ -70,6 +73,7 @@ def verify(
     if not ids:
         # a verify job that passes on an empty repository would hide that backups never ran
         raise RepositoryError(f"{repository.url} holds no backups: nothing was verified")
+    note_backups(*ids, read_data=read_data, subset=subset.text if subset else None)
     results = []
     for one in ids:
         STATE.say(f"verifying {one}{' (reading data)' if read_data else ''}", backup_id=one)
@@ -93,6 +97,7 @@ def verify(
         for problem in result.problems:
             STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
+    note_backups(failed=[r.backup_id for r in failed])
     if as_json:
         print_json(json_shapes.verify_result(repository, read_data, subset, results))
     else:

@@ -19,7 +19,8 @@ from typing import Literal
 from bika.errors import IntegrityError, ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository import Artifact, Manifest, Repository
 from bika.repository.repository import CONFIG_KEY, MANIFEST
-from bika.storage import Storage, write_bytes
+from bika.repository.signatures import signature_key
+from bika.storage import Storage, read_bytes, write_bytes
 from bika.stream import Progress
 
 CHUNK = 1 << 20
@@ -137,12 +138,25 @@ def _copy_backup(
     key = dest.artifact_key(backup_id, MANIFEST)
     dest.add_copy_source(manifest.repository_id)  # so dest accepts the manifest as its own
     try:
+        if dest.storage.stat(key) is None:
+            _copy_signature(source, dest, key)
         # The stored bytes, not a re-serialisation: the copy is the same backup, down to its
         # repository_id, which keeps naming the repository the backup was taken in.
         write_bytes(dest.storage, key, raw)
     except ObjectExists:
         return CopyResult(backup_id, "present", written, f"copied meanwhile into {dest.url}")
     return CopyResult(backup_id, "copied", written + len(raw))
+
+
+def _copy_signature(source: Repository, dest: Repository, key: str) -> None:
+    """The manifest's signature goes along (before the manifest, as when it was written): the
+    copy is signed by the backup host that took it."""
+    sig = signature_key(key)
+    try:
+        data = read_bytes(source.storage, sig)
+    except ObjectNotFound:
+        return
+    write_bytes(dest.storage, sig, data, overwrite=True)  # one left by an interrupted copy
 
 
 def _copy_artifact(

@@ -39,7 +39,7 @@ class Run:
         self.repository = repository
         self.url = repository.url
         try:
-            upload_pending(repository.storage, repository.url, repository.id)
+            upload_pending(repository)
         except (BikaError, OSError) as exc:
             self.warnings.append(f"could not upload pending events: {one_line(str(exc))}")
 
@@ -98,7 +98,7 @@ def save(run: Run, event: Event) -> None:
     """Into the repository, else locally for the next run; never fails the command."""
     if run.repository is not None:
         try:
-            write_event(run.repository.storage, event)
+            write_event(run.repository, event)
             return
         except Exception as exc:  # the run's own error matters more than its log's
             run.warnings.append(f"run not logged in the repository: {one_line(str(exc))}")

@@ -5,21 +5,24 @@ Plain models plus their reading and writing; written once, never modified (docs/
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bika.errors import ObjectExists, RepositoryError
+from bika.errors import ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository.index import read_records
 from bika.repository.repository import Repository
-from bika.storage import read_bytes, write_bytes
+from bika.storage import read_bytes
 
 DRILLS = "drills/"
 DRILL_FORMAT_VERSION = 1
 DRILL_INDEX = "drills"
 """The index of drill records: index/drills/… (index.py)."""
+
+_LOG = logging.getLogger(__name__)
 
 TableStatus = Literal["ok", "differs", "missing", "unreadable", "skipped"]
 
@@ -110,47 +113,68 @@ def record_drill(repo: Repository, record: DrillRecord) -> str:
     stamp = record.finished_at.astimezone(UTC)
     name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z"
     key = f"{drill_prefix(record.backup_id)}{name}.json"
+    data = record.to_json().encode()
     try:
-        write_bytes(repo.storage, key, record.to_json().encode())
+        repo.write_signed(key, data)
     except ObjectExists:
         # two drills of one backup in the same millisecond: keep both
         key = f"{drill_prefix(record.backup_id)}{name}-{secrets.token_hex(2)}.json"
-        write_bytes(repo.storage, key, record.to_json().encode())
+        repo.write_signed(key, data)
     return key
 
 
 def drill_history(repo: Repository, backup_id: str) -> list[DrillRecord]:
-    """Every drill of one backup, oldest first."""
-    keys = [info.key for info in repo.storage.list(drill_prefix(backup_id))]
-    return sorted((_read(repo, key) for key in keys), key=lambda r: r.finished_at)
+    """Every drill of one backup this host trusts (see _read), oldest first."""
+    listed = repo.storage.list(drill_prefix(backup_id))
+    keys = [info.key for info in listed if info.key.endswith(".json")]
+    records = [record for key in keys if (record := _read(repo, key)) is not None]
+    return sorted(records, key=lambda r: r.finished_at)
 
 
 def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
-    """The newest drill of each backup that has one, from one listing of drills/ (their bytes
-    through the index, index.py)."""
+    """The newest trusted drill of each backup that has one, from one listing of drills/ (the
+    newest records' bytes through the index, index.py)."""
     listed = []
-    newest: dict[str, str] = {}
+    keys: dict[str, list[str]] = {}
     for info in repo.storage.list(DRILLS):
         parts = info.key[len(DRILLS) :].split("/")
         if len(parts) != 2 or not parts[1].endswith(".json"):
             continue
         listed.append(info)
-        backup_id, name = parts
-        if backup_id not in newest or name > newest[backup_id].rsplit("/", 1)[1]:
-            newest[backup_id] = info.key
-    raws = read_records(repo.storage, DRILL_INDEX, listed, newest.values())
-    return {
-        backup_id: _parse(repo, key, raws[key])
-        for backup_id, key in newest.items()
-        if key in raws  # deleted since it was listed (prune)
-    }
+        keys.setdefault(parts[0], []).append(info.key)
+    newest_first = {backup_id: sorted(names, reverse=True) for backup_id, names in keys.items()}
+    raws = read_records(repo.storage, DRILL_INDEX, listed, [n[0] for n in newest_first.values()])
+    latest: dict[str, DrillRecord] = {}
+    for backup_id, names in newest_first.items():
+        for key in names:
+            # an older record is read only when the newest is not one this host trusts
+            raw = raws.get(key) if key == names[0] else _fetch(repo, key)
+            if raw is None:
+                continue  # deleted since it was listed (prune)
+            record = _parse(repo, key, raw)
+            if record is not None:
+                latest[backup_id] = record
+                break
+    return latest
 
 
-def _read(repo: Repository, key: str) -> DrillRecord:
+def _fetch(repo: Repository, key: str) -> bytes | None:
+    try:
+        return read_bytes(repo.storage, key)
+    except ObjectNotFound:
+        return None
+
+
+def _read(repo: Repository, key: str) -> DrillRecord | None:
     return _parse(repo, key, read_bytes(repo.storage, key))
 
 
-def _parse(repo: Repository, key: str, raw: bytes) -> DrillRecord:
+def _parse(repo: Repository, key: str, raw: bytes) -> DrillRecord | None:
+    """A drill record, or None when its signature is not one this host accepts: a drill
+    record nobody trusted wrote proves nothing, so it counts as no drill."""
+    if repo.trusted(key, raw) is not None:
+        _LOG.warning(f"{key}: ignored, its signature is not one this host trusts")
+        return None
     try:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:

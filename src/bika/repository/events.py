@@ -1,9 +1,12 @@
-"""The run log: one event per backup, prune, copy, drill and restore run, failed ones included,
-at events/<time>-<host>-<nonce>.json; written once, never modified (docs/FORMAT.md, "Events").
+"""The run log: one event per run of a command that touches the repository, failed ones
+included, at events/<time>-<host>-<nonce>.json; written once, never modified (docs/FORMAT.md,
+"Events").
 
-Monitoring ("the newest backup run failed") and the audit trail read this one log. An event
-whose repository could not be reached waits in a local folder (pending_folder()) and is
-uploaded by the next run that reaches that repository.
+Monitoring ("the newest backup run failed") and the audit trail read this one log. Each event
+carries the hashes of the newest events its writer saw (a hash chain; a DAG when hosts write at
+once), and a signature when the host signs. An event whose repository could not be reached
+waits in a local folder (pending_folder()) and is chained and uploaded by the next run that
+reaches that repository.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bika.errors import ObjectExists, RepositoryError
+from bika.errors import ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository.index import read_records
 from bika.repository.locks import key_safe
-from bika.storage import Storage, write_bytes
+from bika.repository.repository import Repository
+from bika.storage import Storage, read_bytes
 
 EVENTS = "events/"
 EVENT_FORMAT_VERSION = 1
@@ -37,7 +41,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     format_version: int = EVENT_FORMAT_VERSION
-    command: str = Field(description="backup, prune, copy, drill, restore")
+    command: str = Field(description="backup, prune, copy, drill, restore, verify, check")
     outcome: Outcome
     error: str | None = Field(default=None, description="one line, credentials redacted")
     started_at: datetime
@@ -57,7 +61,13 @@ class Event(BaseModel):
     )
     detail: dict[str, Any] = Field(default_factory=dict, description="per command, below")
     prev: str | None = Field(
-        default=None, description="reserved: sha256 of the previous event, for a hash chain"
+        default=None,
+        description="sha256 of the stored bytes of the newest event the writer saw (by name)",
+    )
+    merges: list[str] = Field(
+        default_factory=list,
+        description="sha256 of the other events the writer saw that no event referred to yet:"
+        " runs of other hosts at the same time (the chain is a DAG)",
     )
 
     def to_json(self) -> bytes:
@@ -74,12 +84,62 @@ def event_key(event: Event, nonce: str | None = None) -> str:
     return f"{EVENTS}{event.name(nonce or secrets.token_hex(3))}.json"
 
 
-def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
-    """Store an event (create-only) and return its key."""
+# how many of the newest events a writer reads to find the heads of the chain: more than runs
+# that overlap in practice, so an event another host wrote meanwhile is merged, not left out
+CHAIN_WINDOW = 8
+
+
+def event_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def event_keys(storage: Storage) -> list[str]:
+    """Every event's key, oldest first (names sort by start time)."""
+    return sorted(i.key for i in storage.list(EVENTS) if i.key.endswith(".json"))
+
+
+def _heads(storage: Storage) -> tuple[str | None, list[str]]:
+    """(prev, merges) for a new event: the newest event's hash, and the hashes of the other
+    recent events that no event refers to."""
+    keys = event_keys(storage)[-CHAIN_WINDOW:]
+    hashes: dict[str, str] = {}
+    referenced: set[str] = set()
+    for key in keys:
+        try:
+            raw = read_bytes(storage, key)
+        except ObjectNotFound:
+            continue  # deleted since it was listed
+        hashes[key] = event_hash(raw)
+        referenced.update(_references(raw))
+    if not keys:
+        return None, []
+    newest = keys[-1]
+    merges = [h for k, h in hashes.items() if k != newest and h not in referenced]
+    return hashes.get(newest), merges
+
+
+def _references(raw: bytes) -> list[str]:
+    """The hashes an event's bytes refer to (prev and merges), read leniently."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    refs = [data["prev"]] if isinstance(data.get("prev"), str) else []
+    merges = data.get("merges")
+    return refs + [m for m in merges if isinstance(m, str)] if isinstance(merges, list) else refs
+
+
+def write_event(repo: Repository, event: Event, key: str | None = None) -> str:
+    """Chain the event to the newest ones in the log, sign it when this host signs, and store
+    it (create-only); return its key."""
     key = key or event_key(event)
+    prev, merges = _heads(repo.storage)
+    event = event.model_copy(update={"prev": prev, "merges": merges})
     # ObjectExists: a pending event an earlier run uploaded before it died, done already
     with contextlib.suppress(ObjectExists):
-        write_bytes(storage, key, event.to_json())
+        repo.write_signed(key, event.to_json())
     return key
 
 
@@ -147,13 +207,14 @@ def pending(url: str) -> Iterator[tuple[Path, str, Event]]:
             continue  # a damaged file is left for a person to look at
 
 
-def upload_pending(storage: Storage, url: str, repository_id: str) -> int:
+def upload_pending(repo: Repository) -> int:
     """Upload the events kept for this repository; returns how many."""
     count = 0
-    for path, key, event in pending(url):
+    for path, key, event in pending(repo.url):
         if event.repository_id is None:
-            event = event.model_copy(update={"repository_id": repository_id})
-        write_event(storage, event, key)
+            event = event.model_copy(update={"repository_id": repo.id})
+        if repo.storage.stat(key) is None:  # else uploaded before a crash: done already
+            write_event(repo, event, key)
         path.unlink(missing_ok=True)
         count += 1
     return count

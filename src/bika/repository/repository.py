@@ -23,10 +23,12 @@ from bika.errors import (
     ObjectExists,
     ObjectNotFound,
     RepositoryError,
+    UntrustedBackup,
     UnusableBackup,
 )
 from bika.repository.index import forget, read_by_folder, read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
+from bika.repository.signatures import Trust, Verdict, judge, signature_key, signature_object
 from bika.storage import ObjectInfo, Storage, read_bytes, write_bytes
 
 _LOG = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ MANIFEST_INDEX = "manifests"
 """The index of manifests: index/manifests/… (index.py)."""
 # copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
 COPIED_FROM = "copied-from/"
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Repository:
         self.config = config
         self._copy_sources: set[str] | None = None
         self._manifest_sizes: dict[str, int] = {}
+        self.trust = Trust()
+        self._warned_unsigned = False
+        """How signatures are judged and what this process signs with (set by the CLI)."""
 
     @property
     def id(self) -> str:
@@ -72,6 +79,71 @@ class Repository:
     @property
     def url(self) -> str:
         return self.storage.url
+
+    @property
+    def signers(self) -> list[str]:
+        """The signing public keys bika.json records (those the backup hosts sign with)."""
+        return [str(s) for s in self.config.get("signers", [])]  # type: ignore[attr-defined]
+
+    # signatures ----------------------------------------------------------------------
+
+    def accepted_signers(self) -> frozenset[str]:
+        """The keys whose signatures count: this host's pinned ones, else bika.json's."""
+        return self.trust.pinned or frozenset(self.signers)
+
+    @property
+    def signers_known(self) -> bool:
+        """Whether some signing key is accepted: pinned here or recorded in bika.json."""
+        return bool(self.accepted_signers())
+
+    def verdict(self, key: str, data: bytes) -> Verdict:
+        """What the signature next to the object `data` at `key` says about it."""
+        try:
+            sig: bytes | None = read_bytes(self.storage, signature_key(key))
+        except ObjectNotFound:
+            sig = None
+        return judge(key, data, sig, self.accepted_signers())
+
+    def trusted(self, key: str, data: bytes) -> Verdict | None:
+        """None when the object may be used; else the verdict that refuses it."""
+        if not self.signers_known:
+            return None  # nobody signs here and nothing is pinned: no signature to read
+        verdict = self.verdict(key, data)
+        if self.trust.accepts(verdict, self.signers_known):
+            if verdict.status == "unsigned" and self.trust.pinned and not self._warned_unsigned:
+                self._warned_unsigned = True
+                _LOG.warning(
+                    f"{key} (and any other unsigned object read) is not signed; used because"
+                    " of --trust-unsigned"
+                )
+            return None
+        return verdict
+
+    def write_signed(self, key: str, data: bytes) -> None:
+        """Store an object (create-only), its signature first when this host signs: an object
+        is never visible unsigned."""
+        signer = self.trust.signer()
+        if signer is not None:
+            self._record_signer(signer.public)
+            write_bytes(self.storage, signature_key(key), signature_object(signer, key, data))
+        write_bytes(self.storage, key, data)
+
+    def _record_signer(self, public: str) -> None:
+        """Add the backup host's public key to bika.json's signers, once, so a restoring host
+        can see which key to pin (bika.json is the one object bika rewrites)."""
+        if public in self.signers:
+            return
+        try:
+            current = json.loads(read_bytes(self.storage, CONFIG_KEY))
+        except (ObjectNotFound, ValueError):
+            current = dict(self.config)
+        signers = [str(s) for s in current.get("signers", [])]
+        if public not in signers:
+            current["signers"] = [*signers, public]
+            data = (json.dumps(current, indent=2) + "\n").encode()
+            write_bytes(self.storage, CONFIG_KEY, data, overwrite=True)
+            _LOG.info(f"recorded signing key {public} in {self.url}/{CONFIG_KEY}")
+        self.config = current
 
     @classmethod
     def init(cls, storage: Storage, recipients: list[str]) -> Repository:
@@ -124,7 +196,7 @@ class Repository:
     def commit(self, manifest: Manifest) -> None:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        write_bytes(self.storage, key, manifest.to_json().encode())
+        self.write_signed(key, manifest.to_json().encode())
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
@@ -152,8 +224,9 @@ class Repository:
     def read_manifest(self, backup_id: str) -> tuple[Manifest, bytes]:
         """The manifest and its stored bytes (which a copy reproduces exactly).
 
-        Raises DamagedManifest for one that does not parse, and ForeignBackup for one taken in
-        another repository that did not come here by `bika copy` (a folder copied by hand)."""
+        Raises DamagedManifest for one that does not parse, ForeignBackup for one taken in
+        another repository that did not come here by `bika copy` (a folder copied by hand), and
+        UntrustedBackup for one whose signature this host does not accept."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
             raw = read_bytes(self.storage, key)
@@ -186,6 +259,9 @@ class Repository:
                 " hand, and this repository's key may not open it; use it from the repository"
                 " it came from",
             )
+        refused = self.trusted(self.artifact_key(backup_id, MANIFEST), raw)
+        if refused is not None:
+            raise UntrustedBackup(backup_id, refused.reason("its manifest"))
         return manifest
 
     def scan(

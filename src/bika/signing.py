@@ -1,0 +1,149 @@
+"""ed25519 signing keys: generating and reading the backup host's key, and its public text form.
+
+The backup host signs what it writes with the private key; a restoring host pins the public
+key (`ed25519:` and 43 characters of base64url) and accepts only what that key signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bika.errors import IdentityError, KeySettingError
+
+PUBLIC_PREFIX = "ed25519:"
+SECRET_PREFIX = "BIKA-SIGNING-KEY-"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_text(key: Ed25519PublicKey) -> str:
+    return PUBLIC_PREFIX + _b64(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def fingerprint(public: str) -> str:
+    """A short name for a public key, for lists and messages: its first 16 characters."""
+    return public[: len(PUBLIC_PREFIX) + 8]
+
+
+def parse_public(text: str) -> Ed25519PublicKey:
+    """An `ed25519:…` public key; KeySettingError (exit 2) for anything else."""
+    text = text.strip()
+    if text.startswith(SECRET_PREFIX):
+        # never echoed: it is the private key
+        raise KeySettingError(
+            "a private signing key (BIKA-SIGNING-KEY-…) was given as a trusted signer; pin its"
+            " public key ed25519:… instead (the second line of the key file)"
+        )
+    try:
+        if not text.startswith(PUBLIC_PREFIX):
+            raise ValueError
+        raw = _unb64(text[len(PUBLIC_PREFIX) :])
+        if len(raw) != 32:
+            raise ValueError
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error):
+        raise KeySettingError(
+            f"{text[:20]!r} is not a signing public key; expected ed25519:… as printed by"
+            " 'bika key generate --signing'"
+        ) from None
+
+
+def verify(public: str, signature: bytes, message: bytes) -> bool:
+    """Whether `signature` is public's signature of message (False for a malformed key)."""
+    try:
+        parse_public(public).verify(signature, message)
+    except (InvalidSignature, KeySettingError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The backup host's private signing key, read from its file."""
+
+    private: Ed25519PrivateKey
+    path: Path
+
+    @property
+    def public(self) -> str:
+        return public_text(self.private.public_key())
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
+
+
+def generate_signing_key(out: Path) -> str:
+    """Write a new signing key to out (mode 0600, never overwriting); return its public text."""
+    private = Ed25519PrivateKey.generate()
+    public = public_text(private.public_key())
+    seed = private.private_bytes_raw()
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    text = (
+        f"# bika signing key (ed25519), created: {created}\n"
+        f"# public key: {public}\n"
+        f"{SECRET_PREFIX}{_b64(seed)}\n"
+    )
+    out = out.expanduser()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise IdentityError(f"{out} already exists; bika never overwrites a key file") from exc
+    except OSError as exc:
+        raise IdentityError(f"cannot write key file {out}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return public
+
+
+def load_signing_key(path: Path) -> SigningKey:
+    """The key of a file written by generate_signing_key."""
+    path = path.expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise KeySettingError(
+            f"signing key file {path} does not exist; create one with 'bika key generate"
+            " --signing --out FILE' or fix signing_key"
+        ) from None
+    except UnicodeDecodeError:
+        raise KeySettingError(f"{path} is not a bika signing key file (not text)") from None
+    except OSError as exc:
+        raise IdentityError(f"cannot read signing key file {path}: {exc.strerror}") from None
+    for line in lines:
+        line = line.strip()
+        if line.startswith(SECRET_PREFIX):
+            try:
+                seed = _unb64(line[len(SECRET_PREFIX) :])
+                if len(seed) != 32:
+                    raise ValueError
+                return SigningKey(Ed25519PrivateKey.from_private_bytes(seed), path)
+            except (ValueError, binascii.Error):
+                break
+    raise KeySettingError(
+        f"{path} holds no bika signing key (BIKA-SIGNING-KEY-…); create one with 'bika key"
+        " generate --signing --out FILE'"
+    )
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
