@@ -96,9 +96,25 @@ def repo(storage: Counting) -> Repository:
     return Repository.init(storage, ["age1test"])
 
 
-def commit(repo: Repository, n: int, kind: str = "daily", label: str | None = None) -> str:
+def commit(
+    repo: Repository, n: int, kind: str = "daily", label: str | None = None, artifact: int = 0
+) -> str:
+    """A backup started n hours after START; with `artifact`, a database artifact that long."""
     started = START + timedelta(hours=n)
     backup_id = f"{started:%Y%m%dT%H%M%SZ}-{kind}-{n:04x}"
+    artifacts = {}
+    if artifact:
+        key = repo.artifact_key(backup_id, "database.pgdump.zst.age")
+        repo.storage.write_bytes(key, b"x" * artifact)
+        artifacts["database"] = {
+            "key": key,
+            "content": "pg_dump-custom",
+            "codecs": ["zstd", "age"],
+            "stored_size": artifact,
+            "stored_sha256": "0" * 64,
+            "plain_size": artifact,
+            "plain_sha256": "0" * 64,
+        }
     repo.commit(
         Manifest(
             tool="bika test",
@@ -114,7 +130,7 @@ def commit(repo: Repository, n: int, kind: str = "daily", label: str | None = No
                 "server_version": "18.1",
                 "pg_dump_version": "18.1",
             },
-            artifacts={},
+            artifacts=artifacts,
             tables=[{"schema": "public", "name": "t", "rows": n, "sha256": "0" * 64, "bytes": 1}],
             roles={"status": "skipped"},
         )
@@ -486,3 +502,26 @@ def test_an_id_resolves_by_folder_but_only_to_a_backup_with_a_manifest(
     commit(repo, 3)
     with pytest.raises(BackupNotFound, match="give more of the id"):
         repo.resolve("20261101T0")
+
+
+def test_prune_dry_run_by_folder_plans_what_the_prune_listing_everything_does(
+    repo: Repository, storage: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bika.operations.prune import PruneOptions, prune
+    from bika.retention import DEFAULT_POLICY
+
+    ids = [commit(repo, n * 24, artifact=100 + n) for n in range(10)]
+    drill(repo, ids[2], START + timedelta(days=3))
+    storage.write_bytes("backups/20261101T230000Z-daily-dead/database.pgdump.zst.age", b"killed")
+    storage.write_bytes("drills/20261101T220000Z-daily-gone/20261102T000000.000Z.json", b"{}")
+    # every object more than a day old by then, so the leftovers are judged too
+    monkeypatch.setenv("BIKA_NOW", (datetime.now(UTC) + timedelta(days=2)).isoformat())
+    repo.scan()
+    planned = prune(repo, PruneOptions(DEFAULT_POLICY, dry_run=True))
+    done = prune(repo, PruneOptions(DEFAULT_POLICY))
+    assert planned.backups == done.backups
+    assert planned.leftovers == done.leftovers and len(done.leftovers) == 2
+    assert done.dropped and done.deleted_objects > 0
+    kept = [b.id for b in done.backups if b.keep]
+    assert [m.id for m in repo.scan()[0]] == kept
+    assert repo.scan() == reference_scan(repo)
