@@ -9,7 +9,7 @@ import pytest
 
 from bika.errors import BackupNotFound
 from bika.operations.restore import Finding, RestorePlan, Selection, exclude_entries
-from bika.postgres.preflight import ArchiveToc, TocEntry
+from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.repository import Manifest, Repository, TableStats
 from bika.storage.local import LocalStorage
 

@@ -17,7 +17,7 @@ from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
-from bika.postgres.dump import DumpScope, pg_dump_argv
+from bika.postgres.dump import DumpScope, pg_dump_argv, roles_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
@@ -234,12 +234,7 @@ def _dump_roles(
     pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
     conninfo, env = conn.libpq_args()
     key = repo.artifact_key(backup_id, GLOBALS_ARTIFACT)
-    argv: list[str | Path] = [
-        pg_dumpall,
-        "--roles-only",
-        "--no-role-passwords",
-        f"--dbname={conninfo}",
-    ]
+    argv = roles_argv(pg_dumpall, conninfo)
     try:
         with (
             run(argv, conn=conn, env=env) as child,

@@ -6,10 +6,8 @@ decrypts, decompresses, hashes as recorded and holds the tables the manifest lis
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,7 +15,7 @@ from datetime import date
 from bika.errors import BikaError, ConfigError, DumpError, UnusableBackup
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
-from bika.postgres.process import run
+from bika.postgres.pg_restore import listed_tables
 from bika.repository import Artifact, Manifest, Repository
 from bika.storage import Source
 from bika.stream import Progress, StreamStats, decode
@@ -263,25 +261,8 @@ def _decode_listing(
     progress: Progress | None,
 ) -> tuple[StreamStats, set[str]]:
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(pg_bin_dir))
-    with run([pg_restore, "--list", "--file=-"], stdin=True) as child:
-        listing: list[bytes] = []
-        reader = threading.Thread(target=lambda: listing.extend(child.stdout), daemon=True)
-        reader.start()
-        stats = decode(
-            source, _TeeToList(tap, child.stdin.write), identities, name=label, progress=progress
-        )
-        with contextlib.suppress(BrokenPipeError):
-            child.stdin.close()
-        code = child.wait()
-        reader.join(timeout=30)
-        if code != 0:
-            raise DumpError(f"{label}: pg_restore --list failed: {child.stderr_text().strip()}")
-    tables = set()
-    for raw in listing:
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        if line.startswith(";") or " TABLE DATA " not in line:
-            continue
-        rest = line.split(" TABLE DATA ", 1)[1]
-        # "<schema> <table> <owner>": the owner is the last word
-        tables.add(rest.rsplit(" ", 1)[0])
-    return stats, tables
+
+    def feed(write: Callable[[bytes], object]) -> StreamStats:
+        return decode(source, _TeeToList(tap, write), identities, name=label, progress=progress)
+
+    return listed_tables(pg_restore, feed, label)

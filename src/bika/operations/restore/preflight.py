@@ -7,21 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from bika.operations.restore_plan import (
-    ATTACHED_KINDS,
-    DISK_MARGIN,
-    Finding,
-    RestoreOptions,
-    RestorePlan,
-)
+from bika.operations.restore.plan import Finding, RestoreOptions, RestorePlan
+from bika.operations.stored_archive import DISK_MARGIN
 from bika.postgres import binaries
-from bika.postgres.preflight import (
-    RELATIONS,
-    TargetFacts,
-    TocEntry,
-    disk_free,
-    writable_folder,
-)
+from bika.postgres.archive import TocEntry
+from bika.postgres.target import TargetFacts, disk_free, writable_folder
+from bika.postgres.toc import ATTACHED_KINDS, RELATIONS
 from bika.repository import Manifest
 from bika.units import size
 

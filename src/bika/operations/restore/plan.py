@@ -10,51 +10,11 @@ from pathlib import Path
 from typing import Literal
 
 from bika.postgres import binaries
-from bika.postgres.preflight import RELATIONS, ArchiveToc, TargetFacts, TocEntry
+from bika.postgres.archive import ArchiveToc, TocEntry
+from bika.postgres.pg_restore import adapts_sql
+from bika.postgres.target import TargetFacts
+from bika.postgres.toc import DATA_KINDS, RELATIONS, SETUP_KINDS
 from bika.repository import TableStats
-
-# Spare room kept on a disk beyond what a restore or an export is expected to write.
-DISK_MARGIN = 64 << 20
-
-# Entries pg_restore handles itself whatever the selection (session settings, the database).
-SETUP_KINDS = frozenset({"ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE", "DATABASE PROPERTIES"})
-DATA_KINDS = frozenset(
-    {"TABLE DATA", "SEQUENCE SET", "BLOB", "BLOBS", "BLOB METADATA", "MATERIALIZED VIEW DATA"}
-)
-LARGE_OBJECT_KINDS = frozenset({"BLOB", "BLOBS", "BLOB METADATA"})
-# Entries that exist only for the object they depend on: a selected table brings its own.
-ATTACHED_KINDS = frozenset(
-    {
-        "TABLE DATA",
-        "SEQUENCE OWNED BY",
-        "SEQUENCE SET",
-        "DEFAULT",
-        "CONSTRAINT",
-        "CHECK CONSTRAINT",
-        "FK CONSTRAINT",
-        "INDEX",
-        "INDEX ATTACH",
-        "TABLE ATTACH",
-        "TRIGGER",
-        "POLICY",
-        "ROW SECURITY",
-        "RULE",
-        "COMMENT",
-        "SECURITY LABEL",
-        "ACL",
-        "STATISTICS DATA",
-        "MATERIALIZED VIEW DATA",
-        "PUBLICATION TABLE",
-    }
-)
-# Prerequisites whose presence in the target inspect_target can tell.
-CHECKED_KINDS = frozenset({"SCHEMA", "EXTENSION", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE"})
-# What a selective restore adds when a selected object needs it and the target lacks it.
-PULLED_KINDS = CHECKED_KINDS | {"SEQUENCE"}
-
-# pg_restore 17+ starts every session with SET transaction_timeout, which servers before 17
-# reject (see docs/RESTORE-options.md and restore_run's _Script).
-TRANSACTION_TIMEOUT_SINCE = 17
 
 Level = Literal["ok", "warn", "error"]
 
@@ -67,7 +27,7 @@ class RestoreOptions:
     no_owner: bool = False
     pg_bin_dir: str | None = None
     temp_dir: Path | None = None
-    # the archive already decrypted to a file (restore_run.ArchiveCopy): --jobs reads it
+    # the archive already decrypted to a file (stored_archive.ArchiveCopy): --jobs reads it
     archive_file: Path | None = None
     force: bool = False  # restore into an older server, or with too little free space
     dry_run: bool = False  # plan and preflight only: nothing is created, dropped or loaded
@@ -143,11 +103,8 @@ class RestorePlan:
     @property
     def adapts_sql(self) -> bool:
         """pg_restore writes SQL the target's server rejects: bika adapts it on the way."""
-        return (
-            self.facts is not None
-            and binaries.major(self.tool_version)
-            >= TRANSACTION_TIMEOUT_SINCE
-            > self.facts.server_major
+        return self.facts is not None and adapts_sql(
+            binaries.major(self.tool_version), self.facts.server_major
         )
 
     def drops(self, options: RestoreOptions) -> list[TocEntry]:
