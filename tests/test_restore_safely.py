@@ -475,7 +475,7 @@ def test_older_target_is_refused_without_force_and_restored_with_it(
     report = backup18.restore(target, create=True, force=True)
 
     assert report.ok and len(report.checks) == len(backup18.manifest.tables)
-    assert any(f.check == "version" and f.level == "warn" for f in report.preflight)
+    assert any(f.what == "version" and f.level == "warn" for f in report.preflight)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -34,8 +34,8 @@ from bika.cli.app import (
 from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
 from bika.errors import ConfigError, RestoreFailed
+from bika.findings import Finding
 from bika.operations.restore import (
-    Finding,
     PreflightRefused,
     RestoreOptions,
     RestorePlan,

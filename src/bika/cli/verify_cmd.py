@@ -91,7 +91,7 @@ def verify(
                 )
         results.append(result)
         for problem in result.problems:
-            STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
+            STATE.fail(f"FAILED {one} {problem.what}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
     if as_json:
         print_json(json_shapes.verify_result(repository, read_data, subset, results))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from bika.errors import BikaError, ConfigError, DumpError, UnusableBackup
+from bika.findings import Finding
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.pg_restore import listed_tables
@@ -22,16 +23,11 @@ from bika.stream import Progress, StreamStats, decode
 
 
 @dataclass
-class Problem:
-    artifact: str
-    message: str
-
-
-@dataclass
 class VerifyResult:
     backup_id: str
     read_data: bool
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
+    """Each an error finding whose `what` is the artifact ("database", "globals", "manifest")."""
     read: list[str] = field(default_factory=list)
     """Artifacts whose every byte was read (all of them with --read-data, a share with a
     subset)."""
@@ -100,7 +96,7 @@ def open_manifest(repo: Repository, backup_id: str, *, read_data: bool) -> Manif
         return repo.manifest(backup_id)
     except UnusableBackup as exc:
         result = VerifyResult(backup_id, read_data=read_data)
-        result.problems.append(Problem("manifest", str(exc)))
+        result.problems.append(Finding("error", "manifest", str(exc)))
         return result
 
 
@@ -130,11 +126,12 @@ def verify_backup(
     for name, artifact in manifest.artifacts.items():
         info = repo.storage.stat(artifact.key)
         if info is None:
-            result.problems.append(Problem(name, f"{artifact.key} is missing"))
+            result.problems.append(Finding("error", name, f"{artifact.key} is missing"))
             continue
         if info.size != artifact.stored_size:
             result.problems.append(
-                Problem(
+                Finding(
+                    "error",
                     name,
                     f"{artifact.key} is {info.size} bytes, the manifest says"
                     f" {artifact.stored_size} (truncated or replaced)",
@@ -149,7 +146,7 @@ def verify_backup(
             try:
                 _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir, counted)
             except BikaError as exc:
-                result.problems.append(Problem(name, str(exc)))
+                result.problems.append(Finding("error", name, str(exc)))
     return result
 
 

@@ -8,7 +8,6 @@
 """
 
 from bika.operations.restore.plan import (
-    Finding,
     RestoreOptions,
     RestorePlan,
     Selection,
@@ -27,7 +26,6 @@ from bika.operations.restore.restore import (
 
 __all__ = [
     "ExportReport",
-    "Finding",
     "PreflightRefused",
     "RestoreOptions",
     "RestorePlan",

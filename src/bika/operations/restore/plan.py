@@ -7,16 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
+from bika.findings import Finding
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.postgres.pg_restore import adapts_sql
 from bika.postgres.target import TargetFacts
 from bika.postgres.toc import DATA_KINDS, RELATIONS, SETUP_KINDS
 from bika.repository import TableStats
-
-Level = Literal["ok", "warn", "error"]
 
 
 @dataclass
@@ -42,15 +40,10 @@ class RestoreOptions:
         return bool(self.schemas or self.tables or self.exclude_tables)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One preflight result: what was checked, and for a warning or error what to do."""
-
-    level: Level
-    check: str
-    message: str
-    # dump ids of the selected entries that raise it: leaving them out settles it
-    entries: frozenset[int] = frozenset()
+def entries_of(finding: Finding) -> frozenset[int]:
+    """The dump ids of the selected entries that raise a preflight finding (its facts'
+    "entries"): leaving them out of the restore settles it."""
+    return frozenset(finding.facts.get("entries", ()))
 
 
 @dataclass
@@ -136,11 +129,14 @@ def exclude_entries(plan: RestorePlan, ids: Iterable[int], reason: str) -> Resto
         dependents=[e for e in selection.dependents if e.dump_id not in gone],
         prerequisites=[e for e in selection.prerequisites if e.dump_id not in gone],
     )
-    findings = [
-        replace(f, entries=f.entries - gone)
-        for f in plan.findings
-        if not f.entries or not f.entries <= gone
-    ]
+    findings = []
+    for finding in plan.findings:
+        ids = entries_of(finding)
+        if ids and ids <= gone:
+            continue
+        if ids:
+            finding = replace(finding, facts={**finding.facts, "entries": sorted(ids - gone)})
+        findings.append(finding)
     loaded = {(e.namespace or "", e.tag) for e in kept.entries if e.desc == "TABLE DATA"}
     tables = [t for t in plan.tables if (t.schema_, t.name) in loaded]
     return replace(plan, selection=kept, findings=findings, tables=tables)

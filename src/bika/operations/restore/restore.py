@@ -19,7 +19,8 @@ from typing import IO, Literal
 
 from bika import scratch
 from bika.errors import BikaError, ConfigError, RestoreError, RestoreFailed
-from bika.operations.restore.plan import Finding, RestoreOptions, RestorePlan
+from bika.findings import Finding
+from bika.operations.restore.plan import RestoreOptions, RestorePlan
 from bika.operations.restore.preflight import preflight, preflight_file
 from bika.operations.restore.selection import select
 from bika.operations.stored_archive import ArchiveCopy, StoredArchive
