@@ -20,7 +20,7 @@ from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope, pg_dump_argv, roles_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
-from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
+from bika.repository.manifest import DumpSource, LargeObjects, Roles, Scope, TableName
 from bika.repository.repository import MANIFEST, new_backup_id
 from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
@@ -138,11 +138,11 @@ def take_backup(
             label=options.label,
             started_at=started,
             finished_at=clock.now(),
-            source=Source(
-                database=summary.header.database or conn.database,
+            source=DumpSource(
+                database=summary.toc.database or conn.database,
                 host_hash=conn.host_hash(),
                 server_version=facts.version,
-                pg_dump_version=summary.header.dump_version,
+                pg_dump_version=summary.toc.dump_version,
                 database_size=facts.database_size,
                 output_settings=facts.output_settings,
             ),
