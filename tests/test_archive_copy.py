@@ -13,7 +13,7 @@ import pytest
 
 from bika import scratch
 from bika.errors import IntegrityError, RestoreError
-from bika.operations.restore_run import ArchiveCopy
+from bika.operations.stored_archive import ArchiveCopy
 
 
 class _Archive:

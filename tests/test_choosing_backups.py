@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bika.errors import BackupNotFound
-from bika.operations.restore import Finding, RestorePlan, Selection, exclude_entries
-from bika.postgres.preflight import ArchiveToc, TocEntry
+from bika.findings import Finding
+from bika.operations.restore import RestorePlan, Selection, exclude_entries
+from bika.operations.restore.plan import entries_of
+from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.repository import Manifest, Repository, TableStats
 from bika.storage.local import LocalStorage
 
@@ -111,8 +113,8 @@ def test_excluded_entries_leave_the_selection_and_settle_their_findings() -> Non
     toc = ArchiveToc((1, 16, 0), "db", "18.6", "18.6", tuple(entries))
     findings = [
         Finding("ok", "tools", "pg_restore 18.6 reads archives of pg_dump 18.6"),
-        Finding("error", "extensions", "extension vector is not installed", frozenset({1})),
-        Finding("error", "owners", "role app is missing", frozenset({2, 4})),
+        Finding("error", "extensions", "extension vector is not installed", facts={"entries": [1]}),
+        Finding("error", "owners", "role app is missing", facts={"entries": [2, 4]}),
     ]
     tables = [
         TableStats(schema="public", name=name, rows=1, sha256="", bytes=1)
@@ -131,7 +133,7 @@ def test_excluded_entries_leave_the_selection_and_settle_their_findings() -> Non
         (2, "needs extension vector"),
         (3, "needs extension vector"),
     ]
-    assert [(f.check, f.entries) for f in narrowed.findings] == [
+    assert [(f.what, entries_of(f)) for f in narrowed.findings] == [
         ("tools", frozenset()),
         ("owners", frozenset({4})),
     ]

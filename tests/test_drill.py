@@ -15,27 +15,23 @@ import psycopg
 import pytest
 
 from bika.crypto import load_identities
-from bika.operations.drill import (
+from bika.operations.drill import DrillOptions, DrillOutcome, run_drill
+from bika.operations.drill.compare import compare_objects, table_result
+from bika.operations.drill.scratch import cluster_settings
+from bika.operations.drill.watch import (
     LOAD_POLL_SECONDS,
-    DrillOptions,
-    DrillOutcome,
     LoadWatcher,
     blocking_steps,
-    cluster_settings,
-    compare_objects,
-    dependents,
-    dump_encoding,
     loaded_tables,
-    run_drill,
-    table_result,
     unblocked,
-    without_role,
 )
 from bika.postgres import sample
 from bika.postgres.archive import TocEntry, row_frame
 from bika.postgres.cluster import Cluster
 from bika.postgres.connection import ConnInfo
 from bika.postgres.fingerprint import TableHasher, fingerprint_tables
+from bika.postgres.pg_restore import without_role
+from bika.postgres.toc import dependents, dump_encoding
 from bika.repository import Repository
 from bika.repository.drills import drill_history
 from bika.storage.local import LocalStorage

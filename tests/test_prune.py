@@ -26,7 +26,7 @@ import pytest
 from bika.crypto import generate_identity
 from bika.errors import RepositoryLocked
 from bika.postgres.cluster import Cluster
-from bika.repository import Artifact, Manifest, Repository, Source
+from bika.repository import Artifact, DumpSource, Manifest, Repository
 from bika.repository.locks import exclusive_lock
 from bika.repository.manifest import Roles
 from bika.repository.repository import new_backup_id
@@ -58,7 +58,7 @@ def plant(repo: Path | Repository, kind: str, started: datetime, size: int = 100
             kind=kind,
             started_at=started,
             finished_at=started + timedelta(seconds=5),
-            source=Source(
+            source=DumpSource(
                 database="db", host_hash="0" * 16, server_version="18", pg_dump_version="18"
             ),
             artifacts={

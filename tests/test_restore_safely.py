@@ -16,25 +16,20 @@ import pytest
 
 from bika.cli.restore_cmd import parse_time
 from bika.crypto import generate_identity, load_identities
-from bika.errors import BackupNotFound
+from bika.errors import BackupNotFound, RestoreFailed
 from bika.operations.backup import BackupOptions, take_backup
 from bika.operations.restore import (
     PreflightRefused,
-    RestoreFailed,
     RestoreOptions,
     RestorePlan,
-    RestoreStep,
     Selection,
-    clean_sql,
-    find_backup_before,
-    find_latest_backup,
     restore_backup,
 )
 from bika.postgres import binaries, sample
-from bika.postgres.archive import read_toc
+from bika.postgres.archive import ArchiveToc, TocEntry, read_toc
 from bika.postgres.cluster import Cluster
 from bika.postgres.connection import ConnInfo
-from bika.postgres.preflight import ArchiveToc, TocEntry
+from bika.postgres.pg_restore import RestoreStep, clean_sql
 from bika.repository import Manifest, Repository
 from bika.storage.local import LocalStorage
 
@@ -476,7 +471,7 @@ def test_older_target_is_refused_without_force_and_restored_with_it(
     report = backup18.restore(target, create=True, force=True)
 
     assert report.ok and len(report.checks) == len(backup18.manifest.tables)
-    assert any(f.check == "version" and f.level == "warn" for f in report.preflight)
+    assert any(f.what == "version" and f.level == "warn" for f in report.preflight)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -543,12 +538,12 @@ def test_before_picks_the_newest_backup_that_started_before(
     second = take_backup(repo, ConnInfo.parse(source), BackupOptions())
     third = take_backup(repo, ConnInfo.parse(source), BackupOptions())
 
-    assert find_backup_before(repo, third.started_at) == second.id
-    assert find_backup_before(repo, second.started_at + timedelta(microseconds=1)) == second.id
-    assert find_backup_before(repo, second.started_at) == first.id
+    assert repo.before(third.started_at) == second.id
+    assert repo.before(second.started_at + timedelta(microseconds=1)) == second.id
+    assert repo.before(second.started_at) == first.id
     with pytest.raises(BackupNotFound, match="no backup started before"):
-        find_backup_before(repo, first.started_at)
-    assert find_latest_backup(repo) == third.id
+        repo.before(first.started_at)
+    assert repo.latest() == third.id
 
     backup = Backup(repo, first, key, source)
     when = f"{third.started_at:%Y-%m-%d %H:%M:%S.%f}"
@@ -605,7 +600,7 @@ def test_restore_failure_of_the_load_itself_is_a_restore_failed_with_each_error(
 
 
 def test_table_names_may_be_plain_qualified_or_quoted() -> None:
-    from bika.operations.restore_selection import _name_candidates
+    from bika.operations.restore.selection import _name_candidates
 
     assert _name_candidates("groups") == [(None, "groups")]
     assert ("public", "groups") in _name_candidates("public.groups")
@@ -666,7 +661,7 @@ def test_clean_drops_tables_foreign_keys_and_defaults_but_not_what_goes_with_a_t
     toc = ArchiveToc((1, 16, 0), "db", "18.6", "18.6", tuple(entries))
     plan = RestorePlan("b", "db", toc, Selection(entries, True, True), [], None, [], "18.6")
 
-    assert clean_sql(plan).splitlines()[2:] == [
+    assert clean_sql(plan.selection.entries, plan.toc).splitlines()[2:] == [
         "ALTER TABLE IF EXISTS ONLY public.child DROP CONSTRAINT IF EXISTS child_fk;",
         "ALTER TABLE IF EXISTS public.parent ALTER COLUMN id DROP DEFAULT;",
         "DROP SEQUENCE IF EXISTS public.parent_id_seq;",

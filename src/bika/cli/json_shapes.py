@@ -20,7 +20,6 @@ from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
 from bika.operations.prune import PruneReport
 from bika.operations.restore import ExportReport, RestoreReport
-from bika.operations.restore import Finding as PreflightFinding
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.audit import AuditReport
@@ -131,7 +130,7 @@ def verify_result(
             "id": r.backup_id,
             "ok": r.ok,
             "read": r.read,
-            "problems": [{"artifact": p.artifact, "message": p.message} for p in r.problems],
+            "problems": [{"artifact": p.what, "message": p.message} for p in r.problems],
         }
         for r in results
     ]
@@ -180,14 +179,15 @@ def doctor_result(sections: Sequence[tuple[str, Sequence[Finding]]], ok: bool) -
     }
 
 
-def _findings(findings: Iterable[PreflightFinding]) -> list[Json]:
-    return [{"level": f.level, "check": f.check, "message": f.message} for f in findings]
+def _findings(findings: Iterable[Finding]) -> list[Json]:
+    # a finding's `what` is "check" in restore's JSON (docs/FORMAT.md)
+    return [{"level": f.level, "check": f.what, "message": f.message} for f in findings]
 
 
 def restore_result(
     manifest: Manifest,
     destination: str,
-    findings: Sequence[PreflightFinding],
+    findings: Sequence[Finding],
     report: RestoreReport | ExportReport | None,
     dry_run: bool = False,
 ) -> Json:

@@ -33,23 +33,21 @@ from bika.cli.app import (
 )
 from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
-from bika.errors import ConfigError
+from bika.errors import ConfigError, RestoreFailed
+from bika.findings import Finding
 from bika.operations.restore import (
-    DATA_KINDS,
-    Finding,
     PreflightRefused,
-    RestoreFailed,
     RestoreOptions,
     RestorePlan,
-    RestoreStep,
     RowsDiffer,
-    StepProgress,
     TableCheck,
     export_backup,
     plan_restore,
     restore_backup,
 )
 from bika.postgres.connection import ConnInfo
+from bika.postgres.pg_restore import RestoreStep, StepProgress
+from bika.postgres.toc import DATA_KINDS
 from bika.repository import Manifest, Repository
 from bika.stream import Progress as BytesProgress
 from bika.units import count, size

@@ -95,7 +95,7 @@ def verify(
                 )
         results.append(result)
         for problem in result.problems:
-            STATE.fail(f"FAILED {one} {problem.artifact}: {problem.message}", backup_id=one)
+            STATE.fail(f"FAILED {one} {problem.what}: {problem.message}", backup_id=one)
     failed = [r for r in results if not r.ok]
     note_backups(failed=[r.backup_id for r in failed])
     if as_json:

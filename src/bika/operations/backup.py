@@ -17,10 +17,10 @@ from bika.errors import BikaError, DumpError
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
-from bika.postgres.dump import DumpScope, pg_dump_argv
+from bika.postgres.dump import DumpScope, pg_dump_argv, roles_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
-from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
+from bika.repository.manifest import DumpSource, LargeObjects, Roles, Scope, TableName
 from bika.repository.repository import BACKUPS, MANIFEST, new_backup_id
 from bika.retention import periods_began, roles_of_new
 from bika.stream import CODECS, Progress, StreamStats, encode
@@ -139,11 +139,11 @@ def take_backup(
             label=options.label,
             started_at=started,
             finished_at=clock.now(),
-            source=Source(
-                database=summary.header.database or conn.database,
+            source=DumpSource(
+                database=summary.toc.database or conn.database,
                 host_hash=conn.host_hash(),
                 server_version=facts.version,
-                pg_dump_version=summary.header.dump_version,
+                pg_dump_version=summary.toc.dump_version,
                 database_size=facts.database_size,
                 output_settings=facts.output_settings,
             ),
@@ -235,12 +235,7 @@ def _dump_roles(
     pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
     conninfo, env = conn.libpq_args()
     key = repo.artifact_key(backup_id, GLOBALS_ARTIFACT)
-    argv: list[str | Path] = [
-        pg_dumpall,
-        "--roles-only",
-        "--no-role-passwords",
-        f"--dbname={conninfo}",
-    ]
+    argv = roles_argv(pg_dumpall, conninfo)
     try:
         with (
             run(argv, conn=conn, env=env) as child,

@@ -6,34 +6,28 @@ decrypts, decompresses, hashes as recorded and holds the tables the manifest lis
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 from bika.errors import BikaError, ConfigError, DumpError, UnusableBackup
+from bika.findings import Finding
 from bika.postgres import binaries
 from bika.postgres.archive import ArchiveTap
-from bika.postgres.process import run
+from bika.postgres.pg_restore import listed_tables
 from bika.repository import Artifact, Manifest, Repository
 from bika.storage import Source
 from bika.stream import Progress, StreamStats, decode
 
 
 @dataclass
-class Problem:
-    artifact: str
-    message: str
-
-
-@dataclass
 class VerifyResult:
     backup_id: str
     read_data: bool
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
+    """Each an error finding whose `what` is the artifact ("database", "globals", "manifest")."""
     read: list[str] = field(default_factory=list)
     """Artifacts whose every byte was read (all of them with --read-data, a share with a
     subset)."""
@@ -102,7 +96,7 @@ def open_manifest(repo: Repository, backup_id: str, *, read_data: bool) -> Manif
         return repo.manifest(backup_id)
     except UnusableBackup as exc:
         result = VerifyResult(backup_id, read_data=read_data)
-        result.problems.append(Problem("manifest", str(exc)))
+        result.problems.append(Finding("error", "manifest", str(exc)))
         return result
 
 
@@ -132,11 +126,12 @@ def verify_backup(
     for name, artifact in manifest.artifacts.items():
         info = repo.storage.stat(artifact.key)
         if info is None:
-            result.problems.append(Problem(name, f"{artifact.key} is missing"))
+            result.problems.append(Finding("error", name, f"{artifact.key} is missing"))
             continue
         if info.size != artifact.stored_size:
             result.problems.append(
-                Problem(
+                Finding(
+                    "error",
                     name,
                     f"{artifact.key} is {info.size} bytes, the manifest says"
                     f" {artifact.stored_size} (truncated or replaced)",
@@ -151,7 +146,7 @@ def verify_backup(
             try:
                 _read_artifact(repo, manifest, name, artifact, identities, pg_bin_dir, counted)
             except BikaError as exc:
-                result.problems.append(Problem(name, str(exc)))
+                result.problems.append(Finding("error", name, str(exc)))
     return result
 
 
@@ -263,25 +258,8 @@ def _decode_listing(
     progress: Progress | None,
 ) -> tuple[StreamStats, set[str]]:
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(pg_bin_dir))
-    with run([pg_restore, "--list", "--file=-"], stdin=True) as child:
-        listing: list[bytes] = []
-        reader = threading.Thread(target=lambda: listing.extend(child.stdout), daemon=True)
-        reader.start()
-        stats = decode(
-            source, _TeeToList(tap, child.stdin.write), identities, name=label, progress=progress
-        )
-        with contextlib.suppress(BrokenPipeError):
-            child.stdin.close()
-        code = child.wait()
-        reader.join(timeout=30)
-        if code != 0:
-            raise DumpError(f"{label}: pg_restore --list failed: {child.stderr_text().strip()}")
-    tables = set()
-    for raw in listing:
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        if line.startswith(";") or " TABLE DATA " not in line:
-            continue
-        rest = line.split(" TABLE DATA ", 1)[1]
-        # "<schema> <table> <owner>": the owner is the last word
-        tables.add(rest.rsplit(" ", 1)[0])
-    return stats, tables
+
+    def feed(write: Callable[[bytes], object]) -> StreamStats:
+        return decode(source, _TeeToList(tap, write), identities, name=label, progress=progress)
+
+    return listed_tables(pg_restore, feed, label)

@@ -249,7 +249,7 @@ def write_data_offsets(file: IO[bytes], offsets: Mapping[int, int]) -> int:
 
 @dataclass
 class ArchiveSummary:
-    header: ArchiveToc
+    toc: ArchiveToc
     tables: list[TableData]
     large_objects: int
     large_object_bytes: int
@@ -264,7 +264,7 @@ class ArchiveTap:
     """
 
     def __init__(self) -> None:
-        self.header: ArchiveToc | None = None
+        self.toc: ArchiveToc | None = None
         self._pending = b""  # bytes not yet parsed (TOC, or a partial structure)
         self._next_attempt = 0
         self._by_id: dict[int, TocEntry] = {}
@@ -283,11 +283,11 @@ class ArchiveTap:
             if len(self._pending) < self._next_attempt:
                 return
             try:
-                self.header, pos = _parse_header(self._pending)
+                self.toc, pos = _parse_header(self._pending)
             except _NeedMore:
                 self._next_attempt = len(self._pending) * 3 // 2
                 return
-            self._by_id = self.header.by_id()
+            self._by_id = self.toc.by_id()
             self._state = "block"
             buf, self._pending = self._pending[pos:], b""
             self._offset = pos
@@ -360,8 +360,8 @@ class ArchiveTap:
 
     @property
     def _int_size(self) -> int:
-        assert self.header is not None
-        return self.header.int_size
+        assert self.toc is not None
+        return self.toc.int_size
 
     def _start_block(self, kind: int, dump_id: int) -> None:
         entry = self._by_id.get(dump_id)
@@ -422,12 +422,12 @@ class ArchiveTap:
         return pos
 
     def finish(self) -> ArchiveSummary:
-        if self.header is None:
+        if self.toc is None:
             raise DumpError("pg_dump produced no archive header (empty or truncated output)")
         if self._state not in ("block", "trailer") or self._pending or self._skip:
             raise DumpError("pg_dump archive ended in the middle of a data block (truncated)")
         return ArchiveSummary(
-            self.header,
+            self.toc,
             self.tables,
             self.large_objects,
             self.large_object_bytes,

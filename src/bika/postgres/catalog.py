@@ -1,15 +1,21 @@
-"""Questions asked of a live database: versions, sizes, emptiness, exact row counts; and
-the databases a restore or a drill creates and drops.
+"""Questions asked of a live database: versions, sizes, emptiness, exact row counts, which
+objects a restored catalog holds; and the databases a restore or a drill creates and drops.
 
-Used before a backup (what is being dumped) and after a restore (did the rows arrive).
+Used before a backup (what is being dumped), after a restore (did the rows arrive) and by a
+drill (is every object of the archive in the restored database).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 from psycopg import sql
 
+from bika.errors import BikaError
 from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope, name_regexes
 
@@ -121,6 +127,124 @@ def create_database(server: ConnInfo, name: str) -> None:
     """CREATE DATABASE name, on the server `server` connects to."""
     with server.connect(autocommit=True) as db:
         db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def database_exists(server: ConnInfo, name: str) -> bool:
+    with server.connect() as db:
+        row = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
+
+
+def server_version(conn: ConnInfo) -> str:
+    """The server's version, "18.1"."""
+    with conn.connect() as db:
+        return str(db.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+
+
+def available_extensions(conn: ConnInfo) -> set[str]:
+    """The extensions the server could create (installed on its machine)."""
+    with conn.connect() as db:
+        rows = db.execute("SELECT name FROM pg_available_extensions").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def role_names(conn: ConnInfo) -> set[str]:
+    with conn.connect() as db:
+        return {str(r[0]) for r in db.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+
+def size_if_known(conn: ConnInfo) -> int | None:
+    """database_size, or None when the database cannot be asked (gone, unreachable)."""
+    with suppress(BikaError), conn.connect() as db:
+        row = db.execute(_DATABASE_SIZE).fetchone()
+        return int(row[0]) if row else None
+    return None
+
+
+# How each catalog kind (see bika.postgres.toc.CATALOG_KINDS) is found in a restored catalog:
+# (schema, tag) pairs, with the tag built the way pg_dump builds it ("table constraint",
+# "function(argument types)").
+OBJECT_QUERIES: dict[str, str] = {
+    "SCHEMA": "SELECT '', nspname FROM pg_namespace",
+    "EXTENSION": "SELECT '', extname FROM pg_extension",
+    "TYPE": "SELECT n.nspname, t.typname FROM pg_type t"
+    " JOIN pg_namespace n ON n.oid = t.typnamespace",
+    "FUNCTION": "SELECT n.nspname, p.proname || '(' || CASE WHEN p.prokind = 'a'"
+    " AND p.pronargs = 0 THEN '*' ELSE pg_catalog.oidvectortypes(p.proargtypes) END || ')'"
+    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace",
+    "RELATION": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace",
+    "CONSTRAINT": "SELECT n.nspname, coalesce(c.relname, t.typname) || ' ' || k.conname"
+    " FROM pg_constraint k LEFT JOIN pg_class c ON c.oid = k.conrelid"
+    " LEFT JOIN pg_type t ON t.oid = k.contypid"
+    " JOIN pg_namespace n ON n.oid = k.connamespace",
+    "TRIGGER": "SELECT n.nspname, c.relname || ' ' || g.tgname FROM pg_trigger g"
+    " JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE NOT g.tgisinternal",
+    "POLICY": "SELECT n.nspname, c.relname || ' ' || p.polname FROM pg_policy p"
+    " JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace",
+    "ROW SECURITY": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relrowsecurity",
+    "RULE": "SELECT n.nspname, c.relname || ' ' || r.rulename FROM pg_rewrite r"
+    " JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE r.rulename <> '_RETURN'",
+    "MATERIALIZED VIEW DATA": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND c.relispopulated",
+    "TABLE ATTACH": "SELECT n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relispartition",
+}
+
+
+class CatalogSession:
+    """One open session reading a (restored) database's catalog, kept across questions."""
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self._db = db
+
+    def objects(self, kinds: Iterable[str] = OBJECT_QUERIES) -> dict[str, set[tuple[str, str]]]:
+        """The (schema, tag) pairs present for each catalog kind of OBJECT_QUERIES."""
+        return {
+            kind: {(str(s), str(t)) for s, t in self._db.execute(OBJECT_QUERIES[kind]).fetchall()}
+            for kind in kinds
+        }
+
+    def table_storage(self) -> list[tuple[str, str, int]]:
+        """(schema, table, relfilenode) of every user table: new storage means a load that
+        began with TRUNCATE has committed."""
+        rows = self._db.execute(
+            "SELECT n.nspname, c.relname, c.relfilenode FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        return [(str(s), str(n), int(f)) for s, n, f in rows]
+
+    def sequence_state(self, qualified: str) -> tuple[int, bool] | None:
+        """A sequence's (last_value, is_called); None when there is no such sequence."""
+        row = self._db.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid ="
+            " c.relnamespace WHERE c.oid = pg_catalog.to_regclass(%s) AND c.relkind = 'S'",
+            (qualified,),
+        ).fetchone()
+        if row is None:
+            return None
+        value = self._db.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(row[0], row[1]))
+        ).fetchone()
+        return (int(value[0]), bool(value[1])) if value else None
+
+    def large_objects(self) -> int:
+        row = self._db.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+        return int(row[0]) if row else 0
+
+
+@contextmanager
+def catalog_session(conn: ConnInfo, *, as_dumped: bool = False) -> Iterator[CatalogSession]:
+    """A CatalogSession on conn; as_dumped: names in signatures are qualified the way
+    pg_dump's are (relative to an empty search_path)."""
+    with conn.connect(autocommit=True) as db:
+        if as_dumped:
+            db.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        yield CatalogSession(db)
 
 
 def drop_database(server: ConnInfo, name: str) -> None:

@@ -74,7 +74,7 @@ class ConnInfo:
             return psycopg.connect(self.url, connect_timeout=15, application_name="bika", **kwargs)
         except psycopg.OperationalError as exc:
             raise PostgresError(
-                f"cannot connect to {self.redacted()}: {first_line(scrub(str(exc), self))}"
+                f"cannot connect to {self.redacted()}: {first_lines(scrub(str(exc), self))}"
             ) from None
 
     def scrub(self, text: str) -> str:
@@ -117,6 +117,8 @@ def scrub(text: str, conn: ConnInfo | None) -> str:
     return text
 
 
-def first_line(text: str) -> str:
+def first_lines(text: str) -> str:
+    """The first two non-empty lines of a message, joined with "; " (psycopg puts the DETAIL a
+    person needs on the second line)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return "; ".join(lines[:2]) if lines else "no details"

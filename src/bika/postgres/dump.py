@@ -1,4 +1,5 @@
-"""pg_dump's command line for a backup, and what part of the database it covers (its scope).
+"""pg_dump's command line for a backup and what part of the database it covers (its scope);
+pg_dumpall's for the roles.
 
 The scope's patterns are pg_dump's own (`--schema`, `--table`, …): they go to pg_dump as given,
 and name_regexes turns one into the regular expressions pg_dump matches names with.
@@ -65,6 +66,11 @@ class NameRegexes:
 
     schema: str | None
     name: str
+
+
+def roles_argv(pg_dumpall: Path, conninfo: str) -> list[str | Path]:
+    """pg_dumpall's command line for the cluster's roles, without their passwords."""
+    return [pg_dumpall, "--roles-only", "--no-role-passwords", f"--dbname={conninfo}"]
 
 
 def name_regexes(pattern: str, *, qualified: bool = True) -> NameRegexes:

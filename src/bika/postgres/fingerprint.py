@@ -22,7 +22,7 @@ from typing import IO, Any, TypeAlias
 import psycopg
 from psycopg import pq, sql
 
-from bika.postgres.connection import ConnInfo, first_line
+from bika.postgres.connection import ConnInfo, first_lines
 
 # What pg_dump 18 sets on its connection before dumping (setup_connection in pg_dump.c, and
 # seen in a server's statement log): any of them changes the COPY text, or the rows' order.
@@ -375,7 +375,7 @@ def _prepare_session(
         except psycopg.Error as exc:
             notes.append(
                 f"could not set {name} = {value!r} as the backup's session had it"
-                f" ({first_line(str(exc))}): columns whose text depends on it may differ"
+                f" ({first_lines(str(exc))}): columns whose text depends on it may differ"
             )
     return notes
 
@@ -457,7 +457,7 @@ def _drain(pg: Any) -> None:
 def _error(pg: Any, result: Any) -> str:
     raw = (result.error_message if result is not None else b"") or pg.error_message or b""
     text = bytes(raw).decode("utf-8", "replace")
-    return first_line(text) if text.strip() else "COPY ended without a result"
+    return first_lines(text) if text.strip() else "COPY ended without a result"
 
 
 def table_order(sizes: Iterable[tuple[tuple[str, str], int]]) -> list[tuple[str, str]]:

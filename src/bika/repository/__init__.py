@@ -1,6 +1,6 @@
 """The repository: its format, backup ids, manifests and listing. Knows nothing of PostgreSQL."""
 
-from bika.repository.manifest import Artifact, Manifest, Source, TableStats
+from bika.repository.manifest import Artifact, DumpSource, Manifest, TableStats
 from bika.repository.repository import DamagedBackup, Repository
 
-__all__ = ["Artifact", "DamagedBackup", "Manifest", "Repository", "Source", "TableStats"]
+__all__ = ["Artifact", "DamagedBackup", "DumpSource", "Manifest", "Repository", "TableStats"]

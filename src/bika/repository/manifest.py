@@ -52,7 +52,7 @@ class TableStats(_Model):
         return f"{self.schema_}.{self.name}"
 
 
-class Source(_Model):
+class DumpSource(_Model):
     database: str
     host_hash: str = Field(description="sha256 prefix of host:port, so hosts can be told apart")
     server_version: str
@@ -135,7 +135,7 @@ class Manifest(_Model):
     label: str | None = None
     started_at: datetime
     finished_at: datetime
-    source: Source
+    source: DumpSource
     artifacts: dict[str, Artifact]
     tables: list[TableStats]
     large_objects: LargeObjects = LargeObjects()

@@ -1,21 +1,21 @@
 """Which archive entries a restore runs: --schema/--table/--exclude-table grown to what the
-chosen objects need and bring, and the drop statements --clean runs for them.
+chosen objects need and bring.
 """
 
 from __future__ import annotations
 
-from bika.operations.restore_plan import (
+from bika.operations.restore.plan import RestoreOptions, Selection
+from bika.postgres.archive import ArchiveToc, TocEntry
+from bika.postgres.toc import (
     ATTACHED_KINDS,
     CHECKED_KINDS,
     DATA_KINDS,
     LARGE_OBJECT_KINDS,
     PULLED_KINDS,
+    RELATIONS,
     SETUP_KINDS,
-    RestoreOptions,
-    RestorePlan,
-    Selection,
+    relation_of,
 )
-from bika.postgres.preflight import RELATIONS, ArchiveToc, TocEntry
 
 
 def select(toc: ArchiveToc, options: RestoreOptions, present: set[int] | None) -> Selection:
@@ -215,22 +215,10 @@ def _skip_attached_copies(
         parents = [i for i in indexes if i.dump_id not in chosen]
         if not parents:
             continue
-        table = _relation_of(parents[0], by_id)
+        table = relation_of(parents[0], by_id)
         if present is None or (table is not None and table.dump_id in present):
             chosen.discard(entry.dump_id)
             chosen.difference_update(i.dump_id for i in indexes)
-
-
-def _relation_of(entry: TocEntry, by_id: dict[int, TocEntry]) -> TocEntry | None:
-    """The relation an entry is or belongs to (a constraint's table); None for other kinds."""
-    if entry.desc in RELATIONS:
-        return entry
-    if entry.desc in ATTACHED_KINDS:
-        for dep in entry.dependencies:
-            owner = by_id.get(dep)
-            if owner is not None and owner.desc in RELATIONS:
-                return owner
-    return None
 
 
 def _drop_unmet(
@@ -254,7 +242,7 @@ def _drop_unmet(
                 dep = by_id.get(dep_id)
                 if dep is None or dep_id in chosen:
                     continue
-                relation = _relation_of(dep, by_id)
+                relation = relation_of(dep, by_id)
                 if relation is None:
                     continue
                 if entry.desc == "TABLE" and dep.desc == "TABLE":
@@ -301,59 +289,3 @@ def _prerequisites(
             ):
                 missing.append((entry, dep))
     return missing
-
-
-def clean_sql(plan: RestorePlan) -> str:
-    """What --clean runs before loading: the archive's own drop statements for the selection,
-    made IF EXISTS, in reverse archive order, without those that dropping their table does.
-
-    pg_restore --clean also drops each constraint and index of a table it then drops; on a
-    partition that fails ("cannot drop inherited constraint"), so bika leaves those out."""
-    chosen = {e.dump_id for e in plan.selection.entries}
-    by_id = plan.toc.by_id()
-    lines = [
-        "-- bika restore --clean: the backup's objects, dropped if the target has them",
-        "SET client_min_messages = warning;",
-    ]
-    for entry in reversed(plan.selection.entries):
-        if entry.desc in SETUP_KINDS:
-            continue
-        if entry.desc == "BLOB METADATA" or entry.desc == "BLOB":
-            oids = entry.large_objects or ((int(entry.tag),) if entry.tag.isdigit() else ())
-            lines += [
-                "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata"
-                f" WHERE oid = '{oid}';"
-                for oid in oids
-            ]
-            continue
-        if not entry.drop or entry.drop.startswith("--"):
-            continue
-        # foreign keys go first so tables can go; defaults so their sequences can
-        if entry.desc in ATTACHED_KINDS and entry.desc not in ("FK CONSTRAINT", "DEFAULT"):
-            owner = _relation_of(entry, by_id)
-            if owner is not None and owner.dump_id in chosen and owner.desc != "SEQUENCE":
-                continue
-        lines.append(_if_exists(entry).strip())
-    return "\n".join(lines) + "\n"
-
-
-def _if_exists(entry: TocEntry) -> str:
-    """The drop statement with IF EXISTS where pg_restore --if-exists would put it."""
-    statement = entry.drop or ""
-    prefix = ""
-    if statement.startswith("ALTER TABLE"):
-        prefix = "ALTER TABLE IF EXISTS"
-        statement = statement[len("ALTER TABLE") :]
-    if entry.desc in ("DEFAULT", "DATABASE PROPERTIES") or statement.startswith(
-        "CREATE OR REPLACE VIEW"
-    ):
-        return prefix + statement
-    if entry.desc in ("CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT"):
-        keyword = "DROP CONSTRAINT"
-    else:
-        keyword = f"DROP {entry.desc}"
-    at = statement.find(keyword)
-    if at < 0:
-        return prefix + statement
-    end = at + len(keyword)
-    return f"{prefix}{statement[:at]}{keyword} IF EXISTS{statement[end:]}"

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from bika.operations.restore_plan import (
-    ATTACHED_KINDS,
-    DISK_MARGIN,
-    Finding,
-    RestoreOptions,
-    RestorePlan,
-)
+from bika.findings import Finding
+from bika.operations.restore.plan import RestoreOptions, RestorePlan
+from bika.operations.stored_archive import DISK_MARGIN
 from bika.postgres import binaries
-from bika.postgres.preflight import (
-    RELATIONS,
-    TargetFacts,
-    TocEntry,
-    disk_free,
-    writable_folder,
-)
+from bika.postgres.archive import TocEntry
+from bika.postgres.target import TargetFacts, disk_free, writable_folder
+from bika.postgres.toc import ATTACHED_KINDS, RELATIONS
 from bika.repository import Manifest
 from bika.units import size
 
@@ -161,7 +154,7 @@ def _selection_findings(plan: RestorePlan) -> list[Finding]:
                 "warn",
                 "selection",
                 f"--clean also drops and recreates {names}{more}: they depend on what is restored",
-                _ids(selection.dependents),
+                facts=_ids(selection.dependents),
             )
         )
     if selection.prerequisites:
@@ -173,7 +166,7 @@ def _selection_findings(plan: RestorePlan) -> list[Finding]:
                 "warn",
                 "selection",
                 f"also restores {names}{more}: the selection needs them and the target lacks them",
-                _ids(needed),
+                facts=_ids(needed),
             )
         )
     if selection.left_out:
@@ -197,7 +190,7 @@ def _selection_findings(plan: RestorePlan) -> list[Finding]:
                 f"{f' and {len(needs) - 4} more' if len(needs) > 4 else ''}, neither restored"
                 f" nor in the target (e.g. {first_entry.name} needs {first_dep.name}): add"
                 " them with --schema/--table, or restore them first",
-                _ids(e for e, _ in selection.missing),
+                facts=_ids(e for e, _ in selection.missing),
             )
         )
     return findings
@@ -294,7 +287,7 @@ def _target_findings(
                 f"{names}{more} already exist in {name!r}; pass --clean to drop and recreate"
                 " them, --exclude-table to keep them, or restore into a new database"
                 " with --create",
-                _ids(clashes),
+                facts=_ids(clashes),
             )
         ]
     return [
@@ -351,7 +344,7 @@ def _data_only_findings(plan: RestorePlan, facts: TargetFacts) -> list[Finding]:
                 f"--data-only needs the tables in the target, which lacks {', '.join(absent[:4])}"
                 f"{f' and {len(absent) - 4} more' if len(absent) > 4 else ''}: restore the"
                 " schema first (--schema-only), or restore without --data-only",
-                _ids(lacking),
+                facts=_ids(lacking),
             )
         ]
     findings = [Finding("ok", "target", "every table to load exists in the target")]
@@ -427,7 +420,7 @@ def _privilege_findings(
                 f"role {facts.role} may not create schemas in {facts.database!r} (needs CREATE"
                 f" on the database) but the backup creates {', '.join(new_schemas[:4])}:"
                 f" GRANT CREATE ON DATABASE, or connect as the database owner",
-                _ids(schemas),
+                facts=_ids(schemas),
             )
         )
     placed = [
@@ -444,7 +437,7 @@ def _privilege_findings(
                 "privileges",
                 f"role {facts.role} may not create objects in schema(s) {', '.join(denied)}:"
                 " GRANT CREATE ON SCHEMA, or connect as their owner",
-                _ids(e for e in placed if e.namespace in denied),
+                facts=_ids(e for e in placed if e.namespace in denied),
             )
         )
     for entry in creates:
@@ -458,7 +451,7 @@ def _privilege_findings(
                     "extensions",
                     f"extension {entry.tag} is not installed on the target server: install"
                     " its package there, or --exclude it by restoring selected schemas",
-                    frozenset({entry.dump_id}),
+                    facts=_ids([entry]),
                 )
             )
         elif not trusted:
@@ -469,7 +462,7 @@ def _privilege_findings(
                     f"extension {entry.tag} needs a superuser to create and role"
                     f" {facts.role} is not one: create it first as a superuser, or connect as"
                     " one",
-                    frozenset({entry.dump_id}),
+                    facts=_ids([entry]),
                 )
             )
     if not any(f.level == "error" for f in findings):
@@ -498,7 +491,7 @@ def _owner_findings(
                 f"the backup's objects belong to role(s) {', '.join(absent[:4])}, missing"
                 " from the target: create them first (the backup's globals artifact has"
                 " them), or pass --no-owner",
-                _ids(e for e in work if e.owner in absent),
+                facts=_ids(e for e in work if e.owner in absent),
             )
         )
     if foreign and not facts.superuser:
@@ -508,12 +501,12 @@ def _owner_findings(
                 "owners",
                 f"role {facts.role} may not give objects to {', '.join(foreign[:4])}:"
                 " connect as a member of those roles or a superuser, or pass --no-owner",
-                _ids(e for e in work if e.owner in foreign),
+                facts=_ids(e for e in work if e.owner in foreign),
             )
         )
     return findings
 
 
-def _ids(entries: Iterable[TocEntry]) -> frozenset[int]:
-    """The dump ids a finding is about (see exclude_entries)."""
-    return frozenset(e.dump_id for e in entries)
+def _ids(entries: Iterable[TocEntry]) -> dict[str, Any]:
+    """A finding's facts: the dump ids of the entries that raise it (see plan.entries_of)."""
+    return {"entries": sorted({e.dump_id for e in entries})}

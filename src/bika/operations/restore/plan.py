@@ -7,56 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
+from bika.findings import Finding
 from bika.postgres import binaries
-from bika.postgres.preflight import RELATIONS, ArchiveToc, TargetFacts, TocEntry
+from bika.postgres.archive import ArchiveToc, TocEntry
+from bika.postgres.pg_restore import adapts_sql
+from bika.postgres.target import TargetFacts
+from bika.postgres.toc import DATA_KINDS, RELATIONS, SETUP_KINDS
 from bika.repository import TableStats
-
-# Spare room kept on a disk beyond what a restore or an export is expected to write.
-DISK_MARGIN = 64 << 20
-
-# Entries pg_restore handles itself whatever the selection (session settings, the database).
-SETUP_KINDS = frozenset({"ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE", "DATABASE PROPERTIES"})
-DATA_KINDS = frozenset(
-    {"TABLE DATA", "SEQUENCE SET", "BLOB", "BLOBS", "BLOB METADATA", "MATERIALIZED VIEW DATA"}
-)
-LARGE_OBJECT_KINDS = frozenset({"BLOB", "BLOBS", "BLOB METADATA"})
-# Entries that exist only for the object they depend on: a selected table brings its own.
-ATTACHED_KINDS = frozenset(
-    {
-        "TABLE DATA",
-        "SEQUENCE OWNED BY",
-        "SEQUENCE SET",
-        "DEFAULT",
-        "CONSTRAINT",
-        "CHECK CONSTRAINT",
-        "FK CONSTRAINT",
-        "INDEX",
-        "INDEX ATTACH",
-        "TABLE ATTACH",
-        "TRIGGER",
-        "POLICY",
-        "ROW SECURITY",
-        "RULE",
-        "COMMENT",
-        "SECURITY LABEL",
-        "ACL",
-        "STATISTICS DATA",
-        "MATERIALIZED VIEW DATA",
-        "PUBLICATION TABLE",
-    }
-)
-# Prerequisites whose presence in the target inspect_target can tell.
-CHECKED_KINDS = frozenset({"SCHEMA", "EXTENSION", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE"})
-# What a selective restore adds when a selected object needs it and the target lacks it.
-PULLED_KINDS = CHECKED_KINDS | {"SEQUENCE"}
-
-# pg_restore 17+ starts every session with SET transaction_timeout, which servers before 17
-# reject (see docs/RESTORE-options.md and restore_run's _Script).
-TRANSACTION_TIMEOUT_SINCE = 17
-
-Level = Literal["ok", "warn", "error"]
 
 
 @dataclass
@@ -67,7 +25,7 @@ class RestoreOptions:
     no_owner: bool = False
     pg_bin_dir: str | None = None
     temp_dir: Path | None = None
-    # the archive already decrypted to a file (restore_run.ArchiveCopy): --jobs reads it
+    # the archive already decrypted to a file (stored_archive.ArchiveCopy): --jobs reads it
     archive_file: Path | None = None
     force: bool = False  # restore into an older server, or with too little free space
     dry_run: bool = False  # plan and preflight only: nothing is created, dropped or loaded
@@ -82,15 +40,10 @@ class RestoreOptions:
         return bool(self.schemas or self.tables or self.exclude_tables)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One preflight result: what was checked, and for a warning or error what to do."""
-
-    level: Level
-    check: str
-    message: str
-    # dump ids of the selected entries that raise it: leaving them out settles it
-    entries: frozenset[int] = frozenset()
+def entries_of(finding: Finding) -> frozenset[int]:
+    """The dump ids of the selected entries that raise a preflight finding (its facts'
+    "entries"): leaving them out of the restore settles it."""
+    return frozenset(finding.facts.get("entries", ()))
 
 
 @dataclass
@@ -143,11 +96,8 @@ class RestorePlan:
     @property
     def adapts_sql(self) -> bool:
         """pg_restore writes SQL the target's server rejects: bika adapts it on the way."""
-        return (
-            self.facts is not None
-            and binaries.major(self.tool_version)
-            >= TRANSACTION_TIMEOUT_SINCE
-            > self.facts.server_major
+        return self.facts is not None and adapts_sql(
+            binaries.major(self.tool_version), self.facts.server_major
         )
 
     def drops(self, options: RestoreOptions) -> list[TocEntry]:
@@ -179,11 +129,14 @@ def exclude_entries(plan: RestorePlan, ids: Iterable[int], reason: str) -> Resto
         dependents=[e for e in selection.dependents if e.dump_id not in gone],
         prerequisites=[e for e in selection.prerequisites if e.dump_id not in gone],
     )
-    findings = [
-        replace(f, entries=f.entries - gone)
-        for f in plan.findings
-        if not f.entries or not f.entries <= gone
-    ]
+    findings = []
+    for finding in plan.findings:
+        ids = entries_of(finding)
+        if ids and ids <= gone:
+            continue
+        if ids:
+            finding = replace(finding, facts={**finding.facts, "entries": sorted(ids - gone)})
+        findings.append(finding)
     loaded = {(e.namespace or "", e.tag) for e in kept.entries if e.desc == "TABLE DATA"}
     tables = [t for t in plan.tables if (t.schema_, t.name) in loaded]
     return replace(plan, selection=kept, findings=findings, tables=tables)

@@ -1,5 +1,6 @@
-"""Running pg_restore (and psql) for a plan: the archive streamed in from the repository, the
-SQL adapted on its way, progress read from --verbose, and errors named by archive entry.
+"""The pg_restore driver: pg_restore (and psql) run for a job, the archive streamed in, the SQL
+adapted on its way (servers before 17, bika's --clean), progress read from --verbose, errors
+named by archive entry, the --use-list file; and the psql that loads a roles script.
 """
 
 from __future__ import annotations
@@ -10,30 +11,32 @@ import os
 import queue
 import re
 import secrets
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, TypeVar
 
 from bika import scratch
 from bika.background import Background
-from bika.errors import IntegrityError, RestoreError, RestoreFailed
-from bika.operations.restore_plan import DISK_MARGIN, RestoreOptions, RestorePlan
-from bika.operations.restore_selection import clean_sql
+from bika.errors import DumpError, IntegrityError, RestoreError, RestoreFailed
 from bika.postgres import binaries, catalog
-from bika.postgres.archive import write_data_offsets
+from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.postgres.connection import ConnInfo
 from bika.postgres.process import Child, StderrLine, run
-from bika.repository import Artifact, Manifest, Repository
+from bika.postgres.toc import ATTACHED_KINDS, SETUP_KINDS, relation_of
 from bika.storage import Sink
-from bika.stream import Progress, StreamStats, decode
+from bika.stream import Progress, StreamStats
+
+T = TypeVar("T")
 
 # pg_restore 17+ starts every session with this; servers before 17 reject it (it is the only
-# statement of pg_restore 18 that PostgreSQL 15 refuses, see docs/RESTORE-options.md).
+# statement of pg_restore 18 that PostgreSQL 15 refuses, see docs/RESTORE-options.md). This
+# module is the one place that knows: the one-job path rewrites the line (_Script), the
+# parallel path tolerates its error (_only_tolerated, _errors).
+TRANSACTION_TIMEOUT_SINCE = 17
 TRANSACTION_TIMEOUT = b"SET transaction_timeout = 0;\n"
 PORTABLE_TRANSACTION_TIMEOUT = (
     b"DO $$BEGIN IF current_setting('server_version_num')::int >= 170000"
@@ -59,72 +62,72 @@ BeforeCommit = Callable[[RowCounter], None]
 """Judges the loaded rows before they are committed: raising rolls the restore back."""
 
 
-@dataclass(frozen=True)
-class StoredArchive:
-    """The backup's database artifact in the repository, with the keys that open it."""
-
-    repo: Repository
-    artifact: Artifact
-    identities: list[object]
-    label: str  # "<backup id>/database", for messages
-
-    @classmethod
-    def of(cls, repo: Repository, manifest: Manifest, identities: list[object]) -> StoredArchive:
-        return cls(repo, manifest.artifacts["database"], identities, f"{manifest.id}/database")
+class Archive(Protocol):
+    """The archive a restore reads, as pg_restore's driver needs it: bika's StoredArchive
+    (operations/stored_archive.py) is one."""
 
     def decode(self, sink: Sink, progress: Progress | None = None) -> StreamStats:
         """Decrypt and decompress the archive into sink."""
-        with self.repo.storage.open(self.artifact.key) as source:
-            return decode(source, sink, self.identities, name=self.label, progress=progress)
-
-    def save(self, file: IO[bytes], progress: Progress | None = None) -> bool:
-        """Write the archive into a new file (open for writing and reading); True if it is
-        the archive the manifest describes (sha256), and then with the data offsets a
-        streamed archive lacks put into its TOC (another archive's would mislead pg_restore)."""
-        stats = self.decode(file, progress)
-        if not self.matches(stats):
-            return False
-        if self.artifact.data_offsets:
-            write_data_offsets(file, self.artifact.data_offsets)
-        return True
+        ...
 
     def matches(self, stats: StreamStats | None) -> bool:
-        """Whether what was read is the artifact the manifest describes: stored and plaintext
-        bytes, each by size and sha256."""
-        a = self.artifact
-        return stats is not None and (
-            stats.stored_size,
-            stats.stored_sha256,
-            stats.plain_size,
-            stats.plain_sha256,
-        ) == (a.stored_size, a.stored_sha256, a.plain_size, a.plain_sha256)
+        """Whether what was read is the archive the manifest describes."""
+        ...
 
     def mismatch(self) -> IntegrityError:
-        """What to say when the decrypted archive is not the one the manifest describes."""
-        return IntegrityError(
-            f"{self.label}: the decrypted archive is not the one the manifest describes (its"
-            " sha256 differs): the stored object was replaced or damaged; run `bika verify`"
-        )
+        """What to say when it is not."""
+        ...
+
+
+@dataclass(frozen=True)
+class PgRestoreJob:
+    """What pg_restore restores and how: plain values, decided by the restore operation."""
+
+    toc: ArchiveToc
+    label: str
+    """The backup id, for messages."""
+    steps: int
+    """How many archive entries the progress counts (those past the session setup)."""
+    entries: list[TocEntry] | None = None
+    """The entries to restore, in archive order, as a --use-list; None: the whole archive."""
+    jobs: int = 1
+    no_owner: bool = False
+    schema_only: bool = False
+    data_only: bool = False
+    disable_triggers: bool = False
+    clean: str = ""
+    """bika's --clean statements (clean_sql), run inside the restore's transaction."""
+    create: bool = False
+    """write_sql: a script that creates its database (pg_restore --create)."""
+    drop_created: bool = False
+    """write_sql with create: the script drops that database first (--clean --if-exists)."""
+    archive_file: Path | None = None
+    """The archive decrypted to a file: what pg_restore --jobs reads (needed with jobs > 1)."""
+    temp_dir: Path | None = None
+    """Where the --use-list file goes (in bika's scratch folder)."""
+
+
+def adapts_sql(pg_restore_major: int, server_major: int) -> bool:
+    """pg_restore writes a statement this server rejects (transaction_timeout, 17+): bika
+    adapts the SQL on its way to psql, which only a one-job restore does."""
+    return pg_restore_major >= TRANSACTION_TIMEOUT_SINCE > server_major
 
 
 def load(
-    archive: StoredArchive,
+    archive: Archive,
     target: ConnInfo,
-    options: RestoreOptions,
-    plan: RestorePlan,
+    job: PgRestoreJob,
     pg_restore: Path,
     progress: Progress | None,
     on_step: StepProgress | None,
     before_commit: BeforeCommit | None = None,
 ) -> None:
-    """Restore the plan's selection into the target database, which exists by now.
+    """Restore the job's entries into the target database, which exists by now.
 
     With one job the whole load is one transaction that bika ends itself: it commits only
     once the archive read matched the manifest and before_commit accepted the rows."""
     conninfo, env = target.libpq_args()
-    facts = plan.facts
-    assert facts is not None
-    clean = clean_sql(plan) if options.clean and facts.database_exists else ""
+    clean = job.clean
     psql = [
         str(binaries.tool("psql", pg_restore.parent)),
         "--no-psqlrc",
@@ -133,23 +136,16 @@ def load(
         f"--dbname={conninfo}",
         "--file=-",
     ]
-    with _use_list(plan, options) as listing:
-        args = _selection_args(options, listing)
-        if options.data_only and facts.superuser:
+    with _use_list(job) as listing:
+        args = _selection_args(job, listing)
+        if job.disable_triggers:
             args.append("--disable-triggers")
-        if options.jobs > 1:
+        if job.jobs > 1:
             if clean:
                 # a parallel restore is not one transaction anyway: drop first, then load
-                _run_sql([*psql, "--single-transaction"], clean, target, env, plan)
+                _run_sql([*psql, "--single-transaction"], clean, target, env, job)
             _load_parallel(
-                archive,
-                target,
-                options,
-                plan,
-                [str(pg_restore), f"--dbname={conninfo}", *args],
-                env,
-                progress,
-                on_step,
+                target, job, [str(pg_restore), f"--dbname={conninfo}", *args], env, on_step
             )
             if before_commit is not None:
                 before_commit(lambda tables: catalog.exact_rows(target, tables))
@@ -163,7 +159,7 @@ def load(
             session = _Session(sink)
             script = _Script(session.write, clean=clean, hold_commit=True)
             try:
-                _through_pg_restore(archive, argv, script, plan, progress, on_step)
+                _through_pg_restore(archive, argv, script, job, progress, on_step)
                 if before_commit is not None:
                     before_commit(session.rows)
                 script.release()
@@ -180,7 +176,7 @@ def load(
                 sink.kill()  # nothing committed: psql ends, its transaction with it
                 raise
             code = sink.wait()
-            _check_result(code, "", sink.stderr_text(), target, plan, script)
+            _check_result(code, "", sink.stderr_text(), target, job, script)
             if not commit_sent:
                 raise RestoreError(
                     f"restore into {target.redacted()} failed: psql ended before the restore"
@@ -189,89 +185,106 @@ def load(
 
 
 def write_sql(
-    archive: StoredArchive,
+    archive: Archive,
     out: IO[bytes],
-    options: RestoreOptions,
-    plan: RestorePlan,
+    job: PgRestoreJob,
     pg_restore: Path,
     progress: Progress | None,
     on_step: StepProgress | None,
 ) -> None:
-    """Write the plan's selection as one SQL script, loadable into any supported server."""
-    with _use_list(plan, options) as listing:
-        argv = [str(pg_restore), "--file=-", *_selection_args(options, listing)]
+    """Write the job's entries as one SQL script, loadable into any supported server."""
+    with _use_list(job) as listing:
+        argv = [str(pg_restore), "--file=-", *_selection_args(job, listing)]
         clean = ""
-        if options.create:
+        if job.create:
             # a script that makes its own database: dropping that is the clean
             argv.append("--create")
-            if options.clean:
+            if job.drop_created:
                 argv += ["--clean", "--if-exists"]
         else:
             # one transaction: a load that fails half-way leaves nothing behind
             argv.append("--single-transaction")
-            clean = clean_sql(plan) if options.clean else ""
+            clean = job.clean
         script = _Script(out.write, clean=clean)
-        _through_pg_restore(archive, argv, script, plan, progress, on_step)
+        _through_pg_restore(archive, argv, script, job, progress, on_step)
+
+
+def listed_tables(
+    pg_restore: Path, feed: Callable[[Callable[[bytes], object]], T], label: str
+) -> tuple[T, set[str]]:
+    """The "<schema> <table>" of each TABLE DATA entry `pg_restore --list` shows for the
+    archive that `feed` writes (given the write function; what it returns is returned too)."""
+    with run([pg_restore, "--list", "--file=-"], stdin=True) as child:
+        listing: list[bytes] = []
+        reader = threading.Thread(target=lambda: listing.extend(child.stdout), daemon=True)
+        reader.start()
+        fed = feed(child.stdin.write)
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+        code = child.wait()
+        reader.join(timeout=30)
+        if code != 0:
+            raise DumpError(f"{label}: pg_restore --list failed: {child.stderr_text().strip()}")
+    tables = set()
+    for raw in listing:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        rest = line.split(" TABLE DATA ", 1)[1]
+        # "<schema> <table> <owner>": the owner is the last word
+        tables.add(rest.rsplit(" ", 1)[0])
+    return fed, tables
 
 
 def _load_parallel(
-    archive: StoredArchive,
     target: ConnInfo,
-    options: RestoreOptions,
-    plan: RestorePlan,
+    job: PgRestoreJob,
     argv: list[str],
     env: dict[str, str],
-    progress: Progress | None,
     on_step: StepProgress | None,
 ) -> None:
-    """pg_restore --jobs needs a seekable archive: decrypt it to a private temp file first
-    (unless the caller did: options.archive_file)."""
-    with contextlib.ExitStack() as stack:
-        path = options.archive_file
-        if path is None:
-            copy = stack.enter_context(ArchiveCopy(archive, options.temp_dir, progress))
-            path = copy.path()
-            if not copy.matches:
-                raise archive.mismatch()  # refused before the target is touched
-        with run(
-            [*argv, f"--jobs={options.jobs}", str(path)],
-            conn=target,
-            env=env,
-            stdout=False,
-            on_stderr_line=_Tracker.of(plan, on_step),
-        ) as child:
-            code = child.wait()
-            # each parallel session repeats pg_restore's opening SETs; on a server before 17
-            # the transaction_timeout one fails in each, harmlessly (_errors skips it)
-            _check_result(code, child.stderr_text(), "", target, plan)
+    """pg_restore --jobs reads a seekable archive: the decrypted file the caller made."""
+    if job.archive_file is None:
+        raise ValueError("a restore with more than one job needs the archive in a file")
+    with run(
+        [*argv, f"--jobs={job.jobs}", str(job.archive_file)],
+        conn=target,
+        env=env,
+        stdout=False,
+        on_stderr_line=_Tracker.of(job, on_step),
+    ) as child:
+        code = child.wait()
+        # each parallel session repeats pg_restore's opening SETs; on a server before 17
+        # the transaction_timeout one fails in each, harmlessly (_errors skips it)
+        _check_result(code, child.stderr_text(), "", target, job)
 
 
 def _run_sql(
-    psql: list[str], text: str, target: ConnInfo, env: dict[str, str], plan: RestorePlan
+    psql: list[str], text: str, target: ConnInfo, env: dict[str, str], job: PgRestoreJob
 ) -> None:
     with run(psql, conn=target, env=env, stdin=True, stdout=False) as child:
         with contextlib.suppress(BrokenPipeError):
             child.stdin.write(text.encode())
             child.stdin.close()
         code = child.wait()
-        _check_result(code, "", child.stderr_text(), target, plan)
+        _check_result(code, "", child.stderr_text(), target, job)
 
 
 def _through_pg_restore(
-    archive: StoredArchive,
+    archive: Archive,
     argv: list[str],
     script: _Script,
-    plan: RestorePlan,
+    job: PgRestoreJob,
     progress: Progress | None,
     on_step: StepProgress | None,
 ) -> None:
     """Stream the archive through `pg_restore --file=-` into script; the archive is read to
     its end, and raises IntegrityError unless it is the one the manifest describes."""
-    with run(argv, stdin=True, on_stderr_line=_Tracker.of(plan, on_step)) as child:
+    with run(argv, stdin=True, on_stderr_line=_Tracker.of(job, on_step)) as child:
         with _Feeder(archive, child, progress) as feeder:
             script.copy(child.stdout)
             code = child.wait()
-            _check_result(code, child.stderr_text(), "", None, plan)
+            _check_result(code, child.stderr_text(), "", None, job)
         feeder.raise_error()
         if not archive.matches(feeder.stats):
             raise archive.mismatch()
@@ -384,7 +397,7 @@ class _Feeder:
     its hashes are known (`stats`). Left early (an error, an interrupt), it stops decrypting,
     kills the child, and waits for the thread: none is left decrypting behind bika's back."""
 
-    def __init__(self, archive: StoredArchive, child: Child, progress: Progress | None) -> None:
+    def __init__(self, archive: Archive, child: Child, progress: Progress | None) -> None:
         self._archive = archive
         self._child = child
         self._sink = _PipeSink(child.stdin, keep_reading=True)
@@ -527,15 +540,15 @@ _STEP_PREFIXES = (
 class _Tracker:
     """Turns pg_restore --verbose lines into steps for a progress bar."""
 
-    def __init__(self, plan: RestorePlan, on_step: StepProgress) -> None:
+    def __init__(self, total: int, on_step: StepProgress) -> None:
         self._on_step = on_step
         self._done = 0
-        self._total = len(plan.selection.work)
+        self._total = total
 
     @classmethod
-    def of(cls, plan: RestorePlan, on_step: StepProgress | None) -> StderrLine | None:
+    def of(cls, job: PgRestoreJob, on_step: StepProgress | None) -> StderrLine | None:
         """The stderr observer for run(), or None when nobody follows the steps."""
-        return None if on_step is None else cls(plan, on_step).line
+        return None if on_step is None else cls(job.steps, on_step).line
 
     def line(self, raw: bytes) -> None:
         text = raw.decode("utf-8", "replace").strip()
@@ -553,16 +566,16 @@ def _check_result(
     stderr: str,
     psql_stderr: str,
     target: ConnInfo | None,
-    plan: RestorePlan,
+    job: PgRestoreJob,
     script: _Script | None = None,
 ) -> None:
-    errors = _errors(stderr, plan) + _psql_errors(psql_stderr, script)
+    errors = _errors(stderr, job.toc) + _psql_errors(psql_stderr, script)
     if not errors and (code == 0 or _only_tolerated(stderr)):
         return
     if not errors:
         lines = [line for line in (stderr + psql_stderr).splitlines() if line.strip()]
         errors = [lines[-1].strip() if lines else f"exit code {code}"]
-    where = f"restore into {target.redacted()}" if target else f"pg_restore of {plan.backup_id}"
+    where = f"restore into {target.redacted()}" if target else f"pg_restore of {job.label}"
     shown = "; ".join(errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     raise RestoreFailed(f"{where} failed: {shown}{more}", errors)
@@ -572,9 +585,9 @@ def _only_tolerated(stderr: str) -> bool:
     return 'unrecognized configuration parameter "transaction_timeout"' in stderr
 
 
-def _errors(stderr: str, plan: RestorePlan) -> list[str]:
+def _errors(stderr: str, toc: ArchiveToc) -> list[str]:
     """pg_restore's errors, each with the archive entry it was restoring and any DETAIL."""
-    by_id = plan.toc.by_id()
+    by_id = toc.by_id()
     errors: list[str] = []
     entry = ""
     for raw in stderr.splitlines():
@@ -615,14 +628,14 @@ def _psql_errors(stderr: str, script: _Script | None) -> list[str]:
     return errors
 
 
-def _selection_args(options: RestoreOptions, listing: Path | None) -> list[str]:
+def _selection_args(job: PgRestoreJob, listing: Path | None) -> list[str]:
     """pg_restore's options for the selection; --clean is bika's own (see clean_sql)."""
     args = ["--verbose"]
-    if options.no_owner:
+    if job.no_owner:
         args += ["--no-owner", "--no-privileges"]
-    if options.schema_only:
+    if job.schema_only:
         args.append("--schema-only")
-    if options.data_only:
+    if job.data_only:
         args.append("--data-only")
     if listing is not None:
         args.append(f"--use-list={listing}")
@@ -630,18 +643,16 @@ def _selection_args(options: RestoreOptions, listing: Path | None) -> list[str]:
 
 
 @contextmanager
-def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | None]:
+def _use_list(job: PgRestoreJob) -> Iterator[Path | None]:
     """A pg_restore --use-list file of the selection, in archive order (pg_restore runs a
     list in its order, and a streamed archive cannot be read out of order)."""
-    if not plan.selection.use_list:
+    if job.entries is None:
         yield None
         return
-    fd, name = tempfile.mkstemp(
-        prefix="restore-", suffix=".list", dir=scratch.folder(options.temp_dir)
-    )
+    fd, name = tempfile.mkstemp(prefix="restore-", suffix=".list", dir=scratch.folder(job.temp_dir))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for entry in plan.selection.entries:
+            for entry in job.entries:
                 label = " ".join(f"{entry.desc} {entry.namespace or '-'} {entry.tag}".split())
                 handle.write(f"{entry.dump_id}; {label}\n")
         yield Path(name)
@@ -649,67 +660,95 @@ def _use_list(plan: RestorePlan, options: RestoreOptions) -> Iterator[Path | Non
         Path(name).unlink(missing_ok=True)
 
 
-class ArchiveCopy:
-    """The archive decrypted into a private temp file (in bika's scratch folder, see
-    bika.scratch) by a thread of its own, so that other work (a drill starting its server)
-    goes on meanwhile; path() waits for it. `matches` tells whether it is the archive the
-    manifest describes (StoredArchive.save); the file is removed on exit, however it is left
-    (an interrupt included)."""
+def clean_sql(entries: list[TocEntry], toc: ArchiveToc) -> str:
+    """What --clean runs before loading: the archive's own drop statements for the entries,
+    made IF EXISTS, in reverse archive order, without those that dropping their table does.
 
-    def __init__(
-        self, archive: StoredArchive, temp_dir: Path | None, progress: Progress | None = None
-    ) -> None:
-        self.archive = archive
-        self._temp_dir = temp_dir
-        self._progress = progress
-        self._path: Path | None = None
-        self.matches = False
-        self._cancelled = threading.Event()
-        self._task = Background(self._save, "bika-archive-copy")
+    pg_restore --clean also drops each constraint and index of a table it then drops; on a
+    partition that fails ("cannot drop inherited constraint"), so bika leaves those out."""
+    chosen = {e.dump_id for e in entries}
+    by_id = toc.by_id()
+    lines = [
+        "-- bika restore --clean: the backup's objects, dropped if the target has them",
+        "SET client_min_messages = warning;",
+    ]
+    for entry in reversed(entries):
+        if entry.desc in SETUP_KINDS:
+            continue
+        if entry.desc == "BLOB METADATA" or entry.desc == "BLOB":
+            oids = entry.large_objects or ((int(entry.tag),) if entry.tag.isdigit() else ())
+            lines += [
+                "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata"
+                f" WHERE oid = '{oid}';"
+                for oid in oids
+            ]
+            continue
+        if not entry.drop or entry.drop.startswith("--"):
+            continue
+        # foreign keys go first so tables can go; defaults so their sequences can
+        if entry.desc in ATTACHED_KINDS and entry.desc not in ("FK CONSTRAINT", "DEFAULT"):
+            owner = relation_of(entry, by_id)
+            if owner is not None and owner.dump_id in chosen and owner.desc != "SEQUENCE":
+                continue
+        lines.append(_if_exists(entry).strip())
+    return "\n".join(lines) + "\n"
 
-    def __enter__(self) -> ArchiveCopy:
-        size = self.archive.artifact.plain_size
-        folder = scratch.folder(self._temp_dir)
-        free = shutil.disk_usage(folder).free
-        if free < size + DISK_MARGIN:
-            raise RestoreError(
-                f"--jobs needs a {size >> 20} MiB temporary file but {folder.parent} has"
-                f" {free >> 20} MiB free; free space, set TMPDIR (or --temp-dir) to a larger"
-                " disk, or restore without --jobs"
-            )
-        fd, name = tempfile.mkstemp(prefix="restore-", suffix=".pgdump", dir=folder)
-        os.close(fd)
-        self._path = Path(name)
-        try:
-            self._task.start()
-        except BaseException:
-            self._path.unlink(missing_ok=True)
-            raise
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._cancelled.set()  # stops a copy still running (the caller gave up)
-            self._task.wait(self._cancelled.set)
-        finally:
-            if self._path is not None:
-                self._path.unlink(missing_ok=True)
+def _if_exists(entry: TocEntry) -> str:
+    """The drop statement with IF EXISTS where pg_restore --if-exists would put it."""
+    statement = entry.drop or ""
+    prefix = ""
+    if statement.startswith("ALTER TABLE"):
+        prefix = "ALTER TABLE IF EXISTS"
+        statement = statement[len("ALTER TABLE") :]
+    if entry.desc in ("DEFAULT", "DATABASE PROPERTIES") or statement.startswith(
+        "CREATE OR REPLACE VIEW"
+    ):
+        return prefix + statement
+    if entry.desc in ("CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT"):
+        keyword = "DROP CONSTRAINT"
+    else:
+        keyword = f"DROP {entry.desc}"
+    at = statement.find(keyword)
+    if at < 0:
+        return prefix + statement
+    end = at + len(keyword)
+    return f"{prefix}{statement[:at]}{keyword} IF EXISTS{statement[end:]}"
 
-    def path(self) -> Path:
-        """The finished file; raises what writing it raised."""
-        self._task.wait(self._cancelled.set)
-        if self._task.error is not None:
-            raise self._task.error
-        assert self._path is not None
-        return self._path
 
-    def _save(self) -> None:
-        assert self._path is not None
-        with open(self._path, "r+b") as out:
-            self.matches = self.archive.save(out, self._report)
+# -- a roles script ----------------------------------------------------------------------
 
-    def _report(self, plain: int, stored: int) -> None:
-        if self._cancelled.is_set():
-            raise RestoreError("the restore was cancelled while its archive was decrypted")
-        if self._progress is not None:
-            self._progress(plain, stored)
+
+def load_roles(bin_dir: Path, conn: ConnInfo, script: bytes) -> str | None:
+    """Run a pg_dumpall --roles-only script with psql; its first error other than a role
+    that already exists, if any."""
+    psql = binaries.tool("psql", bin_dir)
+    conninfo, env = conn.libpq_args()
+    argv = [str(psql), "--no-psqlrc", "--quiet", f"--dbname={conninfo}", "--file=-"]
+    with run(argv, conn=conn, env=env, stdin=True, stdout=False) as child:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.write(script)
+            child.stdin.close()
+        code = child.wait()
+        errors = [
+            line.split("ERROR:", 1)[1].strip()
+            for line in child.stderr_text().splitlines()
+            if "ERROR:" in line and "already exists" not in line
+        ]
+    if errors:
+        return errors[0]
+    return None if code == 0 else f"psql exit code {code}"
+
+
+def without_role(script: bytes, role: str) -> bytes:
+    """The roles script minus the statements about `role` (the one a drill connects as: the
+    source's own settings for it, NOSUPERUSER on a managed service, would lock bika out)."""
+    names = {role.encode(), b'"' + role.encode() + b'"'}
+    kept = []
+    for line in script.splitlines(keepends=True):
+        words = line.split()
+        about_role = len(words) >= 3 and words[0] in (b"CREATE", b"ALTER") and words[1] == b"ROLE"
+        if about_role and words[2].rstrip(b";") in names:
+            continue
+        kept.append(line)
+    return b"".join(kept)

@@ -6,6 +6,7 @@ fails loudly naming what went wrong; "errors ignored on restore" is a failure, n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -13,74 +14,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
-import pyrage
-
 from bika import scratch
-from bika.errors import (
-    BikaError,
-    ConfigError,
-    DumpError,
-    IdentityError,
-    RestoreError,
-    RestoreFailed,
-)
-from bika.operations.restore_plan import (
-    DATA_KINDS,
-    Finding,
-    RestoreOptions,
-    RestorePlan,
-    Selection,
-    exclude_entries,
-)
-from bika.operations.restore_preflight import preflight, preflight_file
-from bika.operations.restore_run import (
-    ArchiveCopy,
-    RestoreStep,
+from bika.errors import BikaError, ConfigError, RestoreError, RestoreFailed
+from bika.findings import Finding
+from bika.operations.restore.plan import RestoreOptions, RestorePlan
+from bika.operations.restore.preflight import preflight, preflight_file
+from bika.operations.restore.selection import select
+from bika.operations.stored_archive import ArchiveCopy, StoredArchive
+from bika.postgres import binaries, catalog
+from bika.postgres.archive import ArchiveToc
+from bika.postgres.connection import ConnInfo
+from bika.postgres.pg_restore import (
+    PgRestoreJob,
     RowCounter,
     StepProgress,
-    StoredArchive,
+    clean_sql,
     load,
     write_sql,
 )
-from bika.operations.restore_selection import clean_sql, select
-from bika.postgres import binaries, catalog
-from bika.postgres.connection import ConnInfo
-from bika.postgres.preflight import ArchiveToc, inspect_target, read_toc
-from bika.repository import Artifact, Manifest, Repository
-from bika.storage import read_range
+from bika.postgres.target import inspect_target
+from bika.repository import Manifest, Repository
 from bika.stream import Progress
-
-# What the CLI, the drill and the tests use, wherever it is defined.
-__all__ = [
-    "DATA_KINDS",
-    "ArchiveCopy",
-    "ExportReport",
-    "Finding",
-    "PreflightRefused",
-    "RestoreFailed",
-    "RestoreOptions",
-    "RestorePlan",
-    "RestoreReport",
-    "RestoreStep",
-    "RowsDiffer",
-    "Selection",
-    "StepProgress",
-    "StoredArchive",
-    "TableCheck",
-    "check_identity",
-    "clean_sql",
-    "exclude_entries",
-    "export_backup",
-    "find_backup_before",
-    "find_latest_backup",
-    "plan_restore",
-    "read_archive_toc",
-    "restore_backup",
-]
 
 
 @dataclass
@@ -160,10 +117,9 @@ def plan_restore(
     and check, changing nothing."""
     _check_options(options, target)
     if toc is None:
-        artifact = manifest.artifacts["database"]
-        label = f"{manifest.id}/database"
-        check_identity(repo, artifact.key, identities, label)
-        toc = read_archive_toc(repo, artifact, identities, label)
+        archive = StoredArchive.of(repo, manifest, identities)
+        archive.check_identity()
+        toc = archive.read_toc()
     pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
     tool_version = binaries.tool_version(pg_restore)
     if isinstance(target, Path):
@@ -243,7 +199,16 @@ def restore_backup(
             )
 
     try:
-        load(archive, target, options, plan, pg_restore, progress, on_step, judge)
+        with contextlib.ExitStack() as stack:
+            archive_file = options.archive_file
+            if options.jobs > 1 and archive_file is None:
+                # pg_restore --jobs needs a seekable archive: a private decrypted copy
+                copy = stack.enter_context(ArchiveCopy(archive, options.temp_dir, progress))
+                archive_file = copy.path()
+                if not copy.matches:
+                    raise archive.mismatch()  # refused before anything is loaded
+            job = _job(plan, options, archive_file=archive_file)
+            load(archive, target, job, pg_restore, progress, on_step, judge)
     except BaseException as exc:
         if created:
             note = _drop_created(target)
@@ -285,51 +250,10 @@ def export_backup(
                 raise archive.mismatch()
         else:
             pg_restore = binaries.tool("pg_restore", binaries.find_bin_dir(options.pg_bin_dir))
-            write_sql(archive, out, options, plan, pg_restore, progress, on_step)
+            write_sql(archive, out, _job(plan, options), pg_restore, progress, on_step)
     report.size = path.stat().st_size
     report.seconds = time.monotonic() - started
     return report
-
-
-def check_identity(repo: Repository, key: str, identities: list[object], label: str) -> None:
-    """Fail before touching any database if none of the identities opens the artifact."""
-    head = read_range(repo.storage, key, 0, 4096)
-    end = head.find(b"\n---")
-    if end < 0:
-        raise RestoreError(f"{label}: not an age file (no header found)")
-    # the header and the payload's 16-byte nonce: age reads both before it tries the keys
-    header = head[: head.index(b"\n", end + 1) + 1 + 16]
-    try:
-        pyrage.decrypt(header, identities)
-    except pyrage.DecryptError as exc:
-        if "No matching keys" in str(exc):
-            raise IdentityError(
-                f"{label}: the given identity cannot decrypt this backup; use the key whose"
-                " recipient the repository was initialised with"
-            ) from None
-    except Exception:
-        pass  # the key fits: what failed is the missing payload of this header-only probe
-
-
-def read_archive_toc(
-    repo: Repository, artifact: Artifact, identities: list[object], label: str
-) -> ArchiveToc:
-    """The TOC from the start of the stored archive, reading no further than it."""
-    try:
-        StoredArchive(repo, artifact, identities, label).decode(_TocSink())
-    except _TocComplete as done:
-        return done.toc
-    raise DumpError(f"{label}: the archive ends before its table of contents does (truncated)")
-
-
-def find_backup_before(repo: Repository, when: datetime) -> str:
-    """The newest backup that started strictly before `when`: see Repository.before."""
-    return repo.before(when)
-
-
-def find_latest_backup(repo: Repository) -> str:
-    """The backup that started last: see Repository.latest."""
-    return repo.latest()
 
 
 # -- around the run -----------------------------------------------------------------------
@@ -358,37 +282,46 @@ def _unblocked(plan: RestorePlan) -> RestorePlan:
     return plan
 
 
-class _TocComplete(Exception):
-    def __init__(self, toc: ArchiveToc) -> None:
-        self.toc = toc
-
-
-class _TocSink:
-    """Collects the archive's first bytes until its TOC parses, then stops the stream."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._next_attempt = 0
-
-    def write(self, data: bytes) -> int:
-        self._buf += data
-        if len(self._buf) >= self._next_attempt:
-            toc = read_toc(bytes(self._buf))
-            if toc is not None:
-                raise _TocComplete(toc)
-            self._next_attempt = len(self._buf) * 3 // 2
-        return len(data)
+def _job(
+    plan: RestorePlan, options: RestoreOptions, archive_file: Path | None = None
+) -> PgRestoreJob:
+    """What pg_restore is to do for the plan."""
+    selection = plan.selection
+    facts = plan.facts
+    into_existing = facts is not None and facts.database_exists
+    if facts is None:
+        # a script: --create makes (and with --clean first drops) its own database
+        clean = (
+            clean_sql(selection.entries, plan.toc) if options.clean and not options.create else ""
+        )
+    else:
+        clean = clean_sql(selection.entries, plan.toc) if options.clean and into_existing else ""
+    return PgRestoreJob(
+        toc=plan.toc,
+        label=plan.backup_id,
+        steps=len(selection.work),
+        entries=selection.entries if selection.use_list else None,
+        jobs=options.jobs,
+        no_owner=options.no_owner,
+        schema_only=options.schema_only,
+        data_only=options.data_only,
+        disable_triggers=options.data_only and facts is not None and facts.superuser,
+        clean=clean,
+        create=facts is None and options.create,
+        drop_created=facts is None and options.create and options.clean,
+        archive_file=archive_file,
+        temp_dir=options.temp_dir,
+    )
 
 
 def _create_target(target: ConnInfo) -> bool:
     name = target.database
     server = target.with_database("postgres")
-    with server.connect() as db:
-        if db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            raise RestoreError(
-                f"database {name!r} appeared while bika was planning; restore into it without"
-                " --create, or choose a new name"
-            )
+    if catalog.database_exists(server, name):
+        raise RestoreError(
+            f"database {name!r} appeared while bika was planning; restore into it without"
+            " --create, or choose a new name"
+        )
     catalog.create_database(server, name)
     return True
 

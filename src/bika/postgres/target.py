@@ -1,5 +1,5 @@
-"""What a restore learns before it touches anything: the archive's table of contents (read by
-bika.postgres.archive) and the facts of the target server it is about to write into.
+"""The restore target's facts: what a restore learns of the server and database it is about to
+write into before it touches anything (versions, privileges, roles, what already exists, space).
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import psycopg
 
 from bika.errors import PostgresError
 from bika.postgres import catalog
-from bika.postgres.archive import ArchiveToc, TocEntry, read_toc
+from bika.postgres.archive import ArchiveToc
 from bika.postgres.connection import ConnInfo
+from bika.postgres.toc import RELATIONS
 
-__all__ = ["ArchiveToc", "TargetFacts", "TocEntry", "inspect_target", "read_toc"]
-
-RELATIONS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "SEQUENCE"})
 _FUNCTION = (
     "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
     " WHERE n.nspname = %(ns)s"
