@@ -105,7 +105,7 @@ def commit(
     artifacts = {}
     if artifact:
         key = repo.artifact_key(backup_id, "database.pgdump.zst.age")
-        repo.storage.write_bytes(key, b"x" * artifact)
+        write_bytes(repo.storage, key, b"x" * artifact)
         artifacts["database"] = {
             "key": key,
             "content": "pg_dump-custom",
@@ -512,8 +512,8 @@ def test_prune_dry_run_by_folder_plans_what_the_prune_listing_everything_does(
 
     ids = [commit(repo, n * 24, artifact=100 + n) for n in range(10)]
     drill(repo, ids[2], START + timedelta(days=3))
-    storage.write_bytes("backups/20261101T230000Z-daily-dead/database.pgdump.zst.age", b"killed")
-    storage.write_bytes("drills/20261101T220000Z-daily-gone/20261102T000000.000Z.json", b"{}")
+    write_bytes(storage, "backups/20261101T230000Z-daily-dead/database.pgdump.zst.age", b"killed")
+    write_bytes(storage, "drills/20261101T220000Z-daily-gone/20261102T000000.000Z.json", b"{}")
     # every object more than a day old by then, so the leftovers are judged too
     monkeypatch.setenv("BIKA_NOW", (datetime.now(UTC) + timedelta(days=2)).isoformat())
     repo.scan()
