@@ -269,7 +269,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore", "runbook")),
-    ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
+    ("Set up and check", ("key", "rekey", "config", "doctor", "demo", "completion")),
 )
 app.lazy = {
     name: f"bika.cli.{module}_cmd"
@@ -285,7 +285,9 @@ app.lazy = {
         "check": ("check", "checklist", "report"),
         "restore": ("restore",),
         "runbook": ("runbook",),
-        "key": ("key", "init"),
+        "init": ("init",),
+        "key": ("key",),
+        "rekey": ("rekey",),
         "config": ("config",),
         "doctor": ("doctor",),
         "demo": ("demo",),

@@ -163,6 +163,7 @@ def take_backup(
             ),
             roles=roles_note,
             scope=_scope(options.scope, access),
+            recipients=repo.recipients,
         )
         repo.commit(manifest)
     return manifest

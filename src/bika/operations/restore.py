@@ -17,9 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
-import pyrage
-
 from bika import scratch
+from bika.crypto import HEADER_PROBE_SIZE, header_probe, opens
 from bika.errors import (
     BikaError,
     ConfigError,
@@ -292,22 +291,15 @@ def export_backup(
 
 def check_identity(repo: Repository, key: str, identities: list[object], label: str) -> None:
     """Fail before touching any database if none of the identities opens the artifact."""
-    head = repo.storage.read_range(key, 0, 4096)
-    end = head.find(b"\n---")
-    if end < 0:
+    probe = header_probe(repo.storage.read_range(key, 0, HEADER_PROBE_SIZE))
+    if probe is None:
         raise RestoreError(f"{label}: not an age file (no header found)")
-    # the header and the payload's 16-byte nonce: age reads both before it tries the keys
-    header = head[: head.index(b"\n", end + 1) + 1 + 16]
-    try:
-        pyrage.decrypt(header, identities)
-    except pyrage.DecryptError as exc:
-        if "No matching keys" in str(exc):
-            raise IdentityError(
-                f"{label}: the given identity cannot decrypt this backup; use the key whose"
-                " recipient the repository was initialised with"
-            ) from None
-    except Exception:
-        pass  # the key fits: what failed is the missing payload of this header-only probe
+    if not opens(probe, identities):
+        raise IdentityError(
+            f"{label}: the given identity cannot decrypt this backup; use the key whose"
+            " recipient the repository was initialised with ('bika key check --identity FILE'"
+            " tells which backups a key opens)"
+        )
 
 
 def read_archive_toc(

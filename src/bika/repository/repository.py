@@ -65,6 +65,14 @@ class Repository:
     def url(self) -> str:
         return self.storage.url
 
+    def set_recipients(self, recipients: list[str]) -> None:
+        """Replace bika.json's recipients (`bika key add/remove`): the one object bika
+        rewrites in place, whole, so a reader sees the old file or the new one."""
+        config = {**self.config, "recipients": list(recipients)}
+        data = (json.dumps(config, indent=2) + "\n").encode()
+        self.storage.write_bytes(CONFIG_KEY, data, overwrite=True)
+        self.config = config
+
     @classmethod
     def init(cls, storage: Storage, recipients: list[str]) -> Repository:
         config: dict[str, object] = {
@@ -117,6 +125,16 @@ class Repository:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
         self.storage.write_bytes(key, manifest.to_json().encode())
+
+    def replace_manifest(self, manifest: Manifest) -> None:
+        """Rewrite an existing backup's manifest whole (`bika rekey`): only after every
+        object it names is stored and verified, so it never points at a missing one."""
+        key = self.artifact_key(manifest.id, MANIFEST)
+        if self.storage.stat(key) is None:
+            raise BackupNotFound(
+                f"no backup {manifest.id!r} in {self.url}; 'bika list' shows the ids"
+            )
+        self.storage.write_bytes(key, manifest.to_json().encode(), overwrite=True)
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
