@@ -144,7 +144,8 @@ def _plan(
     report.notes.extend(_early_deletion(repo.url, report, manifests, options))
     unreadable = {bad.backup_id for bad in damaged}
     report.leftovers.extend(_leftovers(repo, objects, {*manifests, *unreadable}, now))
-    report.leftovers.extend(_superseded(repo, objects, manifests, now))
+    kept = {m: manifests[m] for m in manifests if m not in {b.id for b in report.dropped}}
+    report.leftovers.extend(_superseded(repo, objects, kept, now))
     return objects
 
 

@@ -296,9 +296,8 @@ def check_identity(repo: Repository, key: str, identities: list[object], label: 
         raise RestoreError(f"{label}: not an age file (no header found)")
     if not opens(probe, identities):
         raise IdentityError(
-            f"{label}: the given identity cannot decrypt this backup; use the key whose"
-            " recipient the repository was initialised with ('bika key check --identity FILE'"
-            " tells which backups a key opens)"
+            f"{label}: the given identity cannot decrypt this backup; use a key it was"
+            " encrypted to ('bika key check --identity FILE' tells which backups a key opens)"
         )
 
 
