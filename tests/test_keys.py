@@ -107,9 +107,8 @@ def test_key_add_list_remove_change_the_recipients(keyed_repo: KeyedRepo, tmp_pa
 
 
 def test_a_private_key_given_to_key_add_is_refused_and_never_echoed(keyed_repo: KeyedRepo) -> None:
-    secret = [
-        line for line in keyed_repo.key.read_text().splitlines() if line.startswith("AGE-SECRET")
-    ][0]
+    lines = keyed_repo.key.read_text().splitlines()
+    secret = next(line for line in lines if line.startswith("AGE-SECRET"))
     result = run_bika("key", "add", secret, *_repo_args(keyed_repo))
     assert_clean_error(result, "private key")
     assert secret not in result.stderr + result.stdout

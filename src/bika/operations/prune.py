@@ -164,10 +164,10 @@ def _superseded(
             repo.artifact_key(backup_id, MANIFEST)
         }
         for info in objects.get(backup_id, []):
-            if info.key.startswith(BACKUPS) and info.key not in named:
-                if info.modified is not None and info.modified < cutoff:
-                    why = "artifact its manifest no longer names (an interrupted rekey)"
-                    found.append(Leftover(info.key, info.size, why))
+            stray = info.key.startswith(BACKUPS) and info.key not in named
+            if stray and info.modified is not None and info.modified < cutoff:
+                why = "artifact its manifest no longer names (an interrupted rekey)"
+                found.append(Leftover(info.key, info.size, why))
     return found
 
 
