@@ -150,6 +150,12 @@ def test_every_recipient_reads_every_backup_and_a_removed_one_cannot_read_new_on
 
     assert run_bika("key", "remove", keyed_repo.recipient, *_repo_args(keyed_repo)).returncode == 0
     escrow_only = keyed_repo.backup(url)
+    for configured, level in ((escrow, "ok"), (keyed_repo.recipient, "warn")):
+        checked = run_bika(
+            "check", *_repo_args(keyed_repo), "--json", env={"BIKA_ESCROW_RECIPIENT": configured}
+        )
+        findings = [f for f in json.loads(checked.stdout)["findings"] if f["what"] == "escrow"]
+        assert [f["level"] for f in findings] == [level], checked.stdout
     checked = _key_check(keyed_repo, keyed_repo.key)
     assert checked[both]["ok"] is True
     assert checked[escrow_only]["ok"] is False

@@ -269,6 +269,9 @@ class Settings(_Deferred):
     """Age identity file, to read data back."""
     recipients: list[str] = Field(default_factory=list)
     """age1… public keys."""
+    escrow_recipient: str | None = None
+    """age1… public key of an offline escrow identity: `bika check` warns when the newest
+    backups are not encrypted to it."""
     pg_bin_dir: str | None = None
     """Folder of pg_dump/pg_restore to use."""
     compression_level: int = Field(3, ge=1, le=22)
