@@ -299,3 +299,40 @@ def test_prune_removes_what_an_interrupted_rekey_left_after_a_day(
     assert leftovers == ([f"backups/{backup_id}/{stray.name}"] if when == "after" else [])
     assert stray.exists() == (when == "before")
     assert database.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify", "latest", "--read-data"],
+        ["restore", "latest", "--to-file", "-"],
+        ["drill", "latest"],
+        ["rekey", "--all"],
+        ["key", "check"],
+    ],
+)
+def test_commands_that_read_data_say_what_is_wrong_with_the_identity(
+    keyed_repo: KeyedRepo,
+    tmp_path: Path,
+    command: list[str],
+    pg18: Cluster,
+    new_database: Callable[[Cluster], str],
+) -> None:
+    """Missing, not a key, locked without its passphrase, locked with a wrong one: each is
+    one line that says what to do, before anything is read or started."""
+    url = new_database(pg18)
+    sample.load(url, sample.SAVINGS_GROUP_SQL)
+    keyed_repo.backup(url)
+    args = [*command, *_repo_args(keyed_repo)]
+    assert_clean_error(run_bika(*args), "needs the private key", "--identity")
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("hello\n")
+    assert_clean_error(run_bika(*args, "-i", str(not_a_key)), "not an age identity")
+    locked = tmp_path / "locked.txt"
+    made = run_bika(
+        "key", "generate", "--passphrase", "-o", str(locked), env={"BIKA_IDENTITY_PASSPHRASE": "pw"}
+    )
+    assert made.returncode == 0, made.stderr
+    assert_clean_error(run_bika(*args, "-i", str(locked)), "passphrase", "BIKA_IDENTITY_PASSPHRASE")
+    wrong = run_bika(*args, "-i", str(locked), env={"BIKA_IDENTITY_PASSPHRASE": "nope"})
+    assert_clean_error(wrong, "wrong passphrase")
