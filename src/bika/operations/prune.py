@@ -129,6 +129,8 @@ def _plan(
         reason = decision.reason
         if not keep and backup.started_at >= now:
             keep, reason = True, "started after this prune did"
+        if not keep and (until := repo.locked_until(backup.id)) is not None and until > now:
+            keep, reason = True, f"object lock until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
         report.backups.append(
             BackupVerdict(
                 id=backup.id,

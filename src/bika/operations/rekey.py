@@ -23,6 +23,7 @@ from bika.crypto import parse_recipients
 from bika.errors import BikaError, IntegrityError, RepositoryError
 from bika.repository import Artifact, Manifest, Repository
 from bika.repository.locks import exclusive_lock
+from bika.repository.repository import MANIFEST
 from bika.stream import READ_SIZE, StreamStats, decode, encode
 
 # backups/<id>/database.pgdump.zst.age → backups/<id>/database.k<8 hex>.pgdump.zst.age
@@ -131,8 +132,10 @@ def _rekey_one(
         rekeyed = manifest.model_copy(
             update={"artifacts": artifacts, "recipients": list(current), "rekeyed_at": clock.now()}
         )
+        repo.lock_objects(written, manifest.started_at)
         # the switch: from here the backup is read from the new objects
         repo.replace_manifest(rekeyed)
+        repo.lock_objects([repo.artifact_key(manifest.id, MANIFEST)], manifest.started_at)
     except BaseException:
         for key in written:
             try:

@@ -24,13 +24,21 @@ from bika.errors import (
     UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.storage import Storage
+from bika.storage import Storage, object_lock
 
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
 # copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
 COPIED_FROM = "copied-from/"
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    days: int
+    mode: str
+    """compliance (nobody can shorten or remove it) or governance (with
+    s3:BypassGovernanceRetention one can)"""
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,33 @@ class Repository:
         self.storage.write_bytes(CONFIG_KEY, data, overwrite=True)
         self.config = config
 
+    @property
+    def object_lock(self) -> ObjectLock | None:
+        """bika.json's object lock: how long every backup's objects are locked, and how."""
+        raw = self.config.get("object_lock")
+        if not isinstance(raw, dict):
+            return None
+        return ObjectLock(days=int(raw["days"]), mode=str(raw["mode"]))
+
+    def lock_objects(self, keys: list[str], started: datetime) -> None:
+        """Lock a backup's objects until `started` + the repository's object-lock days."""
+        lock = self.object_lock
+        if lock is None:
+            return
+        until = started.astimezone(UTC) + timedelta(days=lock.days)
+        for key in keys:
+            object_lock.retain(self.storage, key, until, lock.mode)
+
+    def locked_until(self, backup_id: str) -> datetime | None:
+        """Until when the backup's manifest is locked (None: not locked)."""
+        if self.object_lock is None:
+            return None
+        return object_lock.retained_until(self.storage, self.artifact_key(backup_id, MANIFEST))
+
     @classmethod
-    def init(cls, storage: Storage, recipients: list[str]) -> Repository:
+    def init(
+        cls, storage: Storage, recipients: list[str], lock: ObjectLock | None = None
+    ) -> Repository:
         config: dict[str, object] = {
             "format": "bika",
             "version": FORMAT_VERSION,
@@ -82,6 +115,9 @@ class Repository:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "recipients": recipients,
         }
+        if lock is not None:
+            object_lock.require_lockable(storage)
+            config["object_lock"] = {"days": lock.days, "mode": lock.mode}
         data = (json.dumps(config, indent=2) + "\n").encode()
         try:
             storage.write_bytes(CONFIG_KEY, data)
