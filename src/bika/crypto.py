@@ -49,8 +49,10 @@ def generate_identity(out: Path, passphrase: str | None = None) -> str:
 
 
 def fingerprint(recipient: str) -> str:
-    """A short, stable name for a recipient: the first 16 hex digits of its sha256."""
-    return hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
+    """A short name for a public key: the first 12 hex digits of its sha256 (what
+    `printf %s "$(age-keygen -y KEY)" | sha256sum | cut -c1-12` prints for its identity; the
+    runbook shows the same)."""
+    return hashlib.sha256(recipient.strip().encode()).hexdigest()[:12]
 
 
 # An age header ends with its MAC line ("--- …\n"); the payload starts with a 16-byte nonce,
