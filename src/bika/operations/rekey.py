@@ -77,7 +77,11 @@ def rekey(
         results: list[RekeyResult] = []
         for backup_id in ids:
             lock.renew()
-            manifest = repo.manifest(backup_id)
+            try:
+                manifest = repo.manifest(backup_id)
+            except BikaError as exc:  # a damaged one stays as it is; the others go on
+                results.append(RekeyResult(backup_id, "failed", str(exc)))
+                continue
             if (
                 not options.force
                 and manifest.recipients is not None
