@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from bika.crypto import HEADER_PROBE_SIZE, fingerprint, header_probe, opens, parse_recipients
 from bika.errors import BikaError, ConfigError, KeySettingError
 from bika.repository import Repository
+from bika.storage import read_range
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def check_identity(repo: Repository, identities: list[object]) -> list[KeyCheck]
         check = KeyCheck(manifest.id, manifest.started_at.isoformat())
         for name, artifact in sorted(manifest.artifacts.items()):
             try:
-                probe = header_probe(repo.storage.read_range(artifact.key, 0, HEADER_PROBE_SIZE))
+                head = read_range(repo.storage, artifact.key, 0, HEADER_PROBE_SIZE)
+                probe = header_probe(head)
             except BikaError as exc:
                 check.problems.append(f"{name}: {exc}")
                 continue

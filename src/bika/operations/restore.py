@@ -50,6 +50,7 @@ from bika.postgres import binaries, catalog
 from bika.postgres.connection import ConnInfo
 from bika.postgres.preflight import ArchiveToc, inspect_target, read_toc
 from bika.repository import Artifact, Manifest, Repository
+from bika.storage import read_range
 from bika.stream import Progress
 
 # What the CLI, the drill and the tests use, wherever it is defined.
@@ -291,7 +292,7 @@ def export_backup(
 
 def check_identity(repo: Repository, key: str, identities: list[object], label: str) -> None:
     """Fail before touching any database if none of the identities opens the artifact."""
-    probe = header_probe(repo.storage.read_range(key, 0, HEADER_PROBE_SIZE))
+    probe = header_probe(read_range(repo.storage, key, 0, HEADER_PROBE_SIZE))
     if probe is None:
         raise RestoreError(f"{label}: not an age file (no header found)")
     if not opens(probe, identities):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
 from bika.repository.repository import Repository
+from bika.storage import read_bytes, write_bytes
 
 DRILLS = "drills/"
 DRILL_FORMAT_VERSION = 1
@@ -107,11 +108,11 @@ def record_drill(repo: Repository, record: DrillRecord) -> str:
     name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z"
     key = f"{drill_prefix(record.backup_id)}{name}.json"
     try:
-        repo.storage.write_bytes(key, record.to_json().encode())
+        write_bytes(repo.storage, key, record.to_json().encode())
     except ObjectExists:
         # two drills of one backup in the same millisecond: keep both
         key = f"{drill_prefix(record.backup_id)}{name}-{secrets.token_hex(2)}.json"
-        repo.storage.write_bytes(key, record.to_json().encode())
+        write_bytes(repo.storage, key, record.to_json().encode())
     return key
 
 
@@ -135,7 +136,7 @@ def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
 
 
 def _read(repo: Repository, key: str) -> DrillRecord:
-    raw = repo.storage.read_bytes(key)
+    raw = read_bytes(repo.storage, key)
     try:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
 from bika.repository.locks import key_safe
-from bika.storage import Storage
+from bika.storage import Storage, read_bytes, write_bytes
 
 EVENTS = "events/"
 EVENT_FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
     key = key or event_key(event)
     # ObjectExists: a pending event an earlier run uploaded before it died, done already
     with contextlib.suppress(ObjectExists):
-        storage.write_bytes(key, event.to_json())
+        write_bytes(storage, key, event.to_json())
     return key
 
 
@@ -88,7 +88,7 @@ def read_events(storage: Storage, url: str, since: datetime | None = None) -> li
     for info in sorted(storage.list(EVENTS), key=lambda i: i.key):
         if not info.key.endswith(".json") or info.key < first:
             continue
-        raw = storage.read_bytes(info.key)
+        raw = read_bytes(storage, info.key)
         try:
             events.append(Event.model_validate_json(raw))
         except ValidationError as exc:

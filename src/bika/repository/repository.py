@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from bika.errors import (
     UnusableBackup,
 )
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.storage import Storage, object_lock
+from bika.storage import Storage, object_lock, read_bytes, write_bytes
+
+_LOG = logging.getLogger(__name__)
 
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
@@ -78,7 +81,7 @@ class Repository:
         rewrites in place, whole, so a reader sees the old file or the new one."""
         config = {**self.config, "recipients": list(recipients)}
         data = (json.dumps(config, indent=2) + "\n").encode()
-        self.storage.write_bytes(CONFIG_KEY, data, overwrite=True)
+        write_bytes(self.storage, CONFIG_KEY, data, overwrite=True)
         self.config = config
 
     @property
@@ -120,7 +123,7 @@ class Repository:
             config["object_lock"] = {"days": lock.days, "mode": lock.mode}
         data = (json.dumps(config, indent=2) + "\n").encode()
         try:
-            storage.write_bytes(CONFIG_KEY, data)
+            write_bytes(storage, CONFIG_KEY, data)
         except ObjectExists as exc:
             raise RepositoryError(
                 f"{storage.url} already holds a bika repository; use it, or choose another --repo"
@@ -130,7 +133,7 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage) -> Repository:
         try:
-            raw = storage.read_bytes(CONFIG_KEY)
+            raw = read_bytes(storage, CONFIG_KEY)
         except ObjectNotFound as exc:
             raise RepositoryError(
                 f"no bika repository at {storage.url}; create one with 'bika init --repo"
@@ -160,7 +163,7 @@ class Repository:
     def commit(self, manifest: Manifest) -> None:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        self.storage.write_bytes(key, manifest.to_json().encode())
+        write_bytes(self.storage, key, manifest.to_json().encode())
 
     def replace_manifest(self, manifest: Manifest) -> None:
         """Rewrite an existing backup's manifest whole (`bika rekey`): only after every
@@ -170,7 +173,7 @@ class Repository:
             raise BackupNotFound(
                 f"no backup {manifest.id!r} in {self.url}; 'bika list' shows the ids"
             )
-        self.storage.write_bytes(key, manifest.to_json().encode(), overwrite=True)
+        write_bytes(self.storage, key, manifest.to_json().encode(), overwrite=True)
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
@@ -195,7 +198,7 @@ class Repository:
         another repository that did not come here by `bika copy` (a folder copied by hand)."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
-            raw = self.storage.read_bytes(key)
+            raw = read_bytes(self.storage, key)
         except ObjectNotFound as exc:
             raise BackupNotFound(
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
@@ -254,8 +257,10 @@ class Repository:
             return
         record = {"repository_id": repository_id, "created": datetime.now(UTC).isoformat()}
         with contextlib.suppress(ObjectExists):  # recorded meanwhile by another copy
-            self.storage.write_bytes(
-                f"{COPIED_FROM}{repository_id}.json", (json.dumps(record) + "\n").encode()
+            write_bytes(
+                self.storage,
+                f"{COPIED_FROM}{repository_id}.json",
+                (json.dumps(record) + "\n").encode(),
             )
         self.copy_sources().add(repository_id)
 
@@ -301,7 +306,12 @@ class Repository:
                     continue
                 if best is not None and stamp + timedelta(seconds=1) <= best[0]:
                     break
-            started = _started(self.manifest(backup_id))
+            try:
+                started = _started(self.manifest(backup_id))
+            except UnusableBackup as exc:
+                # "latest" means the newest usable one; say which newer one was passed over
+                _LOG.warning("skipping backup %s: %s", backup_id, exc.reason)
+                continue
             if started < when and (best is None or started > best[0]):
                 best = (started, backup_id)
         if best is None:

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
+
+from bika.storage.facts import BucketFacts, Kind
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,14 @@ class Source(Protocol):
 
 
 class Storage(Protocol):
-    """What bika needs of a place to keep objects. Backends: local, s3, azure, gcs."""
+    """What a backend must do: stream an object in (create) and out (open, whole or a range),
+    list, stat and delete. Everything else (read_bytes, write_bytes, read_range below,
+    doctor's bucket inspection) is written once on top of these, or is a backend's own."""
 
     url: str
     """Where it points, for messages; never holds a credential."""
+    kind: Kind
+    """Which backend this is, for messages and doctor's fixes (never an isinstance)."""
 
     def create(
         self, key: str, *, overwrite: bool = False, storage_class: str | None = None
@@ -50,15 +56,12 @@ class Storage(Protocol):
         ObjectExists at commit at the latest."""
         ...
 
-    def open(self, key: str) -> AbstractContextManager[Source]:
-        """Stream an object's bytes. Raises ObjectNotFound."""
+    def open(
+        self, key: str, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[Source]:
+        """Stream an object's bytes from start, length of them at most (None: to the end); a
+        range past the end reads as b''. Raises ObjectNotFound."""
         ...
-
-    def read_range(self, key: str, start: int, length: int) -> bytes: ...
-
-    def read_bytes(self, key: str) -> bytes: ...
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None: ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with prefix, in key order."""
@@ -77,6 +80,40 @@ class Storage(Protocol):
         failed uploads, so theirs is empty (an upload that could not even be aborted is for
         the bucket's lifecycle rule)."""
         ...
+
+
+@runtime_checkable
+class Inspectable(Protocol):
+    """A backend that can read its bucket's protections for `bika doctor` (the clouds)."""
+
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, encryption, lifecycle, logging and retention, each on, off or unknown
+        (with why); never raises. probe_key names an object just written (Azure tells
+        versioning from it)."""
+        ...
+
+
+def read_bytes(storage: Storage, key: str) -> bytes:
+    """A whole (small) object: bika.json, a manifest, an event, a lock."""
+    with storage.open(key) as source:
+        return source.read()
+
+
+def read_range(storage: Storage, key: str, start: int, length: int) -> bytes:
+    """Up to length bytes from start; b'' past the end."""
+    with storage.open(key, start, length) as source:
+        return source.read()
+
+
+def write_bytes(storage: Storage, key: str, data: bytes, *, overwrite: bool = False) -> None:
+    """A whole (small) object, create-only unless overwrite."""
+    with storage.create(key, overwrite=overwrite) as sink:
+        sink.write(data)
+
+
+def bucket_facts(storage: Storage, probe_key: str | None = None) -> BucketFacts | None:
+    """The settings of the bucket or container a storage lives in; None for local disk."""
+    return storage.bucket_facts(probe_key) if isinstance(storage, Inspectable) else None
 
 
 _MIN_PART = 256 * 1024
