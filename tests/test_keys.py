@@ -20,6 +20,7 @@ from bika.crypto import fingerprint, generate_identity
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
 
+import awkward
 from helpers import KeyedRepo, assert_clean_error, offline_env, row_counts, run_bika
 
 
@@ -177,8 +178,8 @@ def test_rekey_keeps_backups_restorable_and_the_old_key_stops_opening_them(
     pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo, tmp_path: Path
 ) -> None:
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
-    expected = row_counts(url, sample.AWKWARD_TABLES)
+    sample.load(url, awkward.SQL)
+    expected = row_counts(url, awkward.TABLES)
     first, second = keyed_repo.backup(url), keyed_repo.backup(url)
     before = {b: keyed_repo.manifest(b) for b in (first, second)}
     new_key = tmp_path / "new.txt"
@@ -225,7 +226,7 @@ def test_rekey_keeps_backups_restorable_and_the_old_key_stops_opening_them(
         "restore", second, *_repo_args(keyed_repo), "-i", str(new_key), "--to", target
     )
     assert restored.returncode == 0, restored.stderr
-    assert row_counts(target, sample.AWKWARD_TABLES) == expected
+    assert row_counts(target, awkward.TABLES) == expected
 
     # already current: skipped
     again = run_bika("rekey", first, *_repo_args(keyed_repo), "-i", str(new_key), "--json")
