@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import awkward
 import psycopg
 import pytest
 
@@ -20,7 +21,6 @@ from bika.crypto import fingerprint, generate_identity
 from bika.postgres import sample
 from bika.postgres.cluster import Cluster
 
-import awkward
 from helpers import KeyedRepo, assert_clean_error, offline_env, row_counts, run_bika
 
 
