@@ -253,3 +253,31 @@ def test_a_week_without_a_backup_warns_as_a_missing_weekly() -> None:
     findings = monitor.retention(history)
     assert levels(findings, "retention") == ["warn"]
     assert "weekly 2026-W47" in findings[0].message
+
+
+ESCROW = "age1escrowescrowescrowescrowescrowescrowescrowescrowescrowescrow"
+
+
+@pytest.mark.parametrize(
+    ("recipients", "level"),
+    [
+        (["age1laptop", ESCROW], "ok"),
+        (["age1laptop"], "warn"),
+        (None, "warn"),  # a manifest from before bika recorded its recipients
+    ],
+)
+def test_newest_backup_not_readable_by_the_escrow_key_warns(
+    recipients: list[str] | None, level: str
+) -> None:
+    older = manifest(25).model_copy(update={"recipients": ["age1laptop", ESCROW]})
+    newest = manifest(1).model_copy(update={"recipients": recipients})
+    findings = monitor.escrow(History(NOW, [older, newest], escrow_recipient=ESCROW))
+    assert levels(findings, "escrow") == [level]
+    if level == "warn":
+        assert newest.id in findings[0].message
+        assert findings[0].fix.startswith(f"bika key add {ESCROW}")
+
+
+def test_no_escrow_recipient_configured_checks_nothing() -> None:
+    newest = manifest(1).model_copy(update={"recipients": ["age1laptop"]})
+    assert monitor.escrow(History(NOW, [newest])) == []

@@ -277,6 +277,9 @@ class Settings(_Deferred):
     trusted_signers: list[str] = Field(default_factory=list)
     """ed25519:… public keys whose signatures this host accepts; once set, an unsigned
     backup or one signed by another key is refused (--trust-unsigned for old ones)."""
+    escrow_recipient: str | None = None
+    """age1… public key of an offline escrow identity: `bika check` warns when the newest
+    backups are not encrypted to it."""
     pg_bin_dir: str | None = None
     """Folder of pg_dump/pg_restore to use."""
     compression_level: int = Field(3, ge=1, le=22)

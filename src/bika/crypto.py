@@ -6,6 +6,7 @@ Backup hosts need only recipients (public keys); the identity is needed to read 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import sys
 from datetime import UTC, datetime
@@ -19,15 +20,20 @@ Identity = pyrage.x25519.Identity
 Recipient = pyrage.x25519.Recipient
 
 
-def generate_identity(out: Path) -> str:
-    """Write a new age identity to out (mode 0600, refusing to overwrite); return its recipient."""
+def generate_identity(out: Path, passphrase: str | None = None) -> str:
+    """Write a new age identity to out (mode 0600, refusing to overwrite); return its recipient.
+
+    With a passphrase the file is the identity encrypted with it (`age -p`, scrypt), which
+    load_identities() and `age -d` open with the same passphrase."""
     identity = Identity.generate()
     public = str(identity.to_public())
     text = (
         f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
         f"# public key: {public}\n"
         f"{identity}\n"
-    )
+    ).encode()
+    if passphrase is not None:
+        text = bytes(pyrage.passphrase.encrypt(text, passphrase))
     out = out.expanduser()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -36,9 +42,53 @@ def generate_identity(out: Path) -> str:
         raise IdentityError(f"{out} already exists; bika never overwrites a key file") from exc
     except OSError as exc:
         raise IdentityError(f"cannot write key file {out}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # whatever the umask
         handle.write(text)
     return public
+
+
+def fingerprint(recipient: str) -> str:
+    """A short name for a public key: the first 12 hex digits of its sha256 (what
+    `printf %s "$(age-keygen -y KEY)" | sha256sum | cut -c1-12` prints for its identity; the
+    runbook shows the same)."""
+    return hashlib.sha256(recipient.strip().encode()).hexdigest()[:12]
+
+
+# An age header ends with its MAC line ("--- …\n"); the payload starts with a 16-byte nonce,
+# which age reads before it tries any key.
+HEADER_PROBE_SIZE = 4096
+_NONCE = 16
+
+
+def header_probe(head: bytes) -> bytes | None:
+    """The age header and payload nonce at the start of `head` (an artifact's first bytes),
+    or None when `head` holds no complete header."""
+    if not head.startswith(b"age-encryption.org/v1\n"):
+        return None
+    end = head.find(b"\n---")
+    if end < 0:
+        return None
+    line_end = head.find(b"\n", end + 1)
+    if line_end < 0 or len(head) < line_end + 1 + _NONCE:
+        return None
+    return head[: line_end + 1 + _NONCE]
+
+
+def stanza_count(probe: bytes) -> int:
+    """How many X25519 recipient stanzas a header has (one per recipient it was sealed to)."""
+    return probe.count(b"\n-> X25519 ")
+
+
+def opens(probe: bytes, identities: list[object]) -> bool:
+    """Whether one of the identities unwraps the file key of this header (header_probe())."""
+    try:
+        pyrage.decrypt(probe, identities)
+    except pyrage.DecryptError as exc:
+        return "No matching keys" not in str(exc)
+    except Exception:
+        return True  # the key fits: what failed is the payload this probe leaves out
+    return True
 
 
 PASSPHRASE_VARIABLE = "BIKA_IDENTITY_PASSPHRASE"

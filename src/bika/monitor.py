@@ -76,6 +76,9 @@ class History:
     missing_roles: Sequence[str] = ()
     """Weeks and months inside their retention window that no backup stands for."""
     thresholds: Thresholds = field(default_factory=Thresholds)
+    escrow_recipient: str | None = None
+    """The offline escrow key's age1… recipient every backup must be readable by; None: not
+    configured."""
 
 
 Rule = Callable[[History], list[Finding]]
@@ -407,4 +410,45 @@ def damaged(history: History) -> list[Finding]:
     ]
 
 
-RULES: tuple[Rule, ...] = (freshness, last_run, sizes, rows, drills, copies, retention, damaged)
+def escrow(history: History) -> list[Finding]:
+    """The newest backup of a database is not encrypted to the escrow recipient (from its
+    manifest's recipients): warning, since the key kept in a safe would not open it."""
+    recipient = (history.escrow_recipient or "").strip()
+    if not recipient:
+        return []
+    short = f"{recipient[:12]}…"
+    findings = []
+    for source, group in sorted(_by_source(history.manifests).items()):
+        newest = group[-1]
+        if newest.recipients is not None and recipient in newest.recipients:
+            continue
+        why = (
+            "is not encrypted to"
+            if newest.recipients is not None
+            else "does not record its recipients (made before bika did), so may not be readable by"
+        )
+        findings.append(
+            Finding(
+                "warn",
+                "escrow",
+                f"the newest backup of {source}, {newest.id}, {why} the escrow recipient {short}",
+                fix=f"bika key add {recipient}, then bika rekey {newest.id} (or --all)",
+                facts={"backup": newest.id, "database": source},
+            )
+        )
+    if findings or not history.manifests:
+        return findings
+    return [Finding("ok", "escrow", f"the newest backups are readable by the escrow key {short}")]
+
+
+RULES: tuple[Rule, ...] = (
+    freshness,
+    last_run,
+    sizes,
+    rows,
+    drills,
+    copies,
+    retention,
+    damaged,
+    escrow,
+)

@@ -177,8 +177,9 @@ def decode(
                 _raise_interrupt(exc)
                 if "No matching keys" in str(exc):
                     raise IdentityError(
-                        f"{name}: none of the given identities can decrypt it; use the key"
-                        " whose recipient the repository was initialised with"
+                        f"{name}: none of the given identities can decrypt it; use a key it"
+                        " was encrypted to ('bika key check --identity FILE' tells which"
+                        " backups a key opens)"
                     ) from exc
                 raise IntegrityError(
                     f"{name}: decryption failed at stored byte ~{counting.size}: the object is"

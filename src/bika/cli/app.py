@@ -289,7 +289,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report", "audit")),
     ("Restore", ("restore", "runbook")),
-    ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
+    ("Set up and check", ("key", "rekey", "config", "doctor", "demo", "completion")),
 )
 app.lazy = {
     name: f"bika.cli.{module}_cmd"
@@ -306,7 +306,9 @@ app.lazy = {
         "audit": ("audit",),
         "restore": ("restore",),
         "runbook": ("runbook",),
-        "key": ("key", "init"),
+        "init": ("init",),
+        "key": ("key",),
+        "rekey": ("rekey",),
         "config": ("config",),
         "doctor": ("doctor",),
         "demo": ("demo",),

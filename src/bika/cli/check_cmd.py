@@ -75,6 +75,7 @@ def report_for(settings: Settings, repository: Repository | None = None) -> Chec
         thresholds=settings.check.thresholds(),
         copy=_second(settings),
         policy=settings.retention.policy(),
+        escrow_recipient=settings.escrow_recipient,
     )
 
 

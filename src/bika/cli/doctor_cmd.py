@@ -24,9 +24,18 @@ from bika.diagnosis import diagnose, failed, signing_check, status
 from bika.errors import BikaError
 from bika.findings import Finding
 from bika.operations.doctor import database_facts, storage_facts
+from bika.postgres import catalog
+from bika.postgres.backup_role import (
+    DEFAULT_ROLE,
+    PG_READ_ALL_DATA,
+    backup_role_sql,
+    user_schemas,
+)
+from bika.postgres.connection import ConnInfo
 from bika.repository import Repository
 from bika.signing import load_signing_key
 from bika.storage import Storage
+from bika.storage.policies import BACKENDS, policies
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unknown": "dim"}
 
@@ -35,10 +44,35 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unkno
 @repo_option
 @db_option
 @pg_bin_option
+@click.option(
+    "--print-sql",
+    is_flag=True,
+    help="print the SQL creating a read-only backup role (for --db's server version, else 14+)",
+)
+@click.option("--role", default=DEFAULT_ROLE, show_default=True, metavar="NAME", help="its name")
+@click.option(
+    "--print-policy",
+    type=click.Choice(BACKENDS),
+    help="print bucket/IAM policies for the backup writer, the pruner and restore",
+)
 @json_option
-def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bool) -> None:
+def doctor(
+    repo: str | None,
+    db: str | None,
+    pg_bin_dir: str | None,
+    print_sql: bool,
+    role: str,
+    print_policy: str | None,
+    as_json: bool,
+) -> None:
     """Check the repository's storage and bucket settings, the copy destination and the database."""
     settings = STATE.settings(repo=repo, database_url=db, pg_bin_dir=pg_bin_dir)
+    if print_sql:
+        STATE.out.file.write(_backup_role_sql(settings, role))
+        return
+    if print_policy is not None:
+        _print_policies(settings, print_policy)
+        return
     sections = [("repository", _repository_checks(settings))]
     if _copy_configured(settings):
         sections.append(("copy destination", _copy_checks(settings)))
@@ -50,6 +84,38 @@ def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bo
         _print(sections)
     if failed(every):
         raise click.exceptions.Exit(1)
+
+
+def _backup_role_sql(settings: Settings, role: str) -> str:
+    if settings.database_url is None:
+        return backup_role_sql(role, "your_database", None)
+    conn = ConnInfo.parse(settings.database_url.get_secret_value())
+    version = catalog.server_facts(conn).version_num
+    schemas = user_schemas(conn) if version < PG_READ_ALL_DATA else ()
+    return backup_role_sql(role, conn.database, version, schemas)
+
+
+def _print_policies(settings: Settings, backend: str) -> None:
+    bucket, prefix = _bucket_of(settings.repo, backend)
+    texts = policies(backend, bucket, prefix)
+    STATE.out.file.write("\n".join(f"# {job}\n{text}\n" for job, text in texts.items()))
+
+
+_SCHEMES = {"s3": ("s3",), "gcs": ("gs",), "azure": ("az", "azure")}
+
+
+def _bucket_of(repo: str | None, backend: str) -> tuple[str, str]:
+    """The bucket (container) and prefix of --repo when it is on that backend, else a
+    placeholder to fill in."""
+    if repo and "://" in repo:
+        scheme, rest = repo.split("://", 1)
+        if scheme.lower() in _SCHEMES[backend]:
+            parts = rest.split("/")
+            if scheme.lower() == "azure":
+                parts = parts[1:]  # azure://account/container/prefix
+            if parts and parts[0]:
+                return parts[0], "/".join(parts[1:])
+    return ("CONTAINER" if backend == "azure" else "BUCKET"), ""
 
 
 def _repository_checks(settings: Settings) -> list[Finding]:

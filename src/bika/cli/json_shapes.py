@@ -18,7 +18,9 @@ from bika.diagnosis import status
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
+from bika.operations.keys import KeyCheck, RecipientEntry
 from bika.operations.prune import PruneReport
+from bika.operations.rekey import RekeyResult
 from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
@@ -119,6 +121,48 @@ def init_result(repository: Repository) -> Json:
         "repository": repository.url,
         "id": repository.id,
         "recipients": repository.recipients,
+    }
+
+
+def key_list_result(repository: Repository, entries: Sequence[RecipientEntry]) -> Json:
+    return {
+        "ok": True,
+        "repository": repository.url,
+        "recipients": [{"recipient": e.recipient, "fingerprint": e.fingerprint} for e in entries],
+    }
+
+
+def key_check_result(repository: Repository, checks: Sequence[KeyCheck]) -> Json:
+    return {
+        "ok": all(c.ok for c in checks),
+        "repository": repository.url,
+        "backups": [
+            {
+                "id": c.backup_id,
+                "ok": c.ok,
+                "opens": c.opens,
+                "fails": c.fails,
+                "problems": c.problems,
+            }
+            for c in checks
+        ],
+    }
+
+
+def rekey_result(repository: Repository, results: Sequence[RekeyResult]) -> Json:
+    return {
+        "ok": all(r.status != "failed" for r in results),
+        "repository": repository.url,
+        "recipients": repository.recipients,
+        "backups": [
+            {
+                "id": r.backup_id,
+                "status": r.status,
+                "detail": r.detail,
+                "stored_bytes": r.stored_bytes,
+            }
+            for r in results
+        ],
     }
 
 

@@ -1,33 +1,38 @@
-"""`bika key generate` and `bika init`: keys and repositories.
+"""`bika key …`: age identities and a repository's recipients, one function per subcommand.
 
-The private key never goes into the repository; only its recipient (public key) does.
+The private key never goes into the repository; only its recipients (public keys) do.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from bika.cli import json_shapes
 from bika.cli.app import (
     STATE,
     BikaGroup,
     app,
+    identity_option,
     json_option,
-    open_repository_storage,
+    open_repository,
     repo_option,
 )
-from bika.cli.render import print_json
-from bika.crypto import generate_identity, parse_recipients, recipient_strings
-from bika.errors import ConfigError
-from bika.repository import Repository
+from bika.cli.render import Column, print_json, print_table
+from bika.crypto import PASSPHRASE_VARIABLE, fingerprint, generate_identity, load_identities
+from bika.errors import ConfigError, IntegrityError
+from bika.operations import keys
 from bika.signing import generate_signing_key
 
 
 @app.group("key", cls=BikaGroup)
 def key_app() -> None:
-    """Manage age keys."""
+    """Manage age keys: identities (private) and a repository's recipients (public)."""
 
 
 @key_app.command("generate")
@@ -45,13 +50,26 @@ def key_app() -> None:
     help="an ed25519 signing key for the backup host (signing_key) instead of an age identity;"
     " prints the public key to pin as trusted_signers on restoring hosts",
 )
-def key_generate(out: Path, signing: bool) -> None:
+@click.option(
+    "--passphrase",
+    is_flag=True,
+    help=f"protect the file with a passphrase (age -p, scrypt), asked for twice or read from"
+    f" {PASSPHRASE_VARIABLE}",
+)
+def key_generate(out: Path, signing: bool, passphrase: bool) -> None:
     """Create an age identity (private key) file and print its recipient (public key)."""
     if signing:
+        if passphrase:
+            raise click.UsageError(
+                "--passphrase protects an age identity; a signing key file is kept 0600 instead"
+            )
         _generate_signing_key(out)
         return
-    recipient = generate_identity(out)
-    STATE.say(f"wrote private key to {out} (keep it off backup hosts; it is needed to restore)")
+    recipient = generate_identity(out, _new_passphrase() if passphrase else None)
+    locked = ", protected by a passphrase" if passphrase else ""
+    STATE.say(
+        f"wrote private key to {out}{locked} (keep it off backup hosts; it is needed to restore)"
+    )
     STATE.out.print(recipient)
 
 
@@ -65,26 +83,94 @@ def _generate_signing_key(out: Path) -> None:
     STATE.out.print(public)
 
 
-@app.command("init")
-@repo_option
-@click.option(
-    "--recipient",
-    multiple=True,
-    metavar="AGE1…|FILE",
-    help="age public key (age1…) or a file of them; repeatable [env: BIKA_RECIPIENTS]",
-)
-@json_option
-def init(repo: str | None, recipient: tuple[str, ...], as_json: bool) -> None:
-    """Create a repository whose backups are encrypted to the given recipients."""
-    settings = STATE.settings(repo=repo, recipients=list(recipient) or None)
-    if not settings.recipients:
+def _new_passphrase() -> str:
+    given = os.environ.get(PASSPHRASE_VARIABLE)
+    if given is not None:
+        if not given:
+            raise ConfigError(f"{PASSPHRASE_VARIABLE} is empty; give a passphrase")
+        return given
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise ConfigError(
-            "a repository needs at least one recipient: pass --recipient age1… (from"
-            " 'bika key generate'), or set BIKA_RECIPIENTS"
+            f"--passphrase needs a terminal to ask for it, or {PASSPHRASE_VARIABLE} set"
         )
-    recipients = recipient_strings(settings.recipients)
-    parse_recipients(recipients)
-    repository = Repository.init(open_repository_storage(settings), recipients)
-    STATE.say(f"created repository {repository.url} (id {repository.id})")
+    first = getpass.getpass("passphrase for the new key: ")
+    if not first:
+        raise ConfigError("an empty passphrase protects nothing; leave out --passphrase instead")
+    if getpass.getpass("the same passphrase again: ") != first:
+        raise ConfigError("the two passphrases differ; run it again")
+    return first
+
+
+@key_app.command("add")
+@repo_option
+@click.argument("recipient", metavar="AGE1…")
+def key_add(repo: str | None, recipient: str) -> None:
+    """Encrypt future backups to one more recipient as well (e.g. an offline escrow key)."""
+    repository = open_repository(STATE.settings(repo=repo))
+    if keys.add_recipient(repository, recipient):
+        STATE.say(
+            f"added recipient {fingerprint(recipient)}: new backups are readable by it; run"
+            " 'bika rekey --all' to make the existing ones readable too"
+        )
+    else:
+        STATE.say(f"{fingerprint(recipient)} is a recipient already; nothing changed")
+
+
+@key_app.command("remove")
+@repo_option
+@click.argument("recipient", metavar="AGE1…|FINGERPRINT")
+def key_remove(repo: str | None, recipient: str) -> None:
+    """Stop encrypting future backups to a recipient (refuses the last one)."""
+    repository = open_repository(STATE.settings(repo=repo))
+    removed = keys.remove_recipient(repository, recipient)
+    STATE.say(
+        f"removed recipient {fingerprint(removed)}: new backups are not readable by it; existing"
+        " ones still are until 'bika rekey --all'"
+    )
+
+
+@key_app.command("list")
+@repo_option
+@json_option
+def key_list(repo: str | None, as_json: bool) -> None:
+    """The repository's recipients, each with a short fingerprint."""
+    repository = open_repository(STATE.settings(repo=repo))
+    entries = keys.recipients(repository)
     if as_json:
-        print_json(json_shapes.init_result(repository))
+        print_json(json_shapes.key_list_result(repository, entries))
+        return
+    print_table(
+        STATE.out,
+        [Column("fingerprint"), Column("recipient")],
+        [[e.fingerprint, e.recipient] for e in entries],
+        title=f"recipients of {repository.url}",
+    )
+
+
+@key_app.command("check")
+@repo_option
+@identity_option
+@json_option
+def key_check(repo: str | None, identity: Path | None, as_json: bool) -> None:
+    """Which backups an identity can decrypt (reads only each artifact's age header)."""
+    settings = STATE.settings(repo=repo, identity=identity)
+    identities = load_identities(settings.require_identity())
+    repository = open_repository(settings)
+    checks = keys.check_identity(repository, identities)
+    if as_json:
+        print_json(json_shapes.key_check_result(repository, checks))
+    else:
+        for check in checks:
+            if check.ok:
+                STATE.out.print(Text(f"{check.backup_id}  opens"))
+            else:
+                why = [f"cannot open {name}" for name in check.fails] + check.problems
+                STATE.out.print(Text(f"{check.backup_id}  NO: {'; '.join(why)}"))
+    unreadable = [c.backup_id for c in checks if not c.ok]
+    if unreadable:
+        raise IntegrityError(
+            f"{len(unreadable)} of {len(checks)} backups cannot be decrypted with"
+            f" {settings.identity}: keep a key they were encrypted to, or 'bika rekey' them while"
+            " a key still opens them"
+        )
+    STATE.say(f"the identity opens all {len(checks)} backups")

@@ -164,8 +164,12 @@ def take_backup(
             ),
             roles=roles_note,
             scope=_scope(options.scope, access),
+            recipients=repo.recipients,
         )
+        # locked before the manifest makes the backup exist, the manifest right after
+        repo.lock_objects([a.key for a in artifacts.values()], started)
         repo.commit(manifest)
+        repo.lock_objects([repo.artifact_key(backup_id, MANIFEST)], started)
     return manifest
 
 

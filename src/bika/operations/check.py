@@ -89,6 +89,7 @@ def read_history(
     thresholds: Thresholds | None = None,
     copy: Callable[[], Repository] | None = None,
     policy: Policy | None = None,
+    escrow_recipient: str | None = None,
 ) -> tuple[History, list[Finding]]:
     """The repository's history, and an "unknown" finding for each part that could not be read.
 
@@ -127,6 +128,7 @@ def read_history(
         retention_overdue=overdue(manifests, policy, now) if policy is not None else None,
         missing_roles=missing_roles(_backups(manifests), policy, now) if policy else (),
         thresholds=thresholds or Thresholds(),
+        escrow_recipient=escrow_recipient,
     )
     return history, problems
 
@@ -138,9 +140,15 @@ def check_repository(
     thresholds: Thresholds | None = None,
     copy: Callable[[], Repository] | None = None,
     policy: Policy | None = None,
+    escrow_recipient: str | None = None,
 ) -> CheckReport:
     history, problems = read_history(
-        repository, now=now, thresholds=thresholds, copy=copy, policy=policy
+        repository,
+        now=now,
+        thresholds=thresholds,
+        copy=copy,
+        policy=policy,
+        escrow_recipient=escrow_recipient,
     )
     return CheckReport(repository.url, history.now, history, evaluate(history) + problems)
 

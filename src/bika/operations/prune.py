@@ -152,6 +152,8 @@ def _plan(
         reason = decision.reason
         if not keep and backup.started_at >= now:
             keep, reason = True, "started after this prune did"
+        if not keep and (until := repo.locked_until(backup.id)) is not None and until > now:
+            keep, reason = True, f"object lock until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
         report.backups.append(
             BackupVerdict(
                 id=backup.id,
@@ -167,7 +169,31 @@ def _plan(
     report.notes.extend(_early_deletion(repo.url, report, manifests, options))
     unreadable = {bad.backup_id for bad in damaged}
     report.leftovers.extend(_leftovers(repo, objects, {*manifests, *unreadable}, now))
+    kept = {m: manifests[m] for m in manifests if m not in {b.id for b in report.dropped}}
+    report.leftovers.extend(_superseded(repo, objects, kept, now))
     return objects
+
+
+def _superseded(
+    repo: Repository,
+    objects: dict[str, list[ObjectInfo]],
+    manifests: dict[str, Manifest],
+    now: datetime,
+) -> list[Leftover]:
+    """Objects in a backup's folder that its manifest does not name, written more than a day
+    ago: what an interrupted `bika rekey` left (the old or the new artifacts)."""
+    cutoff = now - LEFTOVER_AGE
+    found = []
+    for backup_id, manifest in sorted(manifests.items()):
+        named = {a.key for a in manifest.artifacts.values()} | {
+            repo.artifact_key(backup_id, MANIFEST)
+        }
+        for info in objects.get(backup_id, []):
+            stray = info.key.startswith(BACKUPS) and info.key not in named
+            if stray and info.modified is not None and info.modified < cutoff:
+                why = "artifact its manifest no longer names (an interrupted rekey)"
+                found.append(Leftover(info.key, info.size, why))
+    return found
 
 
 def _leftovers(

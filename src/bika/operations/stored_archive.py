@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import pyrage
-
 from bika import scratch
 from bika.background import Background
+from bika.crypto import HEADER_PROBE_SIZE, header_probe, opens
 from bika.errors import DumpError, IdentityError, IntegrityError, RestoreError
 from bika.postgres.archive import ArchiveToc, read_toc, write_data_offsets
 from bika.repository import Artifact, Manifest, Repository
@@ -85,22 +84,14 @@ class StoredArchive:
 
 def check_identity(repo: Repository, key: str, identities: list[object], label: str) -> None:
     """Fail before touching any database if none of the identities opens the artifact."""
-    head = read_range(repo.storage, key, 0, 4096)
-    end = head.find(b"\n---")
-    if end < 0:
+    probe = header_probe(read_range(repo.storage, key, 0, HEADER_PROBE_SIZE))
+    if probe is None:
         raise RestoreError(f"{label}: not an age file (no header found)")
-    # the header and the payload's 16-byte nonce: age reads both before it tries the keys
-    header = head[: head.index(b"\n", end + 1) + 1 + 16]
-    try:
-        pyrage.decrypt(header, identities)
-    except pyrage.DecryptError as exc:
-        if "No matching keys" in str(exc):
-            raise IdentityError(
-                f"{label}: the given identity cannot decrypt this backup; use the key whose"
-                " recipient the repository was initialised with"
-            ) from None
-    except Exception:
-        pass  # the key fits: what failed is the missing payload of this header-only probe
+    if not opens(probe, identities):
+        raise IdentityError(
+            f"{label}: the given identity cannot decrypt this backup; use a key it was"
+            " encrypted to ('bika key check --identity FILE' tells which backups a key opens)"
+        )
 
 
 def read_archive_toc(

@@ -141,6 +141,14 @@ class Manifest(_Model):
     large_objects: LargeObjects = LargeObjects()
     roles: Roles
     scope: Scope = Scope()
+    recipients: list[str] | None = Field(
+        default=None,
+        description="the age recipients the artifacts are encrypted to (bika.json's at backup"
+        " or rekey time); None in manifests written before bika recorded it",
+    )
+    rekeyed_at: datetime | None = Field(
+        default=None, description="when `bika rekey` last re-encrypted the artifacts"
+    )
 
     @property
     def stored_size(self) -> int:

@@ -29,7 +29,7 @@ from bika.errors import (
 from bika.repository.index import forget, read_by_folder, read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
 from bika.repository.signatures import Trust, Verdict, judge, signature_key, signature_object
-from bika.storage import ObjectInfo, Storage, read_bytes, write_bytes
+from bika.storage import ObjectInfo, Storage, object_lock, read_bytes, write_bytes
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +42,14 @@ MANIFEST_INDEX = "manifests"
 COPIED_FROM = "copied-from/"
 
 _LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    days: int
+    mode: str
+    """compliance (nobody can shorten or remove it) or governance (with
+    s3:BypassGovernanceRetention one can)"""
 
 
 @dataclass(frozen=True)
@@ -145,8 +153,41 @@ class Repository:
             _LOG.info(f"recorded signing key {public} in {self.url}/{CONFIG_KEY}")
         self.config = current
 
+    def set_recipients(self, recipients: list[str]) -> None:
+        """Replace bika.json's recipients (`bika key add/remove`): the one object bika
+        rewrites in place, whole, so a reader sees the old file or the new one."""
+        config = {**self.config, "recipients": list(recipients)}
+        data = (json.dumps(config, indent=2) + "\n").encode()
+        write_bytes(self.storage, CONFIG_KEY, data, overwrite=True)
+        self.config = config
+
+    @property
+    def object_lock(self) -> ObjectLock | None:
+        """bika.json's object lock: how long every backup's objects are locked, and how."""
+        raw = self.config.get("object_lock")
+        if not isinstance(raw, dict):
+            return None
+        return ObjectLock(days=int(raw["days"]), mode=str(raw["mode"]))
+
+    def lock_objects(self, keys: list[str], started: datetime) -> None:
+        """Lock a backup's objects until `started` + the repository's object-lock days."""
+        lock = self.object_lock
+        if lock is None:
+            return
+        until = started.astimezone(UTC) + timedelta(days=lock.days)
+        for key in keys:
+            object_lock.retain(self.storage, key, until, lock.mode)
+
+    def locked_until(self, backup_id: str) -> datetime | None:
+        """Until when the backup's manifest is locked (None: not locked)."""
+        if self.object_lock is None:
+            return None
+        return object_lock.retained_until(self.storage, self.artifact_key(backup_id, MANIFEST))
+
     @classmethod
-    def init(cls, storage: Storage, recipients: list[str]) -> Repository:
+    def init(
+        cls, storage: Storage, recipients: list[str], lock: ObjectLock | None = None
+    ) -> Repository:
         config: dict[str, object] = {
             "format": "bika",
             "version": FORMAT_VERSION,
@@ -154,6 +195,9 @@ class Repository:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "recipients": recipients,
         }
+        if lock is not None:
+            object_lock.require_lockable(storage)
+            config["object_lock"] = {"days": lock.days, "mode": lock.mode}
         data = (json.dumps(config, indent=2) + "\n").encode()
         try:
             write_bytes(storage, CONFIG_KEY, data)
@@ -197,6 +241,29 @@ class Repository:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
         self.write_signed(key, manifest.to_json().encode())
+
+    def replace_manifest(self, manifest: Manifest) -> None:
+        """Rewrite an existing backup's manifest whole (`bika rekey`): only after every
+        object it names is stored and verified, so it never points at a missing one."""
+        key = self.artifact_key(manifest.id, MANIFEST)
+        if self.storage.stat(key) is None:
+            raise BackupNotFound(
+                f"no backup {manifest.id!r} in {self.url}; 'bika list' shows the ids"
+            )
+        data = manifest.to_json().encode()
+        # readers by folder take manifests from the index: out of it before the rewrite
+        self.forget([manifest.id])
+        signer = self.trust.signer()
+        if signer is not None:
+            # a crash between these two writes leaves manifest and signature disagreeing: the
+            # backup is then refused as invalid (never used with the wrong bytes)
+            write_bytes(
+                self.storage,
+                signature_key(key),
+                signature_object(signer, key, data),
+                overwrite=True,
+            )
+        write_bytes(self.storage, key, data, overwrite=True)
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
