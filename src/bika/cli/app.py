@@ -269,6 +269,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
     ("Restore", ("restore", "runbook")),
+    ("Supabase", ("supabase", "secrets")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
 app.lazy = {
@@ -290,6 +291,8 @@ app.lazy = {
         "doctor": ("doctor",),
         "demo": ("demo",),
         "completion": ("completion",),
+        "supabase": ("supabase",),
+        "secrets": ("secrets",),
     }.items()
     for name in names
 }

@@ -21,9 +21,11 @@ from bika.operations.copy import CopyReport
 from bika.operations.prune import PruneReport
 from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.restore import Finding as PreflightFinding
+from bika.operations.supabase_artifacts import Unpacked
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord
+from bika.supabase.api import PlatformBackups
 from bika.units import timestamp
 
 Json = dict[str, Any]
@@ -284,4 +286,39 @@ def prune_result(report: PruneReport) -> Json:
         "notes": report.notes,
         "deleted_objects": report.deleted_objects,
         "freed_bytes": report.freed_bytes,
+    }
+
+
+def supabase_backups_result(backups: PlatformBackups) -> Json:
+    """`bika supabase backups --json`: the platform's own backups of one project."""
+    newest = backups.newest_completed()
+    return {
+        "ok": True,
+        "project_ref": backups.project_ref,
+        "region": backups.region,
+        "walg_enabled": backups.walg_enabled,
+        "pitr_enabled": backups.pitr_enabled,
+        "newest_completed": timestamp(newest) if newest else None,
+        "earliest_physical": _plain(backups.earliest_physical),
+        "latest_physical": _plain(backups.latest_physical),
+        "backups": [
+            {
+                "id": b.id,
+                "type": "physical" if b.physical else "logical",
+                "status": b.status,
+                "inserted_at": _plain(b.inserted_at),
+            }
+            for b in backups.backups
+        ],
+    }
+
+
+def artifact_restore_result(backup_id: str, unpacked: Unpacked) -> Json:
+    """`bika restore ID --artifact functions|env --json`."""
+    return {
+        "ok": True,
+        "backup_id": backup_id,
+        "artifact": unpacked.artifact,
+        "path": str(unpacked.path),
+        "count": unpacked.files,
     }

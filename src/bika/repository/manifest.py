@@ -126,6 +126,36 @@ class LargeObjects(_Model):
     bytes: int = 0
 
 
+class FunctionsSource(_Model):
+    """Where the `functions` artifact (a tar of the Supabase project's functions) came from."""
+
+    source: Literal["git", "folder"] = Field(
+        description="git: `git archive` of the commit; folder: the files as they were on disk"
+    )
+    commit: str | None = Field(default=None, description="git: the commit archived (HEAD)")
+    uncommitted: bool = Field(
+        default=False, description="git: the folder had changes not in that commit"
+    )
+    paths: list[str] = Field(description="archived paths, relative to the archive's root")
+    files: int = 0
+
+
+class SecretEntry(_Model):
+    name: str
+    source: str = Field(description="`env` or the env file the value came from")
+    hash: str = Field(description="keyed hash of the value (FORMAT.md), never the value")
+
+
+class SecretsInventory(_Model):
+    """What the `env` artifact holds, without any value: names and keyed hashes."""
+
+    key_id: str = Field(description="names the key of the hashes; hashes compare only within one")
+    entries: list[SecretEntry] = Field(default_factory=list)
+    unset: list[str] = Field(
+        default_factory=list, description="[secrets] env names that were not set at backup time"
+    )
+
+
 class Manifest(_Model):
     format_version: int = FORMAT_VERSION
     tool: str
@@ -141,6 +171,8 @@ class Manifest(_Model):
     large_objects: LargeObjects = LargeObjects()
     roles: Roles
     scope: Scope = Scope()
+    functions: FunctionsSource | None = None
+    secrets: SecretsInventory | None = None
 
     @property
     def stored_size(self) -> int:

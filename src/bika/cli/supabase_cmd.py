@@ -1,0 +1,127 @@
+"""`bika supabase backups`: the platform's own backups of a project and its PITR state; and
+the pieces `bika backup` and `bika restore --artifact` use for a project's Edge Functions and
+environment secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bika.cli import json_shapes
+from bika.cli.app import STATE, app, json_option
+from bika.cli.render import Column, print_json, print_table
+from bika.config import Settings
+from bika.errors import ConfigError
+from bika.operations.backup import Extra
+from bika.operations.supabase_api import api_for, project_ref_of
+from bika.operations.supabase_artifacts import Unpacked, restore_env, restore_functions
+from bika.operations.supabase_functions import prepare_functions
+from bika.operations.supabase_secrets import prepare_secrets
+from bika.repository import Manifest, Repository
+from bika.supabase.api import PlatformBackups
+from bika.units import timestamp
+
+
+@app.group("supabase")
+def supabase() -> None:
+    """A Supabase project around its database: the platform's own backups."""
+
+
+@supabase.command("backups")
+@click.option("--project-ref", metavar="REF", help="the project [default: [supabase] project_ref]")
+@json_option
+def backups(project_ref: str | None, as_json: bool) -> None:
+    """List the platform's backups of the project and its point-in-time recovery state
+    (Management API, token from SUPABASE_ACCESS_TOKEN)."""
+    settings = STATE.settings(**{"supabase.project_ref": project_ref})
+    found = platform_backups(settings)
+    if as_json:
+        print_json(json_shapes.supabase_backups_result(found))
+        return
+    _print_backups(found)
+
+
+def platform_backups(settings: Settings) -> PlatformBackups:
+    config = settings.supabase
+    token = config.access_token.get_secret_value() if config.access_token else None
+    return api_for(token, config.api_url).backups(project_ref_of(config.project_ref))
+
+
+def _when(moment: object) -> str:
+    return timestamp(moment) if moment is not None else "-"  # type: ignore[arg-type]
+
+
+def _print_backups(found: PlatformBackups) -> None:
+    out = STATE.out
+    newest = found.newest_completed()
+    out.print(
+        f"project {found.project_ref} ({found.region or 'region unknown'}):"
+        f" PITR {'on' if found.pitr_enabled else 'off'},"
+        f" WAL-G {'on' if found.walg_enabled else 'off'},"
+        f" newest completed backup {_when(newest) if newest else 'none'}",
+        soft_wrap=True,
+    )
+    if found.pitr_enabled or found.latest_physical:
+        out.print(
+            f"physical backups from {_when(found.earliest_physical)}"
+            f" to {_when(found.latest_physical)}",
+            soft_wrap=True,
+        )
+    if not found.backups:
+        out.print("no daily backups listed (the free plan has none; with PITR there are none)")
+        return
+    print_table(
+        out,
+        [Column("ID", right=True), Column("TYPE"), Column("STATUS"), Column("TAKEN")],
+        [
+            [
+                str(b.id),
+                "physical" if b.physical else "logical",
+                b.status,
+                _when(b.inserted_at),
+            ]
+            for b in sorted(found.backups, key=lambda b: str(b.inserted_at))
+        ],
+    )
+
+
+def project_extras(settings: Settings) -> list[Extra]:
+    """The artifacts [supabase] and [secrets] add to a backup, read before pg_dump runs; their
+    warnings (uncommitted functions, unset variables) are said at once."""
+    extras: list[Extra] = []
+    if settings.supabase.functions_dir is not None:
+        functions = prepare_functions(settings.supabase.functions_dir)
+        for warning in functions.warnings:
+            STATE.say(f"warning: {warning}")
+        extras.append(functions)
+    config = settings.secrets
+    if config.wanted:
+        key = config.inventory_key.get_secret_value() if config.inventory_key else None
+        env = prepare_secrets(config.env_files, config.env, key)
+        for warning in env.warnings:
+            STATE.say(f"warning: {warning}")
+        extras.append(env)
+    return extras
+
+
+def restore_artifact(
+    repository: Repository,
+    manifest: Manifest,
+    identities: list[object],
+    artifact: str,
+    to_dir: Path | None,
+    to_file: Path | None,
+) -> Unpacked:
+    """`bika restore ID --artifact functions --to-dir D` / `--artifact env --to-file F`."""
+    if artifact == "functions":
+        if to_dir is None or to_file is not None:
+            raise ConfigError("--artifact functions unpacks into a folder: give --to-dir DIR")
+        unpacked = restore_functions(repository, manifest, identities, to_dir)
+        STATE.say(f"unpacked {unpacked.files} files of {manifest.id} into {to_dir}")
+        return unpacked
+    if to_file is None or to_dir is not None:
+        raise ConfigError("--artifact env writes a file: give --to-file FILE (never overwritten)")
+    unpacked = restore_env(repository, manifest, identities, to_file)
+    STATE.say(f"wrote {unpacked.files} variables of {manifest.id} to {to_file} (mode 0600)")
+    return unpacked
