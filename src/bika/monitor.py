@@ -464,7 +464,7 @@ def secrets(history: History) -> list[Finding]:
                     facts=facts,
                 )
             )
-        if not any(f.level != "info" for f in findings if f.facts.get("database") == source):
+        if not any(f.facts.get("database") == source for f in findings):
             findings.append(
                 Finding(
                     "ok",

@@ -30,7 +30,8 @@ def parse_env(text: str, source: str) -> list[Secret]:
     """The assignments of a .env file: `NAME=value`, `export NAME=value`, `#` comments,
     values in '…' (as written) or "…" (with \\n, \\t, \\", \\\\ escapes, may span lines)."""
     secrets: list[Secret] = []
-    lines = text.splitlines()
+    # only \n ends a line (and a CRLF's \r goes): splitlines() would also split on \x0b, \x1c…
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     i = 0
     while i < len(lines):
         number = i + 1
