@@ -181,3 +181,57 @@ def test_check_warns_when_the_newest_platform_backup_is_over_a_day_old(
     )
     assert not [f for f in json.loads(quiet.stdout)["findings"] if f["what"] == "platform"]
     assert len(api.seen) == asked
+
+
+POOLER = [
+    {
+        "identifier": REF,
+        "database_type": "READ_REPLICA",
+        "db_host": "aws-0-us-east-1.pooler.supabase.com",
+        "db_port": 6543,
+        "db_user": f"postgres.{REF}",
+        "pool_mode": "transaction",
+    },
+    {
+        "identifier": REF,
+        "database_type": "PRIMARY",
+        "db_host": "aws-0-eu-central-1.pooler.supabase.com",
+        "db_port": 6543,
+        "db_user": f"postgres.{REF}",
+        "db_name": "postgres",
+        "pool_mode": "transaction",
+    },
+]
+
+
+def test_an_unreachable_direct_host_falls_back_to_the_session_pooler(api: Api) -> None:
+    from bika.errors import PostgresError
+    from bika.operations.supabase_api import ManagementApi
+    from bika.operations.supabase_connection import reachable
+    from bika.postgres.connection import ConnInfo
+
+    api.answers[f"/v1/projects/{REF}/config/database/pooler"] = (200, POOLER, {})
+    direct = ConnInfo.parse(f"postgresql://postgres:pw@db.{REF}.supabase.co:5432/postgres")
+    probed: list[tuple[str, int]] = []
+
+    def unreachable(host: str, port: int) -> bool:
+        probed.append((host, port))
+        return False
+
+    notes: list[str] = []
+    moved = reachable(direct, ManagementApi(TOKEN, api.url), probe=unreachable, say=notes.append)
+    assert probed == [(f"db.{REF}.supabase.co", 5432)]
+    params = moved.params
+    assert params["host"] == "aws-0-eu-central-1.pooler.supabase.com"  # the PRIMARY's
+    assert (params["port"], params["user"]) == ("5432", f"postgres.{REF}")  # session, not 6543
+    assert (params["password"], params["sslmode"]) == ("pw", "require")
+    assert "session pooler" in notes[0]
+    assert reachable(direct, None, probe=lambda h, p: True) is direct
+    with pytest.raises(PostgresError, match=r"SUPABASE_ACCESS_TOKEN.*Session pooler"):
+        reachable(direct, None, probe=unreachable)
+    # not a Supabase host: never probed
+    other = ConnInfo.parse("postgresql://u@127.0.0.1:1/x")
+    assert reachable(other, None, probe=unreachable) is other and len(probed) == 2
+    api.answers[f"/v1/projects/{REF}/config/database/pooler"] = (403, {}, {})
+    with pytest.raises(Exception, match="403"):
+        reachable(direct, ManagementApi(TOKEN, api.url), probe=unreachable)

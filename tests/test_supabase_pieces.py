@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from psycopg.conninfo import conninfo_to_dict
 
 from bika.crypto import generate_identity, load_identities, parse_recipients
 from bika.errors import ConfigError, RestoreError
 from bika.operations.supabase_artifacts import restore_functions
 from bika.operations.supabase_secrets import inventory_key, prepare_secrets
+from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.storage import open_storage
 from bika.stream import encode
 from bika.supabase.functions import checked_member, layout
+from bika.supabase.project import Endpoint, endpoint, gssapi_hint, session_pooler
 from bika.supabase.secrets import Secret, key_id, parse_env, render_env, template, value_hash
 
 NAMES = st.from_regex(r"[A-Z_][A-Z0-9_]{0,12}", fullmatch=True)
@@ -166,3 +169,53 @@ def test_template_marks_what_bika_keeps() -> None:
     assert "- Sentry DSN (SENTRY_DSN): in bika's env artifact" in page
     assert "- Anon Key (SUPABASE_ANON_KEY): [stored in password manager]" in page
     assert "## Other variables bika keeps\n- CUSTOM: in bika's env artifact" in page
+
+
+REF = "abcdefghijklmnopqrst"
+
+
+@pytest.mark.parametrize(
+    ("url", "sslmode"),
+    [
+        (f"postgresql://postgres:pw@db.{REF}.supabase.co:5432/postgres", "require"),
+        (
+            f"postgresql://postgres.{REF}@aws-0-eu-west-2.pooler.supabase.com:5432/postgres",
+            "require",
+        ),
+        (f"postgresql://postgres@db.{REF}.supabase.co/postgres?sslmode=verify-full", "verify-full"),
+        (f"host=db.{REF}.supabase.co user=postgres dbname=postgres", "require"),
+        ("postgresql://app@db.example.com:5432/app", None),
+    ],
+    ids=["direct", "pooler", "given", "key-value", "other-host"],
+)
+def test_supabase_hosts_get_tls_by_default(url: str, sslmode: str | None) -> None:
+    assert ConnInfo.parse(url).params.get("sslmode") == sslmode
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres.{REF}:pw@aws-0-eu-west-2.pooler.supabase.com:6543/postgres",
+        f"postgresql://postgres:pw@db.{REF}.supabase.co:6543/postgres",
+    ],
+    ids=["supavisor", "pgbouncer"],
+)
+def test_the_transaction_pooler_is_refused_with_the_reason(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"transaction mode.*one session.*port 5432") as caught:
+        ConnInfo.parse(url)
+    assert "pw" not in str(caught.value)
+
+
+def test_endpoints_and_the_pooler_rewrite() -> None:
+    assert endpoint({"host": f"db.{REF}.supabase.co"}) == Endpoint("direct", REF)
+    assert endpoint({"host": "aws-1-x.pooler.supabase.com", "user": f"postgres.{REF}"}) == (
+        Endpoint("pooler", REF)
+    )
+    assert endpoint({"host": "supabase.co.evil.example"}) is None
+    moved = conninfo_to_dict(
+        session_pooler(f"postgresql://postgres:pw@db.{REF}.supabase.co/postgres", "p.h", REF)
+    )
+    assert (moved["host"], moved["port"], moved["user"]) == ("p.h", "5432", f"postgres.{REF}")
+    said = "received invalid response to GSSAPI negotiation: S"
+    assert "gssencmode=disable" in gssapi_hint(said)
+    assert gssapi_hint("password authentication failed") == ""

@@ -24,7 +24,7 @@ from bika.cli.app import (
 )
 from bika.cli.progress import stream_progress
 from bika.cli.render import print_json
-from bika.cli.supabase_cmd import project_extras
+from bika.cli.supabase_cmd import project_extras, reachable_database
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
@@ -140,7 +140,7 @@ def backed_up(
         },
     )
     repository = open_repository(settings)
-    conn = ConnInfo.parse(settings.require_database_url())
+    conn = reachable_database(settings, ConnInfo.parse(settings.require_database_url()))
     options = BackupOptions(
         kind=kind,
         label=label,

@@ -14,10 +14,12 @@ from bika.cli.render import Column, print_json, print_table
 from bika.config import Settings
 from bika.errors import ConfigError
 from bika.operations.backup import Extra
-from bika.operations.supabase_api import api_for, project_ref_of
+from bika.operations.supabase_api import ManagementApi, api_for, project_ref_of
 from bika.operations.supabase_artifacts import Unpacked, restore_env, restore_functions
+from bika.operations.supabase_connection import reachable
 from bika.operations.supabase_functions import prepare_functions
 from bika.operations.supabase_secrets import prepare_secrets
+from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.supabase.api import PlatformBackups
 from bika.units import timestamp
@@ -125,3 +127,12 @@ def restore_artifact(
     unpacked = restore_env(repository, manifest, identities, to_file)
     STATE.say(f"wrote {unpacked.files} variables of {manifest.id} to {to_file} (mode 0600)")
     return unpacked
+
+
+def reachable_database(settings: Settings, conn: ConnInfo) -> ConnInfo:
+    """The database to dump: a direct Supabase host this machine cannot reach is replaced by
+    the project's session pooler (found with the Management API token, when there is one)."""
+    config = settings.supabase
+    token = config.access_token.get_secret_value() if config.access_token else None
+    api = ManagementApi(token, config.api_url) if token else None
+    return reachable(conn, api, say=STATE.say)

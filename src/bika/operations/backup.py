@@ -25,6 +25,7 @@ from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableNa
 from bika.repository.repository import MANIFEST, new_backup_id
 from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, Readable, StreamStats, encode
+from bika.supabase.project import gssapi_hint
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
 GLOBALS_ARTIFACT = "globals.sql.zst.age"
@@ -136,9 +137,8 @@ def take_backup(
                 progress=progress,
             )
             if child.wait() != 0:
-                raise DumpError(
-                    f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
-                )
+                said = last_error_lines(child.stderr_text())
+                raise DumpError(f"pg_dump of {conn.redacted()} failed: {said}{gssapi_hint(said)}")
             summary = tap.finish()
         artifacts = {
             "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
