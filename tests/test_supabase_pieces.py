@@ -22,8 +22,8 @@ from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
 from bika.storage import open_storage
 from bika.stream import encode
+from bika.supabase.endpoints import Endpoint, endpoint, gssapi_hint, session_pooler
 from bika.supabase.functions import checked_member, layout
-from bika.supabase.project import Endpoint, endpoint, gssapi_hint, session_pooler
 from bika.supabase.secrets import Secret, key_id, parse_env, render_env, template, value_hash
 
 NAMES = st.from_regex(r"[A-Z_][A-Z0-9_]{0,12}", fullmatch=True)

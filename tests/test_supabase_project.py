@@ -191,6 +191,19 @@ def test_functions_from_git_and_secrets_round_trip_and_no_value_leaks(
     )
     assert_clean_error(again, "exists", "never overwritten")
 
+    verified = run_bika(
+        "verify",
+        backup_id,
+        "--repo",
+        str(keyed_repo.repo),
+        "--read-data",
+        "--identity",
+        str(keyed_repo.key),
+        "--json",
+    )
+    assert verified.returncode == 0, verified.stdout
+    assert set(json.loads(verified.stdout)["backups"][0]["read"]) >= {"functions", "env"}
+
     # the values appear nowhere but in the encrypted artifact and the restored file
     shown = [
         run_bika("show", backup_id, "--repo", str(keyed_repo.repo), "--json"),
@@ -199,7 +212,7 @@ def test_functions_from_git_and_secrets_round_trip_and_no_value_leaks(
         run_bika("config", "show", "--config", str(config), env=env),
         run_bika("secrets", "template", "--repo", str(keyed_repo.repo)),
     ]
-    texts = [p.stdout + p.stderr for p in (result, unpacked, restored, again, *shown)]
+    texts = [p.stdout + p.stderr for p in (result, unpacked, restored, again, verified, *shown)]
     for path in keyed_repo.repo.rglob("*.json"):
         texts.append(path.read_text())
     for text in texts:

@@ -217,6 +217,8 @@ class SupabaseConfig(_Deferred):
     """Management API token; default $SUPABASE_ACCESS_TOKEN."""
     api_url: str = "https://api.supabase.com"
     """Management API base URL."""
+    project_config: bool = True
+    """With a token and project_ref: snapshot the project's configuration into each backup."""
 
     @field_validator("project_ref")
     @classmethod

@@ -26,6 +26,7 @@ from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord
 from bika.supabase.api import PlatformBackups
+from bika.supabase.project import Difference
 from bika.units import timestamp
 
 Json = dict[str, Any]
@@ -321,4 +322,19 @@ def artifact_restore_result(backup_id: str, unpacked: Unpacked) -> Json:
         "artifact": unpacked.artifact,
         "path": str(unpacked.path),
         "count": unpacked.files,
+    }
+
+
+def supabase_diff_result(
+    backup_id: str, stored: Mapping[str, Any], live: Mapping[str, Any], found: Sequence[Difference]
+) -> Json:
+    """`bika supabase diff ID --json`: what changed in the live project, by name only."""
+    return {
+        "ok": True,
+        "backup_id": backup_id,
+        "project_ref": stored.get("project_ref"),
+        "backup_taken_at": stored.get("taken_at"),
+        "live_taken_at": live.get("taken_at"),
+        "differences": [{"part": d.part, "item": d.item, "change": d.change} for d in found],
+        "not_compared": sorted({*(stored.get("errors") or {}), *(live.get("errors") or {})}),
     }

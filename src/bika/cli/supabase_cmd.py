@@ -9,15 +9,17 @@ from pathlib import Path
 import click
 
 from bika.cli import json_shapes
-from bika.cli.app import STATE, app, json_option
+from bika.cli.app import STATE, app, identity_option, json_option, open_repository, repo_option
 from bika.cli.render import Column, print_json, print_table
 from bika.config import Settings
+from bika.crypto import load_identities
 from bika.errors import ConfigError
 from bika.operations.backup import Extra
 from bika.operations.supabase_api import ManagementApi, api_for, project_ref_of
 from bika.operations.supabase_artifacts import Unpacked, restore_env, restore_functions
 from bika.operations.supabase_connection import reachable
 from bika.operations.supabase_functions import prepare_functions
+from bika.operations.supabase_project import live_diff, prepare_project
 from bika.operations.supabase_secrets import prepare_secrets
 from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
@@ -42,6 +44,40 @@ def backups(project_ref: str | None, as_json: bool) -> None:
         print_json(json_shapes.supabase_backups_result(found))
         return
     _print_backups(found)
+
+
+@supabase.command("diff")
+@click.argument("backup_id", metavar="ID")
+@repo_option
+@identity_option
+@json_option
+def diff(backup_id: str, repo: str | None, identity: Path | None, as_json: bool) -> None:
+    """What changed in the live project's configuration since backup ID took its snapshot:
+    settings, API keys, functions, secrets, by name (never a value). Applying it back is up
+    to you: each line says what to set, where."""
+    settings = STATE.settings(repo=repo, identity=identity)
+    repository = open_repository(settings)
+    manifest = repository.manifest(repository.resolve(backup_id))
+    identities = load_identities(settings.require_identity())
+    config = settings.supabase
+    token = config.access_token.get_secret_value() if config.access_token else None
+    stored, live, found = live_diff(
+        repository, manifest, identities, api_for(token, config.api_url)
+    )
+    if as_json:
+        print_json(json_shapes.supabase_diff_result(manifest.id, stored, live, found))
+        return
+    for part, error in {**stored["errors"], **live["errors"]}.items():
+        STATE.say(f"note: {part} not compared: {error}")
+    if not found:
+        STATE.out.print(f"project {stored['project_ref']}: no change since {manifest.id}")
+        return
+    print_table(
+        STATE.out,
+        [Column("PART"), Column("ITEM"), Column("CHANGE")],
+        [[d.part, d.item, d.change] for d in found],
+        title=f"project {stored['project_ref']}: {len(found)} changes since {manifest.id}",
+    )
 
 
 def platform_backups(settings: Settings) -> PlatformBackups:
@@ -97,6 +133,13 @@ def project_extras(settings: Settings) -> list[Extra]:
         for warning in functions.warnings:
             STATE.say(f"warning: {warning}")
         extras.append(functions)
+    project = settings.supabase
+    if project.project_config and project.access_token and project.project_ref:
+        api = ManagementApi(project.access_token.get_secret_value(), project.api_url)
+        snapshot = prepare_project(api, project.project_ref)
+        for warning in snapshot.warnings:
+            STATE.say(f"warning: {warning}")
+        extras.append(snapshot)
     config = settings.secrets
     if config.wanted:
         key = config.inventory_key.get_secret_value() if config.inventory_key else None

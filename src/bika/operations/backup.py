@@ -25,7 +25,7 @@ from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableNa
 from bika.repository.repository import MANIFEST, new_backup_id
 from bika.retention import roles_of_new
 from bika.stream import CODECS, Progress, Readable, StreamStats, encode
-from bika.supabase.project import gssapi_hint
+from bika.supabase.endpoints import gssapi_hint
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
 GLOBALS_ARTIFACT = "globals.sql.zst.age"

@@ -31,20 +31,23 @@ class ManagementApi:
     base_url: str = DEFAULT_URL
     timeout: float = TIMEOUT
 
-    def get(self, path: str, project_ref: str) -> Any:
+    def fetch(
+        self, path: str, project_ref: str, accept: str = "application/json"
+    ) -> tuple[bytes, str]:
+        """The body and Content-Type of GET path."""
         url = self.base_url.rstrip("/") + path
         request = urllib.request.Request(
             url,
             headers={
                 "Authorization": f"Bearer {self.token}",
-                "Accept": "application/json",
+                "Accept": accept,
                 "User-Agent": f"bika/{bika.__version__}",
             },
         )
         host = urllib.parse.urlsplit(url).netloc
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
+                return response.read(), str(response.headers.get("Content-Type") or "")
         except urllib.error.HTTPError as exc:
             retry = exc.headers.get("Retry-After") or exc.headers.get("X-RateLimit-Reset")
             raise SupabaseApiError(http_failure(exc.code, path, project_ref, retry)) from None
@@ -54,9 +57,13 @@ class ManagementApi:
                 f"cannot reach the Supabase API at {host}: {reason}; check the network (or"
                 " [supabase] api_url)"
             ) from None
+
+    def get(self, path: str, project_ref: str) -> Any:
+        body, _ = self.fetch(path, project_ref)
         try:
             return json.loads(body)
         except ValueError:
+            host = urllib.parse.urlsplit(self.base_url).netloc
             raise SupabaseApiError(
                 f"the Supabase API at {host} answered {path} with something that is not JSON"
             ) from None

@@ -11,7 +11,7 @@ from typing import Any
 from bika.errors import PostgresError
 from bika.operations.supabase_api import ManagementApi
 from bika.postgres.connection import ConnInfo
-from bika.supabase.project import DIRECT_PORT, endpoint, session_pooler
+from bika.supabase.endpoints import DIRECT_PORT, endpoint, session_pooler
 
 PROBE_SECONDS = 5.0
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bika.errors import ConfigError, PostgresError
-from bika.supabase.project import gssapi_hint, with_supabase_defaults
+from bika.supabase.endpoints import gssapi_hint, with_supabase_defaults
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,18 @@ class SecretsInventory(_Model):
     )
 
 
+class ProjectConfig(_Model):
+    """What the `project` artifact (a Management API snapshot) holds, by name."""
+
+    project_ref: str
+    parts: list[str] = Field(default_factory=list, description="API parts read")
+    functions: int = 0
+    secrets: int = Field(default=0, description="secret names (the API gives no values)")
+    unreadable: list[str] = Field(
+        default_factory=list, description="parts the token could not read"
+    )
+
+
 class Manifest(_Model):
     format_version: int = FORMAT_VERSION
     tool: str
@@ -173,6 +185,7 @@ class Manifest(_Model):
     scope: Scope = Scope()
     functions: FunctionsSource | None = None
     secrets: SecretsInventory | None = None
+    project_config: ProjectConfig | None = None
 
     @property
     def stored_size(self) -> int:
