@@ -205,7 +205,12 @@ def test_functions_from_git_and_secrets_round_trip_and_no_value_leaks(
     assert set(json.loads(verified.stdout)["backups"][0]["read"]) >= {"functions", "env"}
 
     # the values appear nowhere but in the encrypted artifact and the restored file
+    text_show = run_bika("show", backup_id, "--repo", str(keyed_repo.repo))
+    assert f"functions   4 files from git commit {commit}" in text_show.stdout
+    assert "secrets     4 values kept (encrypted): SUPABASE_SERVICE_ROLE_KEY" in text_show.stdout
+    assert "not set when it ran: SMS_KEY" in text_show.stdout
     shown = [
+        text_show,
         run_bika("show", backup_id, "--repo", str(keyed_repo.repo), "--json"),
         run_bika("list", "--repo", str(keyed_repo.repo)),
         run_bika("check", "--repo", str(keyed_repo.repo), "--json", env=env),
@@ -315,3 +320,21 @@ def test_restore_of_an_artifact_the_backup_lacks_says_so(
         str(tmp_path / "d"),
     )
     assert_clean_error(result, "no functions artifact")
+    wrong = [
+        ("--artifact", "env", "--to", "postgresql://x@127.0.0.1/db"),
+        ("--artifact", "functions", "--to-file", str(tmp_path / "f")),
+        ("--artifact", "env", "--to-dir", str(tmp_path / "d")),
+        ("--to-dir", str(tmp_path / "d")),
+    ]
+    for options in wrong:
+        refused = run_bika(
+            "restore",
+            str(taken["id"]),
+            "--repo",
+            str(keyed_repo.repo),
+            "--identity",
+            str(keyed_repo.key),
+            *options,
+        )
+        assert refused.returncode == 2, (options, refused.stderr)
+        assert_clean_error(refused, "--")

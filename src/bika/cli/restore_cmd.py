@@ -153,6 +153,8 @@ def restore(
 ) -> None:
     """Restore a backup into a database (or a file) and check every table's exact row count."""
     if artifact is not None or to_dir is not None:
+        if to is not None:
+            raise ConfigError("--artifact writes files: give --to-dir or --to-file, not --to")
         _restore_artifact(
             backup_id, latest, before, repo, identity, artifact, to_dir, to_file, as_json
         )

@@ -152,7 +152,9 @@ def take_backup(
             roles_note = Roles(status="skipped", detail=roles)
         described: dict[str, Any] = {}
         for extra in options.extras:
-            artifacts[extra.name] = _store_extra(repo, backup_id, extra, recipients, options)
+            artifacts[extra.name] = _store_extra(
+                repo, backup_id, extra, recipients, options, storage_class
+            )
             described.update(extra.manifest_fields())
 
         manifest = Manifest(
@@ -251,10 +253,11 @@ def _store_extra(
     extra: Extra,
     recipients: list[object],
     options: BackupOptions,
+    storage_class: str | None,
 ) -> Artifact:
     key = repo.artifact_key(backup_id, extra.file)
     # the sink outside: a source that fails on leaving aborts the object it was filling
-    with repo.storage.create(key) as sink, extra.open() as source:
+    with repo.storage.create(key, storage_class=storage_class) as sink, extra.open() as source:
         stats = encode(source, sink, recipients, level=options.compression_level)
     return _artifact(key, extra.content, stats)
 
