@@ -219,3 +219,63 @@ def test_endpoints_and_the_pooler_rewrite() -> None:
     said = "received invalid response to GSSAPI negotiation: S"
     assert "gssencmode=disable" in gssapi_hint(said)
     assert gssapi_hint("password authentication failed") == ""
+
+
+def test_snapshot_diff_names_changes_and_skips_unreadable_parts() -> None:
+    from bika.supabase.project import Difference, diff, snapshot
+
+    old = snapshot(
+        REF,
+        "t0",
+        {
+            "config/auth": {"site_url": "a", "smtp": {"host": "h"}},
+            "api-keys": [{"name": "anon", "api_key": "k1"}],
+            "postgrest": {"max_rows": 1},
+        },
+        [
+            {"slug": "f", "meta": {"version": 1}, "files": {"i.ts": {"text": "1"}}},
+            {"slug": "gone", "meta": {}, "files": {}},
+        ],
+        ["A", "B"],
+        {},
+    )
+    new = snapshot(
+        REF,
+        "t1",
+        {
+            "config/auth": {"site_url": "b", "smtp": {"host": "h"}, "mfa": True},
+            "api-keys": [{"name": "anon", "api_key": "k2"}],
+            "postgrest": {"max_rows": 9},
+        },
+        [{"slug": "f", "meta": {"version": 2}, "files": {"i.ts": {"text": "1"}}}],
+        ["B", "C"],
+        {"postgrest": "403"},
+    )
+    assert diff(old, new) == [
+        Difference("api-keys", "[anon].api_key", "changed"),
+        Difference("config/auth", "mfa", "added"),
+        Difference("config/auth", "site_url", "changed"),
+        Difference("functions", "f: meta.version", "changed"),
+        Difference("functions", "gone", "removed"),
+        Difference("secrets", "A", "removed"),
+        Difference("secrets", "C", "added"),
+    ]
+    assert diff(old, old) == []
+
+
+def test_api_shapes_that_are_not_the_documented_ones_are_one_line() -> None:
+    from bika.supabase.api import SupabaseApiError, parse_backups, pooler_address
+    from bika.supabase.project import function_files
+
+    with pytest.raises(SupabaseApiError, match="unexpected shape"):
+        parse_backups(REF, {"backups": [{"status": "COMPLETED"}]})
+    with pytest.raises(SupabaseApiError, match="Session pooler"):
+        pooler_address(REF, [{"database_type": "PRIMARY"}])
+    assert pooler_address(REF, {"db_host": "h.pooler.supabase.com"}) == (
+        "h.pooler.supabase.com",
+        5432,
+        f"postgres.{REF}",
+    )
+    assert function_files(b"\x00eszip", "application/octet-stream") == {
+        "(bundle)": {"base64": "AGVzemlw"}
+    }
