@@ -14,6 +14,10 @@ FORMAT_VERSION = 1
 KINDS = ("manual", "daily", "weekly", "monthly", "pre-migration")
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -183,9 +187,10 @@ class Manifest(_Model):
     large_objects: LargeObjects = LargeObjects()
     roles: Roles
     scope: Scope = Scope()
-    functions: FunctionsSource | None = None
-    secrets: SecretsInventory | None = None
-    project_config: ProjectConfig | None = None
+    # a Supabase project's artifacts: absent (not null) from a manifest without them
+    functions: FunctionsSource | None = Field(default=None, exclude_if=_absent)
+    secrets: SecretsInventory | None = Field(default=None, exclude_if=_absent)
+    project_config: ProjectConfig | None = Field(default=None, exclude_if=_absent)
 
     @property
     def stored_size(self) -> int:
