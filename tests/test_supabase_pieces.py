@@ -279,3 +279,16 @@ def test_api_shapes_that_are_not_the_documented_ones_are_one_line() -> None:
     assert function_files(b"\x00eszip", "application/octet-stream") == {
         "(bundle)": {"base64": "AGVzemlw"}
     }
+
+
+def test_secrets_settings_are_checked() -> None:
+    from bika.config import load_settings
+
+    given = load_settings(environ={"BIKA_SECRETS__ENV": "SENTRY_DSN, REDIS_URL"})
+    assert given.secrets.env == ["SENTRY_DSN", "REDIS_URL"] and given.secrets.wanted
+    with pytest.raises(ConfigError, match="not an environment variable name"):
+        load_settings(environ={"BIKA_SECRETS__ENV": "A=B"})
+    with pytest.raises(ConfigError, match="not a project ref"):
+        load_settings(environ={"BIKA_SUPABASE__PROJECT_REF": "Bad/Ref"})
+    token = load_settings(environ={"SUPABASE_ACCESS_TOKEN": "sbp_x"}).supabase.access_token
+    assert token is not None and token.get_secret_value() == "sbp_x"

@@ -245,6 +245,14 @@ class SecretsConfig(_Deferred):
     def _list(cls, value: Any) -> Any:
         return [v for v in re.split(r"[\s,]+", value) if v] if isinstance(value, str) else value
 
+    @field_validator("env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
     @property
     def wanted(self) -> bool:
         return bool(self.env_files or self.env)
