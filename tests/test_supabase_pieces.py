@@ -292,3 +292,63 @@ def test_secrets_settings_are_checked() -> None:
         load_settings(environ={"BIKA_SUPABASE__PROJECT_REF": "Bad/Ref"})
     token = load_settings(environ={"SUPABASE_ACCESS_TOKEN": "sbp_x"}).supabase.access_token
     assert token is not None and token.get_secret_value() == "sbp_x"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import os
+    import subprocess
+
+    who = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **who},
+    ).stdout.strip()
+
+
+def _names(extra: object) -> list[str]:
+    from bika.operations.supabase_functions import FunctionsExtra
+
+    assert isinstance(extra, FunctionsExtra)
+    with extra.open() as stream, tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        return sorted(m.name for m in tar if m.isfile())
+
+
+def test_functions_come_from_the_commit_or_the_disk_with_a_reason(tmp_path: Path) -> None:
+    from bika.operations.supabase_functions import prepare_functions
+
+    root = tmp_path / "app"
+    functions = root / "supabase" / "functions"
+    (functions / "hello").mkdir(parents=True)
+    (functions / "hello" / "index.ts").write_text("1")
+    (root / "supabase" / "config.toml").write_text("x")
+    _git(root, "init", "-q")
+    (root / "other.txt").write_text("o")
+    _git(root, "add", "other.txt")
+    _git(root, "commit", "-qm", "without the functions")
+    outside = prepare_functions(functions)
+    assert outside.git is None
+    assert any("is not in commit" in w for w in outside.warnings)
+    assert _names(outside) == ["supabase/config.toml", "supabase/functions/hello/index.ts"]
+
+    _git(root, "add", ".")
+    _git(root, "commit", "-qm", "functions")
+    clean = prepare_functions(functions)
+    assert clean.git is not None and clean.git.commit == _git(root, "rev-parse", "HEAD")
+    assert clean.warnings == []
+    assert _names(clean) == ["supabase/config.toml", "supabase/functions/hello/index.ts"]
+    assert clean.manifest_fields()["functions"].files == 2
+
+    (functions / "new.ts").write_text("untracked")
+    dirty = prepare_functions(functions)
+    assert any("1 uncommitted change" in w for w in dirty.warnings)
+    assert "supabase/functions/new.ts" not in _names(dirty)
+    with pytest.raises(ConfigError, match="not a folder"):
+        prepare_functions(tmp_path / "nowhere")

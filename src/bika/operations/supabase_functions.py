@@ -132,8 +132,10 @@ def prepare_functions(functions_dir: Path) -> FunctionsExtra:
     folder = folder.resolve()
     exists = {name for name in SIBLINGS if (folder.parent / name).exists()}
     shape = layout(folder, exists)
-    git = _git_tree(shape)
+    git, why_not = _git_tree(shape)
     extra = FunctionsExtra(shape, git)
+    if why_not:
+        extra.warnings.append(why_not)
     if git is not None:
         paths = [f"{git.prefix}/{m}" if git.prefix else m for m in shape.members]
         status = _git(git.top, "status", "--porcelain", "--", *paths)
@@ -151,14 +153,21 @@ def prepare_functions(functions_dir: Path) -> FunctionsExtra:
     return extra
 
 
-def _git_tree(shape: FunctionsLayout) -> GitTree | None:
-    """The git work tree holding the folder, with the members its HEAD has; None when the
-    folder is in no work tree, git is missing, there is no commit, or HEAD lacks it."""
+def _git_tree(shape: FunctionsLayout) -> tuple[GitTree | None, str | None]:
+    """The git work tree holding the folder, with the members its HEAD has, or None and why
+    not when it is worth saying (None, None: in no work tree, or git is not installed)."""
     try:
         top = Path(_git(shape.root, "rev-parse", "--show-toplevel").strip()).resolve()
+    except OSError:
+        return None, None
+    except DumpError as exc:
+        if "safe.directory" in str(exc) or "dubious ownership" in str(exc):
+            return None, f"git refuses the work tree ({exc}); archived the folder as it is"
+        return None, None
+    try:
         commit = _git(shape.root, "rev-parse", "--verify", "HEAD^{commit}").strip()
-    except (OSError, DumpError):
-        return None
+    except DumpError:
+        return None, f"{top} has no commit yet; archived the folder as it is"
     prefix = shape.root.resolve().relative_to(top).as_posix()
     prefix = "" if prefix == "." else prefix
     committed = tuple(
@@ -167,8 +176,10 @@ def _git_tree(shape: FunctionsLayout) -> GitTree | None:
         if _in_commit(top, commit, f"{prefix}/{member}" if prefix else member)
     )
     if not committed or committed[0] != shape.members[0]:
-        return None  # the functions folder itself is not committed: archive the disk
-    return GitTree(top, prefix, commit, committed)
+        return None, (
+            f"{shape.members[0]} is not in commit {commit[:12]}; archived the folder as it is"
+        )
+    return GitTree(top, prefix, commit, committed), None
 
 
 def _in_commit(top: Path, commit: str, path: str) -> bool:
