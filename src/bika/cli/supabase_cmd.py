@@ -1,6 +1,7 @@
-"""`bika supabase backups`: the platform's own backups of a project and its PITR state; and
-the pieces `bika backup` and `bika restore --artifact` use for a project's Edge Functions and
-environment secrets."""
+"""`bika supabase backups` (the platform's own backups of a project and its PITR state) and
+`bika supabase diff ID` (the live configuration against a backup's snapshot); and the pieces
+`bika backup` and `bika restore --artifact` use for a project's Edge Functions, secrets and
+configuration snapshot."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from bika.units import timestamp
 
 @app.group("supabase")
 def supabase() -> None:
-    """A Supabase project around its database: the platform's own backups."""
+    """A Supabase project around its database: the platform's backups, the configuration."""
 
 
 @supabase.command("backups")
