@@ -13,67 +13,27 @@ Target (issue 4): S3 adds < 15 % wall time over local disk; peak RSS stays < 200
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from run import Dataset, Row, best, drop_database, measure
 
 from bika.crypto import generate_identity
 from bika.postgres.connection import ConnInfo
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import offline_env
+from storage.servers import create_s3_bucket, s3_env, start_moto
+
 BUCKET = "bika-bench"
 TARGET_RATIO = 1.15
 TARGET_RSS_MB = 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    moto = Path(sys.executable).parent / "moto_server"
-    if not moto.exists():
-        raise SystemExit("moto_server is missing: pip install -e '.[dev]'")
-    port = free_port()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, endpoint
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"moto_server did not start; see {log}")
-
-
-def s3_env(endpoint: str) -> dict[str, str]:
-    """The variables a user would set, and no way to a real cloud or a metadata service."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_METADATA_ENDPOINT": "http://127.0.0.1:9",
-    }
 
 
 def main() -> None:
@@ -93,22 +53,15 @@ def main() -> None:
     key = work / "key.txt"
     recipient = generate_identity(key)
     bika = Path(sys.executable).parent / "bika"
-    moto, endpoint = start_moto(work / "moto.log")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BIKA_", "AWS_"))}
-    env = {**clean, **pgenv, **s3_env(endpoint)}
+    moto = start_moto(work)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+    # the variables a user would set, and no way to a real cloud or a metadata service
+    env = {**offline_env(clean), **pgenv, **s3_env(moto.endpoint)}
     try:
-        boto3: Any = importlib.import_module("boto3")
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)
+        create_s3_bucket(moto.endpoint, BUCKET)
         rows = run_steps(args, conn, postmaster, env, bika, work, key, recipient)
     finally:
-        moto.terminate()
-        moto.wait(timeout=30)
+        moto.stop()
     write_results(args.out, rows, dataset.db_bytes)
 
 

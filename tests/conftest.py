@@ -20,14 +20,14 @@ import pytest
 from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster, start_cluster
 
-from helpers import KeyedRepo, Offsite, offline_env, run_bika
+from helpers import PG15_BIN, KeyedRepo, Offsite, offline_env, run_bika
 from storage.servers import (
     BUCKET,
     AwsUser,
     Server,
     azure_env,
-    azure_request,
     azurite_command,
+    create_azure_container,
     create_gcs_bucket,
     create_s3_bucket,
     fake_gcs_command,
@@ -46,8 +46,6 @@ os.environ.update(_offline)
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bika-test-state-")
 
 PASSWORD = "s3cret-pw"
-# Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.
-PG15_BIN = Path(os.environ.get("BIKA_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +126,7 @@ def azurite(server_logs: Path) -> Iterator[Server]:
     port = free_port()
     server = start_server("azurite", azurite_command(port), port, server_logs)
     try:
-        azure_request(server.endpoint, "PUT", BUCKET, {"restype": "container"})
+        create_azure_container(server.endpoint, BUCKET)
         yield server
     finally:
         server.stop()

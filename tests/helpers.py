@@ -17,6 +17,9 @@ from typing import Any
 
 import psycopg
 
+# Debian's postgresql-15 package; BIKA_TEST_PG15_BIN points elsewhere on other systems.
+PG15_BIN = Path(os.environ.get("BIKA_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+
 
 @dataclass
 class KeyedRepo:
@@ -91,6 +94,16 @@ def run_bika(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def run_bika_json(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, Any]:
+    """Run a bika command with --json: its exit code and the parsed JSON it printed (the one CLI
+    driver the tests share; run_bika when the text output matters)."""
+    result = run_bika(*args, "--json", env=env, cwd=cwd)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import awkward
 import psycopg
 import pytest
 
@@ -42,7 +43,7 @@ def _read(data: bytes, sizes: Callable[[], int]) -> ArchiveTap:
 @pytest.fixture
 def awkward_dump(pg: Cluster, new_database: Callable[[Cluster], str]) -> tuple[str, bytes]:
     url = new_database(pg)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     return url, _dump(url, "-Z0")
 
 
@@ -55,14 +56,14 @@ def test_rows_and_hashes_do_not_depend_on_chunking(awkward_dump: tuple[str, byte
         assert [(t.schema, t.name, t.rows, t.sha256) for t in other.tables] == [
             (t.schema, t.name, t.rows, t.sha256) for t in whole.tables
         ]
-        assert other.large_objects == whole.large_objects == len(sample.AWKWARD_LARGE_OBJECTS)
+        assert other.large_objects == whole.large_objects == len(awkward.LARGE_OBJECTS)
         assert other.data_offsets == whole.data_offsets
 
 
 def test_rows_are_exact_and_hash_is_the_framed_copy_text(awkward_dump: tuple[str, bytes]) -> None:
     url, data = awkward_dump
     summary = _read(data, lambda: 4096).finish()
-    assert {(t.schema, t.name) for t in summary.tables} == set(sample.AWKWARD_TABLES)
+    assert {(t.schema, t.name) for t in summary.tables} == set(awkward.TABLES)
     with psycopg.connect(url) as db:
         for table in summary.tables:
             ident = psycopg.sql.Identifier(table.schema, table.name)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from bika.crypto import generate_identity
 from bika.postgres.cluster import Cluster
 
 from helpers import KeyedRepo, run_bika
+from storage.servers import BUCKET, Server, s3_env
 
 
 def _small_database(pg18: Cluster, new_database: Callable[[Cluster], str]) -> str:
@@ -72,3 +75,27 @@ def test_check_of_an_unreachable_repository_is_unknown(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert json.loads(result.stdout)["status"] == "UNKNOWN"
     assert result.stderr.strip().startswith("bika: error: cannot read the repository")
+
+
+def test_check_of_an_unreachable_repository_reports_this_hosts_failed_backup_run(
+    moto: Server, tmp_path: Path
+) -> None:
+    url = f"s3://{BUCKET}/unreachable-{os.urandom(4).hex()}"
+    env = {**s3_env(moto.endpoint), "XDG_STATE_HOME": str(tmp_path / "state")}
+    made = run_bika(
+        "init", "--repo", url, "--recipient", generate_identity(tmp_path / "k"), env=env
+    )
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "bika.toml").write_text("[storage]\nmax_retries = 0\nretry_timeout = 1\n")
+    gone = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    failed = run_bika(
+        "backup", "--repo", url, "--db", "postgresql://127.0.0.1:9/x", cwd=tmp_path, env=gone
+    )
+    assert failed.returncode != 0
+
+    result = run_bika("check", "--repo", url, "--json", cwd=tmp_path, env=gone)
+    report = json.loads(result.stdout)
+    assert result.returncode == 2 and report["status"] == "CRITICAL", result.stderr
+    levels = {f["what"]: f["level"] for f in report["findings"]}
+    assert levels == {"repository": "unknown", "last-run": "error"}
+    assert "cannot read the repository" in result.stderr

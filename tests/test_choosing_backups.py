@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def test_latest_of_an_empty_repository_says_so(tmp_path: Path) -> None:
     repo = Repository.init(LocalStorage(tmp_path / "repo"), ["age1test"])
     with pytest.raises(BackupNotFound, match="holds no backups yet"):
         repo.resolve("latest")
+
+
+def test_latest_passes_over_a_damaged_newest_manifest_and_says_so(
+    same_second: Repository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    newest = "20261120T120000Z-daily-0001"
+    (tmp_path / "repo" / "backups" / newest / "manifest.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="bika"):
+        assert same_second.latest() == "20261120T120000Z-daily-ffff"
+    assert any(newest in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
 
 
 def test_excluded_entries_leave_the_selection_and_settle_their_findings() -> None:

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bika import metrics
 from bika.config import CheckConfig
 from bika.findings import Finding
 from bika.monitor import History, RunEvent
+from bika.report import page
 from bika.units import parse_duration
 
 from test_monitor import NOW, drill, manifest
@@ -37,7 +40,7 @@ def _exposed() -> set[str]:
         drills=[drill(backup, 1)],
         runs=[RunEvent(time=NOW, command="backup", ok=True, error="", backup_ids=(backup.id,))],
     )
-    registry = metrics.registry(history, [Finding("ok", "freshness", "fine")])
+    registry = metrics.registry([("repo", history, [Finding("ok", "freshness", "fine")])])
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 
@@ -105,3 +108,35 @@ def test_dashboard_parses_and_plots_only_metrics_bika_exposes() -> None:
     } <= used
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_a_daemon_watching_two_repositories_serves_one_valid_exposition_and_page(
+    tmp_path: Path,
+) -> None:
+    first, second = manifest(2), manifest(1)
+    checked = [
+        ("s3://a/prod", History(NOW, [first], drills=[drill(first, 1)]), [Finding("ok", "x", "")]),
+        ("s3://b/prod", History(NOW, [second]), [Finding("error", "freshness", "old")]),
+    ]
+    text = generate_latest(metrics.registry(checked)).decode()
+    families = list(text_string_to_metric_families(text))
+    assert len({f.name for f in families}) == len(families)  # one HELP/TYPE per family
+    backups = {
+        s.labels["repository"]: s.value
+        for f in families
+        for s in f.samples
+        if s.name == "bika_backups"
+    }
+    assert backups == {"s3://a/prod": 1, "s3://b/prod": 1}
+    exposition = tmp_path / "bika.prom"
+    exposition.write_text(text)
+    checked_by_promtool = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert checked_by_promtool.returncode == 0, checked_by_promtool.stderr
+
+    html = page(checked)
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), ids
+    assert html.count("<html") == 1 and "s3://a/prod" in html and "s3://b/prod" in html
+    assert 'id="status">CRITICAL<' in html  # the worst of both

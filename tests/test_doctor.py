@@ -16,15 +16,13 @@ import pytest
 
 from bika.postgres.cluster import Cluster
 
-from helpers import KeyedRepo, Offsite, run_bika
+from helpers import KeyedRepo, Offsite, run_bika, run_bika_json
 from storage.servers import Server, create_s3_bucket, free_port, moto_client, s3_env
 
 
 def doctor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
-    result = run_bika("doctor", *args, "--json", env=env, cwd=cwd)
-    assert "Traceback" not in result.stderr, result.stderr
-    report = json.loads(result.stdout)
-    report["exit"] = result.returncode
+    code, report = run_bika_json("doctor", *args, env=env, cwd=cwd)
+    report["exit"] = code
     report["by_name"] = {c["name"]: c for c in report["checks"] if c["scope"] == "repository"}
     return report
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import awkward
 import psycopg
 import pytest
 
@@ -39,17 +40,15 @@ from bika.repository import Repository
 from bika.repository.drills import drill_history
 from bika.storage.local import LocalStorage
 
-from helpers import KeyedRepo, run_bika, wait_for
+from helpers import KeyedRepo, run_bika, run_bika_json, wait_for
 
 # -- with servers -------------------------------------------------------------------------
 
 
 def _drill(keyed_repo: KeyedRepo, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run_bika(
-        "drill", *args, "--repo", str(keyed_repo.repo), "--identity", str(keyed_repo.key), "--json"
+    return run_bika_json(
+        "drill", *args, "--repo", str(keyed_repo.repo), "--identity", str(keyed_repo.key)
     )
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.returncode, json.loads(result.stdout)
 
 
 def _api_drill(keyed_repo: KeyedRepo, backup_id: str, options: DrillOptions) -> DrillOutcome:
@@ -61,7 +60,7 @@ def test_drill_proves_a_clean_backup_in_a_throwaway_cluster(
     pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo
 ) -> None:
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     backup_id = keyed_repo.backup(url)
 
     code, record = _drill(keyed_repo, "--latest")
@@ -74,7 +73,7 @@ def test_drill_proves_a_clean_backup_in_a_throwaway_cluster(
         "host_hash": None,
         "database": "bika_drill",
     }
-    assert record["tables_checked"] == len(sample.AWKWARD_TABLES)
+    assert record["tables_checked"] == len(awkward.TABLES)
     assert record["tables"] == [] and record["problems"] == []
     # every sequence value, index, constraint, trigger, policy, view and type was compared
     assert record["objects_checked"] > 60
@@ -102,7 +101,7 @@ def test_drill_on_a_target_server_uses_a_new_database_and_drops_it(
 ) -> None:
     cluster: Cluster = request.getfixturevalue(server)
     url = new_database(cluster)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     keyed_repo.backup(url)
     before = _databases(cluster)
 
@@ -114,7 +113,7 @@ def test_drill_on_a_target_server_uses_a_new_database_and_drops_it(
     assert target["database"].startswith("bika_drill_")
     assert target["server_version"].split(".")[0] == cluster.version.split(".")[0]
     assert record["owners"] == "skipped"  # a --target's roles are left alone
-    assert record["tables_checked"] == len(sample.AWKWARD_TABLES)
+    assert record["tables_checked"] == len(awkward.TABLES)
     assert _databases(cluster) == before
 
 
@@ -122,7 +121,7 @@ def test_drill_names_the_table_whose_restored_rows_were_altered(
     pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo
 ) -> None:
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     backup_id = keyed_repo.backup(url)
 
     def tamper(restored: ConnInfo) -> None:
@@ -150,7 +149,7 @@ def test_drill_fails_when_the_stored_artifact_is_another_backups(
     pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo
 ) -> None:
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     first = keyed_repo.backup(url)
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("UPDATE public.texts SET body = 'changed' WHERE label = 'tab'")
@@ -179,7 +178,7 @@ def test_drill_of_a_corrupted_archive_is_a_recorded_failure(
     pg18: Cluster, new_database: Callable[[Cluster], str], keyed_repo: KeyedRepo
 ) -> None:
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     backup_id = keyed_repo.backup(url)
     stored = keyed_repo.repo / "backups" / backup_id / "database.pgdump.zst.age"
     data = bytearray(stored.read_bytes())
@@ -251,7 +250,7 @@ def test_fingerprints_of_a_live_database_equal_the_manifests(
     # the source itself, unchanged since its backup, must fingerprint exactly as pg_dump saw it;
     # with a tiny split_bytes the bigger tables are read as page ranges by several connections
     url = new_database(pg)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     manifest = keyed_repo.manifest(keyed_repo.backup(url))
     expected = {
         (t["schema"], t["name"]): (t["rows"], t["sha256"], t["bytes"]) for t in manifest["tables"]

@@ -16,6 +16,7 @@ import pytest
 from bika.crypto import generate_identity
 from bika.errors import StorageError
 from bika.postgres.cluster import Cluster
+from bika.storage import write_bytes
 from bika.storage.local import LocalStorage
 
 from helpers import KeyedRepo, assert_clean_error, offline_env, run_bika, wait_for_partial
@@ -66,7 +67,7 @@ def test_objects_and_folders_are_private_whatever_the_umask(tmp_path: Path) -> N
     old = os.umask(0o022)
     try:
         storage = LocalStorage(tmp_path / "repo")
-        storage.write_bytes("backups/x/manifest.json", b"{}")
+        write_bytes(storage, "backups/x/manifest.json", b"{}")
     finally:
         os.umask(old)
     for path in (tmp_path / "repo", tmp_path / "repo/backups", tmp_path / "repo/backups/x"):
@@ -81,16 +82,16 @@ def test_a_full_disk_at_the_manifest_is_one_error_and_leaves_nothing(
     # internal error and skipped the removal of .tmp-manifest.json.*
     root = small_disk(1 << 20)
     storage = LocalStorage(root / "repo")
-    storage.write_bytes("bika.json", b"{}")
+    write_bytes(storage, "bika.json", b"{}")
     _fill(root, 0)
     with pytest.raises(StorageError, match="No space left on device; free some space"):
-        storage.write_bytes("backups/x/manifest.json", b"m" * 200_000)
+        write_bytes(storage, "backups/x/manifest.json", b"m" * 200_000)
     assert _everything(root / "repo") == ["bika.json"]
 
 
 def test_an_interrupted_write_leaves_no_temp_file_and_no_folder(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "repo")
-    storage.write_bytes("bika.json", b"{}")
+    write_bytes(storage, "bika.json", b"{}")
     with pytest.raises(KeyboardInterrupt), storage.create("backups/x/a") as sink:
         sink.write(b"partial")
         raise KeyboardInterrupt

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import awkward
 import psycopg
 import pytest
 
@@ -30,7 +31,7 @@ from storage.servers import (
     BUCKET,
     AwsUser,
     Server,
-    azure_request,
+    azure_access_tier,
     create_s3_bucket,
     moto_client,
     s3_env,
@@ -107,8 +108,7 @@ def stored_class(where: Offsite, key: str) -> str:
         head = moto_client(where.server.endpoint).head_object(Bucket=BUCKET, Key=path)
         return str(head.get("StorageClass", "STANDARD"))
     if where.backend == "azure":
-        headers = azure_request(where.server.endpoint, "HEAD", f"{BUCKET}/{path}")
-        return headers.get("x-ms-access-tier", "")
+        return azure_access_tier(where.server.endpoint, BUCKET, path)
     quoted = urllib.parse.quote(path, safe="")
     with urllib.request.urlopen(f"{where.server.endpoint}/storage/v1/b/{BUCKET}/o/{quoted}") as r:
         return str(json.load(r)["storageClass"])
@@ -135,7 +135,7 @@ def test_monthly_backups_go_to_the_kinds_storage_class(
     where = offsite(backend)
     user = User(tmp_path, where.env, f'[storage.classes]\nmonthly = "{cold}"\n')
     url = new_database(pg18)
-    sample.load(url, sample.AWKWARD_SQL)
+    sample.load(url, awkward.SQL)
     user.ok("init", "--repo", where.url, "--recipient", user.recipient)
     backup_id = user.ok("backup", "--repo", where.url, "--db", url, "--kind", "monthly").split()[-1]
     manual_id = user.ok("backup", "--repo", where.url, "--db", url).split()[-1]

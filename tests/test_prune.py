@@ -30,7 +30,7 @@ from bika.repository import Artifact, Manifest, Repository, Source
 from bika.repository.locks import exclusive_lock
 from bika.repository.manifest import Roles
 from bika.repository.repository import new_backup_id
-from bika.storage import StorageSettings, open_storage
+from bika.storage import StorageSettings, open_storage, read_bytes, write_bytes
 from bika.storage.local import LocalStorage
 
 from helpers import KeyedRepo, assert_clean_error, run_bika, wait_for_partial
@@ -49,7 +49,7 @@ def plant(repo: Path | Repository, kind: str, started: datetime, size: int = 100
     backup_id = new_backup_id(kind, started)
     key = repository.artifact_key(backup_id, "database.pgdump.zst.age")
     data = os.urandom(size)
-    repository.storage.write_bytes(key, data)
+    write_bytes(repository.storage, key, data)
     repository.commit(
         Manifest(
             tool="bika test",
@@ -594,7 +594,7 @@ def test_the_lock_renews_its_lease_and_stops_when_broken(keyed_repo: KeyedRepo) 
         lock.renew()
         assert lock.key != first
         assert [i.key for i in repository.storage.list("locks/")] == [lock.key]
-        record = json.loads(repository.storage.read_bytes(lock.key))
+        record = json.loads(read_bytes(repository.storage, lock.key))
         assert datetime.fromisoformat(record["expires_at"]) == clock[0] + timedelta(minutes=30)
         repository.storage.delete(lock.key)  # another host's --break-lock
         with pytest.raises(RepositoryLocked, match="broken by another process"):

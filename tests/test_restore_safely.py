@@ -4,7 +4,6 @@ backup by time, and restores across PostgreSQL versions, against real servers.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import awkward
 import pytest
 
 from bika.cli.restore_cmd import parse_time
@@ -38,8 +38,7 @@ from bika.postgres.preflight import ArchiveToc, TocEntry
 from bika.repository import Manifest, Repository
 from bika.storage.local import LocalStorage
 
-BIKA = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "bika"
-PG15_BIN = Path(os.environ.get("BIKA_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+from helpers import PG15_BIN, run_bika
 
 
 class Backup:
@@ -62,11 +61,8 @@ class Backup:
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "BIKA_REPO": self.repo.url, "BIKA_IDENTITY": str(self.key)}
-        env.pop("BIKA_DEBUG", None)
-        return subprocess.run(
-            [str(BIKA), "restore", *args], capture_output=True, text=True, env=env, timeout=120
-        )
+        env = {"BIKA_REPO": self.repo.url, "BIKA_IDENTITY": str(self.key)}
+        return run_bika("restore", *args, env=env, timeout=120)
 
 
 def _backup(cluster: Cluster, folder: Path, scripts: tuple[str, ...]) -> Iterator[Backup]:
@@ -85,14 +81,14 @@ def _backup(cluster: Cluster, folder: Path, scripts: tuple[str, ...]) -> Iterato
 def backup18(pg18: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backup]:
     """The awkward schema and the savings-group database, from PostgreSQL 18."""
     folder = tmp_path_factory.mktemp("restore18")
-    yield from _backup(pg18, folder, (sample.AWKWARD_SQL, sample.SAVINGS_GROUP_SQL))
+    yield from _backup(pg18, folder, (awkward.SQL, sample.SAVINGS_GROUP_SQL))
 
 
 @pytest.fixture(scope="module")
 def backup15(pg15: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backup]:
     """The same, from PostgreSQL 15, dumped by pg_dump 18."""
     folder = tmp_path_factory.mktemp("restore15")
-    yield from _backup(pg15, folder, (sample.AWKWARD_SQL, sample.SAVINGS_GROUP_SQL))
+    yield from _backup(pg15, folder, (awkward.SQL, sample.SAVINGS_GROUP_SQL))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import awkward
 import psycopg
 import pytest
 
@@ -30,20 +31,20 @@ def test_backup_verify_restore_round_trip(
     src: Cluster = request.getfixturevalue(source)
     dst: Cluster = request.getfixturevalue(target)
     url = new_database(src)
-    sample.load(url, sample.AWKWARD_SQL)
-    expected = row_counts(url, sample.AWKWARD_TABLES)
+    sample.load(url, awkward.SQL)
+    expected = row_counts(url, awkward.TABLES)
 
     backup_id = keyed_repo.backup(url, "--label", "round trip")
     listed = keyed_repo.list()
     assert [b["id"] for b in listed] == [backup_id]
-    assert listed[0]["tables"] == len(sample.AWKWARD_TABLES)
+    assert listed[0]["tables"] == len(awkward.TABLES)
     assert listed[0]["rows"] == sum(expected.values())
     assert listed[0]["server_version"].split(".")[0] == src.version.split(".")[0]
 
     shown = json.loads(run_bika("show", backup_id, "--repo", str(keyed_repo.repo), "--json").stdout)
     assert shown["label"] == "round trip"
     assert {f"{t['schema']}.{t['name']}": t["rows"] for t in shown["tables"]} == expected
-    assert shown["large_objects"]["count"] == len(sample.AWKWARD_LARGE_OBJECTS)
+    assert shown["large_objects"]["count"] == len(awkward.LARGE_OBJECTS)
     assert set(shown["artifacts"]) == {"database", "globals"}
 
     verified = run_bika(
@@ -66,10 +67,10 @@ def test_backup_verify_restore_round_trip(
         )
         assert result.returncode == 0, result.stderr
         assert "all row counts match" in result.stdout
-        assert row_counts(restored_url, sample.AWKWARD_TABLES) == expected
+        assert row_counts(restored_url, awkward.TABLES) == expected
         with psycopg.connect(restored_url) as db:
             blobs = db.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
-            assert blobs is not None and blobs[0] == len(sample.AWKWARD_LARGE_OBJECTS)
+            assert blobs is not None and blobs[0] == len(awkward.LARGE_OBJECTS)
     finally:
         dst.drop_database(restored_url.rsplit("/", 1)[1])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import awkward
 import psycopg
 from psycopg import sql
 
@@ -120,23 +121,23 @@ def test_awkward_loads_deterministically(
     pg: Cluster, new_database: Callable[[Cluster], str]
 ) -> None:
     first, second = new_database(pg), new_database(pg)
-    sample.load(first, sample.AWKWARD_SQL)
-    sample.load(second, sample.AWKWARD_SQL)
+    sample.load(first, awkward.SQL)
+    sample.load(second, awkward.SQL)
 
     # The constants name every table that holds (or could hold) data, leaves not parents.
-    assert _relations(first, "r") == set(sample.AWKWARD_TABLES)
+    assert _relations(first, "r") == set(awkward.TABLES)
     assert _relations(first, "p") == {("public", "payments")}
-    assert _relations(first, "m") == set(sample.AWKWARD_MATERIALIZED_VIEWS)
+    assert _relations(first, "m") == set(awkward.MATERIALIZED_VIEWS)
 
-    relations = sample.AWKWARD_TABLES + sample.AWKWARD_MATERIALIZED_VIEWS
+    relations = awkward.TABLES + awkward.MATERIALIZED_VIEWS
     found = _fingerprint(first, relations)
     counts = _counts(found)
-    assert {t: counts[t] for t in sample.AWKWARD_TABLES} == AWKWARD_ROWS
-    for table in sample.AWKWARD_TABLES:
-        assert (counts[table] == 0) == (table in sample.AWKWARD_EMPTY_TABLES)
+    assert {t: counts[t] for t in awkward.TABLES} == AWKWARD_ROWS
+    for table in awkward.TABLES:
+        assert (counts[table] == 0) == (table in awkward.EMPTY_TABLES)
     assert counts[("ledger", "monthly_totals")] > 0
     large_objects = [row for row in found["large objects"] if isinstance(row, tuple)]
-    assert [row[0] for row in large_objects] == list(sample.AWKWARD_LARGE_OBJECTS)
+    assert [row[0] for row in large_objects] == list(awkward.LARGE_OBJECTS)
     assert found == _fingerprint(second, relations)
 
     with psycopg.connect(first) as conn:
@@ -177,7 +178,7 @@ def test_same_rows_on_15_and_18(
 ) -> None:
     for script, tables in (
         (sample.SAVINGS_GROUP_SQL, sample.SAVINGS_GROUP_TABLES),
-        (sample.AWKWARD_SQL, sample.AWKWARD_TABLES + sample.AWKWARD_MATERIALIZED_VIEWS),
+        (awkward.SQL, awkward.TABLES + awkward.MATERIALIZED_VIEWS),
     ):
         on15, on18 = new_database(pg15), new_database(pg18)
         sample.load(on15, script)

@@ -11,7 +11,7 @@ import pytest
 from bika import config
 from bika.config import load_settings
 from bika.errors import ConfigError
-from bika.storage import open_storage, reveal
+from bika.storage import open_storage, read_bytes, reveal, write_bytes
 
 from helpers import offline_env
 from storage.servers import BUCKET, Server
@@ -119,5 +119,5 @@ def test_storage_variables_alone_reach_the_storage(moto: Server) -> None:
     settings = load_settings(environ=environ)
     assert settings.storage.max_retries == 1
     storage = open_storage(settings.require_repo(), settings.storage)
-    storage.write_bytes("probe", b"reached")
-    assert storage.read_bytes("probe") == b"reached"
+    write_bytes(storage, "probe", b"reached")
+    assert read_bytes(storage, "probe") == b"reached"

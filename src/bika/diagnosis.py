@@ -1,6 +1,7 @@
-"""What `bika doctor` concludes from the facts it gathered: one check per line, with the fix.
+"""What `bika doctor` concludes from the facts it gathered: one finding per check, with the fix.
 
-Pure: facts in (plain dataclasses, filled by operations/doctor.py), checks out; no I/O here.
+Pure: facts in (plain dataclasses, filled by operations/doctor.py), bika.findings.Finding out
+(what: the check's name; message: its detail); no I/O here.
 
 A missing protective setting (versioning, encryption, lifecycle, logging, retention) is a
 warning with the exact command that fixes it; only a storage that cannot be reached or written
@@ -14,34 +15,13 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bika.storage.facts import BucketFacts, Setting
+from bika.findings import Finding
+from bika.storage.facts import BucketFacts, Kind, Setting
 from bika.units import size
 
-Status = Literal["ok", "warn", "fail", "info", "unknown"]
-Backend = Literal["local", "s3", "gcs", "azure"]
+Backend = Kind
 
 GiB = 1024**3
-# Whatever a user's SDK or console calls them; compared upper-cased (Azure tiers by name).
-KNOWN_CLASSES: dict[str, set[str]] = {
-    "s3": {
-        "STANDARD",
-        "STANDARD_IA",
-        "ONEZONE_IA",
-        "INTELLIGENT_TIERING",
-        "GLACIER_IR",
-        "GLACIER",
-        "DEEP_ARCHIVE",
-        "REDUCED_REDUNDANCY",
-        "EXPRESS_ONEZONE",
-        "OUTPOSTS",
-        "SNOW",
-    },
-    "gcs": {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"},
-    "azure": {"HOT", "COOL", "COLD", "ARCHIVE"},
-}
-# Classes whose objects must be restored or rehydrated before they can be read.
-SEALED_CLASSES = {"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"}
-SEALED_BACKENDS = {"s3", "azure"}  # GCS ARCHIVE reads at once (at a price)
 
 
 @dataclass(frozen=True)
@@ -84,16 +64,8 @@ class DatabaseFacts:
     unreadable_fix: str = ""
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    fix: str = ""
-
-
-def diagnose(storage: StorageFacts | None, database: DatabaseFacts | None) -> list[Check]:
-    checks: list[Check] = []
+def diagnose(storage: StorageFacts | None, database: DatabaseFacts | None) -> list[Finding]:
+    checks: list[Finding] = []
     if storage is not None:
         checks += storage_checks(storage)
     if database is not None:
@@ -101,17 +73,22 @@ def diagnose(storage: StorageFacts | None, database: DatabaseFacts | None) -> li
     return checks
 
 
-def failed(checks: list[Check]) -> bool:
-    return any(c.status == "fail" for c in checks)
+def failed(checks: list[Finding]) -> bool:
+    return any(c.level == "error" for c in checks)
+
+
+def status(finding: Finding) -> str:
+    """Doctor's word for a finding's level, in its table and --json: an error is "fail"."""
+    return "fail" if finding.level == "error" else finding.level
 
 
 # --- the repository's storage ---
 
 
-def storage_checks(facts: StorageFacts) -> list[Check]:
+def storage_checks(facts: StorageFacts) -> list[Finding]:
     if not facts.reachable:
-        return [Check("reachable", "fail", facts.reach_error or f"cannot reach {facts.url}")]
-    checks = [Check("reachable", "ok", facts.url)]
+        return [Finding("error", "reachable", facts.reach_error or f"cannot reach {facts.url}")]
+    checks = [Finding("ok", "reachable", facts.url)]
     checks.append(_repository_check(facts))
     checks.append(_writable_check(facts))
     if facts.backend == "local":
@@ -124,34 +101,34 @@ def storage_checks(facts: StorageFacts) -> list[Check]:
     return checks
 
 
-def _repository_check(facts: StorageFacts) -> Check:
+def _repository_check(facts: StorageFacts) -> Finding:
     if facts.repository == "ok":
-        return Check("repository", "ok", facts.repository_detail)
+        return Finding("ok", "repository", facts.repository_detail)
     if facts.repository == "missing":
-        return Check(
-            "repository",
+        return Finding(
             "warn",
+            "repository",
             f"no bika repository at {facts.url} yet",
             f"bika init --repo {shlex.quote(facts.url)} --recipient age1…",
         )
-    return Check(
+    return Finding(
+        "error" if facts.repository == "invalid" else "unknown",
         "repository",
-        "fail" if facts.repository == "invalid" else "unknown",
         facts.repository_detail,
     )
 
 
-def _writable_check(facts: StorageFacts) -> Check:
+def _writable_check(facts: StorageFacts) -> Finding:
     if facts.writable is None:
-        return Check("writable", "unknown", facts.write_detail)
+        return Finding("unknown", "writable", facts.write_detail)
     if facts.writable:
-        return Check("writable", "ok", facts.write_detail or "wrote and deleted a probe object")
-    return Check("writable", "fail", facts.write_detail)
+        return Finding("ok", "writable", facts.write_detail or "wrote and deleted a probe object")
+    return Finding("error", "writable", facts.write_detail)
 
 
-def _free_space_check(facts: StorageFacts) -> Check:
+def _free_space_check(facts: StorageFacts) -> Finding:
     if facts.free_bytes is None:
-        return Check("free space", "unknown", "could not read the file system's free space")
+        return Finding("unknown", "free space", "could not read the file system's free space")
     newest = facts.newest_backup_bytes
     # Room for two more backups of the newest's size, and never less than 1 GiB.
     wanted = max(2 * newest, GiB) if newest else GiB
@@ -159,67 +136,65 @@ def _free_space_check(facts: StorageFacts) -> Check:
         f"; the newest backup took {size(newest)}" if newest else ""
     )
     if facts.free_bytes < wanted:
-        return Check(
-            "free space",
+        return Finding(
             "warn",
+            "free space",
             f"{detail}; less than {size(wanted)}",
             "free some space, or move the repository to a larger disk (bika copy --to NEW --init)",
         )
-    return Check("free space", "ok", detail)
+    return Finding("ok", "free space", detail)
 
 
-def _privacy_check(facts: StorageFacts) -> Check:
+def _privacy_check(facts: StorageFacts) -> Finding:
     exposed = facts.exposed or []
     if not exposed:
-        return Check("private", "ok", "only its owner may read the repository")
+        return Finding("ok", "private", "only its owner may read the repository")
     example = ", ".join(exposed[:3]) + (f" and {len(exposed) - 3} more" if len(exposed) > 3 else "")
-    return Check(
-        "private",
+    return Finding(
         "warn",
+        "private",
         f"other users may read the repository's table names, row counts and labels: {example}",
         f"chmod -R go-rwx {shlex.quote(facts.url)}",
     )
 
 
-def _class_checks(facts: StorageFacts) -> list[Check]:
+def _class_checks(facts: StorageFacts) -> list[Finding]:
     if not facts.classes:
         return []
     listed = ", ".join(f"{kind}={cls}" for kind, cls in sorted(facts.classes.items()))
     if facts.backend == "local":
-        return [Check("storage classes", "info", f"{listed}: ignored on a local disk")]
-    known = KNOWN_CLASSES[facts.backend]
+        return [Finding("info", "storage classes", f"{listed}: ignored on a local disk")]
+    # each backend names its own classes (and the sealed ones) in its bucket facts
+    known = facts.bucket.storage_classes if facts.bucket else frozenset()
+    sealed_classes = facts.bucket.sealed_classes if facts.bucket else frozenset()
     unknown = [cls for cls in facts.classes.values() if cls.upper() not in known]
-    if unknown:
+    if known and unknown:
         return [
-            Check(
-                "storage classes",
+            Finding(
                 "warn",
+                "storage classes",
                 f"{listed}: {', '.join(unknown)} is not a {facts.backend} storage class"
                 " (an S3-compatible server may still accept it)",
                 f"use one of {', '.join(sorted(known))} in [storage.classes] of bika.toml",
             )
         ]
-    sealed = [
-        kind
-        for kind, cls in facts.classes.items()
-        if cls.upper() in SEALED_CLASSES and facts.backend in SEALED_BACKENDS
-    ]
+    sealed = [kind for kind, cls in facts.classes.items() if cls.upper() in sealed_classes]
     if sealed:
         return [
-            Check(
-                "storage classes",
+            Finding(
                 "info",
+                "storage classes",
                 f"{listed}: {', '.join(sorted(sealed))} backups must be restored or rehydrated"
                 " (hours) before verify --read-data, drill or restore can read them",
             )
         ]
-    return [Check("storage classes", "ok", listed)]
+    return [Finding("ok", "storage classes", listed)]
 
 
 # --- the bucket's own settings ---
 
 
-def bucket_checks(b: BucketFacts) -> list[Check]:
+def bucket_checks(b: BucketFacts) -> list[Finding]:
     return [
         _versioning(b),
         _encryption(b),
@@ -229,14 +204,14 @@ def bucket_checks(b: BucketFacts) -> list[Check]:
     ]
 
 
-def _unknown(name: str, setting: Setting, how_to_look: str = "") -> Check:
-    return Check(name, "unknown", setting.detail or "could not be read", how_to_look)
+def _unknown(name: str, setting: Setting, how_to_look: str = "") -> Finding:
+    return Finding("unknown", name, setting.detail or "could not be read", how_to_look)
 
 
-def _versioning(b: BucketFacts) -> Check:
+def _versioning(b: BucketFacts) -> Finding:
     name = "versioning"
     if b.versioning.state == "on":
-        return Check(name, "ok", b.versioning.detail or "enabled")
+        return Finding("ok", name, b.versioning.detail or "enabled")
     why = "a deleted or overwritten object cannot be recovered"
     if b.versioning.state == "unknown":
         if b.backend == "azure":
@@ -250,13 +225,13 @@ def _versioning(b: BucketFacts) -> Check:
         "azure": _az(b, "storage account blob-service-properties update --enable-versioning true"),
     }[b.backend]
     detail = b.versioning.detail or "off"
-    return Check(name, "warn", f"{detail}: {why}", fix)
+    return Finding("warn", name, f"{detail}: {why}", fix)
 
 
-def _encryption(b: BucketFacts) -> Check:
+def _encryption(b: BucketFacts) -> Finding:
     name = "default encryption"
     if b.encryption.state == "on":
-        return Check(name, "ok", b.encryption.detail or "on")
+        return Finding("ok", name, b.encryption.detail or "on")
     if b.encryption.state == "unknown":
         return _unknown(name, b.encryption)
     config = {
@@ -267,9 +242,9 @@ def _encryption(b: BucketFacts) -> Check:
             }
         ]
     }
-    return Check(
-        name,
+    return Finding(
         "warn",
+        name,
         (b.encryption.detail or "off")
         + ": objects are stored without server-side encryption (bika's age encryption still"
         " protects the data)",
@@ -281,7 +256,7 @@ def _encryption(b: BucketFacts) -> Check:
     )
 
 
-def _lifecycle(b: BucketFacts) -> list[Check]:
+def _lifecycle(b: BucketFacts) -> list[Finding]:
     name = "lifecycle rules"
     if b.lifecycle.state == "unknown":
         if b.backend == "azure":
@@ -301,11 +276,8 @@ def _lifecycle(b: BucketFacts) -> list[Check]:
             else "old object versions"
         )
         return [
-            Check(
-                name,
-                "warn",
-                f"{detail}: {kept} are kept (and billed) forever",
-                _lifecycle_fix(b),
+            Finding(
+                "warn", name, f"{detail}: {kept} are kept (and billed) forever", _lifecycle_fix(b)
             )
         ]
     checks = []
@@ -313,9 +285,9 @@ def _lifecycle(b: BucketFacts) -> list[Check]:
     if expiring:
         rule = expiring[0]
         checks.append(
-            Check(
-                name,
+            Finding(
                 "warn",
+                name,
                 f"rule {rule.name!r} deletes objects {rule.deletes_current_after_days} days"
                 " after they were written, whatever bika's retention says: backups (or their"
                 " manifests) vanish on the bucket's schedule",
@@ -326,16 +298,16 @@ def _lifecycle(b: BucketFacts) -> list[Check]:
     # GCS resumable uploads (what bika uses there) expire by themselves after a week.
     if b.backend == "s3" and not any(r.aborts_uploads for r in rules):
         checks.append(
-            Check(
-                "upload cleanup",
+            Finding(
                 "info",
+                "upload cleanup",
                 f"{len(rules)} rule(s), none aborts incomplete multipart uploads: parts of an"
                 " interrupted backup stay billed",
                 "add AbortIncompleteMultipartUpload (7 days) to the bucket's lifecycle rules",
             )
         )
     if not expiring:
-        checks.insert(0, Check(name, "ok", f"{len(rules)} rule(s) apply to the repository"))
+        checks.insert(0, Finding("ok", name, f"{len(rules)} rule(s) apply to the repository"))
     return checks
 
 
@@ -393,10 +365,10 @@ def _lifecycle_fix(b: BucketFacts) -> str:
     )
 
 
-def _logging(b: BucketFacts) -> Check:
+def _logging(b: BucketFacts) -> Finding:
     name = "access logging"
     if b.logging.state == "on":
-        return Check(name, "ok", b.logging.detail or "on")
+        return Finding("ok", name, b.logging.detail or "on")
     if b.logging.state == "unknown":
         return _unknown(name, b.logging)
     why = "no record of who read or deleted backups"
@@ -413,13 +385,13 @@ def _logging(b: BucketFacts) -> Check:
             f"az storage logging update --account-name {b.account} --services b --log rwd"
             " --retention 90 (or a diagnostic setting in Azure Monitor)"
         )
-    return Check(name, "warn", f"{b.logging.detail or 'off'}: {why}", fix)
+    return Finding("warn", name, f"{b.logging.detail or 'off'}: {why}", fix)
 
 
-def _retention(b: BucketFacts) -> Check:
+def _retention(b: BucketFacts) -> Finding:
     name = {"s3": "object lock", "gcs": "retention policy", "azure": "immutability"}[b.backend]
     if b.retention.state == "on":
-        return Check(name, "ok", b.retention.detail or "on")
+        return Finding("ok", name, b.retention.detail or "on")
     if b.retention.state == "unknown":
         return _unknown(name, b.retention)
     # Not a warning: a lock longer than the shortest retention makes prune fail, so it is a
@@ -439,9 +411,9 @@ def _retention(b: BucketFacts) -> Check:
             b,
             f"storage container immutability-policy create --container-name {b.bucket} --period 7",
         )
-    return Check(
-        name,
+    return Finding(
         "info",
+        name,
         (b.retention.detail or "off")
         + ": credentials that can write can also delete backups; a retention lock of at most"
         " the shortest keep (7 days for dailies) stops that",
@@ -471,19 +443,19 @@ def _json(value: object) -> str:
 # --- the database ---
 
 
-def database_checks(facts: DatabaseFacts) -> list[Check]:
+def database_checks(facts: DatabaseFacts) -> list[Finding]:
     if not facts.reachable:
-        return [Check("database", "fail", facts.error)]
-    checks = [Check("database", "ok", f"{facts.where}, PostgreSQL {facts.server_version}")]
+        return [Finding("error", "database", facts.error)]
+    checks = [Finding("ok", "database", f"{facts.where}, PostgreSQL {facts.server_version}")]
     if facts.pg_dump_version is None:
-        checks.append(Check("pg_dump", "fail", facts.pg_dump_error))
+        checks.append(Finding("error", "pg_dump", facts.pg_dump_error))
     elif facts.server_version is not None and _major(facts.pg_dump_version) < _major(
         facts.server_version
     ):
         checks.append(
-            Check(
+            Finding(
+                "error",
                 "pg_dump",
-                "fail",
                 f"pg_dump {facts.pg_dump_version} cannot dump PostgreSQL {facts.server_version}",
                 "remove pg_bin_dir to use the bundled PostgreSQL 18 tools, or point it at"
                 f" PostgreSQL {_major(facts.server_version)}+ binaries",
@@ -491,36 +463,36 @@ def database_checks(facts: DatabaseFacts) -> list[Check]:
         )
     else:
         checks.append(
-            Check(
-                "pg_dump",
+            Finding(
                 "ok",
+                "pg_dump",
                 f"pg_dump {facts.pg_dump_version} dumps PostgreSQL {facts.server_version};"
                 f" restores need pg_restore {_major(facts.pg_dump_version)}+",
             )
         )
     if facts.tables_in_scope is not None:
         if facts.unreadable:
-            checks.append(Check("table access", "fail", facts.unreadable, facts.unreadable_fix))
+            checks.append(Finding("error", "table access", facts.unreadable, facts.unreadable_fix))
         else:
             checks.append(
-                Check(
-                    "table access",
+                Finding(
                     "ok",
+                    "table access",
                     f"role {facts.role} can read all {facts.tables_in_scope} tables and"
                     " sequences in the backup's scope",
                 )
             )
     if facts.encrypted is False:
         checks.append(
-            Check(
-                "database TLS",
+            Finding(
                 "warn",
+                "database TLS",
                 "the connection is not encrypted: passwords and data cross the network in clear",
                 "add sslmode=require (or verify-full) to the database URL",
             )
         )
     elif facts.encrypted:
-        checks.append(Check("database TLS", "ok", "the connection is encrypted"))
+        checks.append(Finding("ok", "database TLS", "the connection is encrypted"))
     return checks
 
 

@@ -58,9 +58,35 @@ def _row(cells: Sequence[str], tag: str = "td") -> str:
     return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
 
 
-def page(repository: str, history: History, findings: list[Finding]) -> str:
-    """The whole page."""
+def page(repositories: Sequence[tuple[str, History, list[Finding]]]) -> str:
+    """The whole page: one section per repository (a daemon may watch several), under the worst
+    status of them all."""
+    level = worst([f for _, _, findings in repositories for f in findings])
+    names = [name for name, _, _ in repositories]
+    title = names[0] if len(names) == 1 else f"{len(names)} repositories"
+    sections = "".join(_section(n, i, h, f) for i, (n, h, f) in enumerate(repositories))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>bika — {_t(title)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1f2328; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
+td, th {{ border-bottom: 1px solid #d0d7de; padding: .25em .6em; text-align: left; }}
+figure {{ display: inline-block; margin: 0 1.5em 1em 0; }}
+.status {{ font-weight: bold; color: {_COLOURS[level]}; }}
+</style></head><body>
+<h1>bika: {_t(title)}</h1>
+<p class="status" id="status">{_t(NAGIOS_NAMES[level])}</p>
+{sections}
+</body></html>
+"""
+
+
+def _section(repository: str, index: int, history: History, findings: list[Finding]) -> str:
+    """One repository's part of the page; ids carry its index after the first (ids are unique)."""
     level = worst(findings)
+    n = f"-{index}" if index else ""
     latest: dict[str, DrillRecord] = {}
     for record in history.drills:
         if (
@@ -157,27 +183,16 @@ def page(repository: str, history: History, findings: list[Finding]) -> str:
             )
         ]
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>bika — {_t(repository)}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1f2328; }}
-table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
-td, th {{ border-bottom: 1px solid #d0d7de; padding: .25em .6em; text-align: left; }}
-figure {{ display: inline-block; margin: 0 1.5em 1em 0; }}
-.status {{ font-weight: bold; color: {_COLOURS[level]}; }}
-</style></head><body>
-<h1>bika: {_t(repository)}</h1>
-<p class="status" id="status">{_t(NAGIOS_NAMES[level])}</p>
+    return f"""<section>
+<h2>{_t(repository)}: <span style="color:{_COLOURS[level]}">{_t(NAGIOS_NAMES[level])}</span></h2>
 <p>Checked {_t(_when(history.now))}. Recoverable: {_t(window)}.</p>
-<h2>Findings</h2>
-<table id="findings">{"".join(found)}</table>
-<h2>Over time</h2>
+<h3>Findings</h3>
+<table id="findings{n}">{"".join(found)}</table>
+<h3>Over time</h3>
 {charts}
-<h2>Backups ({len(backups)})</h2>
-<table id="backups">{head}{"".join(rows)}</table>
-<h2>Drills ({len(drills)})</h2>
-<table id="drills">{"".join(drills)}</table>
-</body></html>
+<h3>Backups ({len(backups)})</h3>
+<table id="backups{n}">{head}{"".join(rows)}</table>
+<h3>Drills ({len(drills)})</h3>
+<table id="drills{n}">{"".join(drills)}</table>
+</section>
 """

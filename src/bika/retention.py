@@ -157,6 +157,13 @@ def missing_roles(backups: Iterable[Backup], policy: Policy, now: datetime) -> l
     return missing
 
 
+def periods_began(started: datetime) -> datetime:
+    """When the earlier of the ISO week and the month of `started` began (UTC): roles_of_new
+    needs the backups since then, no older ones."""
+    day = started.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return min(day - timedelta(days=day.weekday()), day.replace(day=1))
+
+
 def roles_of_new(existing: Iterable[datetime], started: datetime) -> list[str]:
     """The roles a backup starting now takes, as far as it can be known before it runs: the
     first of its month is the monthly, the first of its week the weekly (a later explicit

@@ -5,10 +5,6 @@ moto_server for S3, azurite for Azure Blob, fake-gcs-server for GCS; no mocks.
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import hashlib
-import hmac
 import importlib
 import json
 import os
@@ -21,6 +17,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.storage.blob import BlobServiceClient
 
 from bika.storage import StorageSettings
 from bika.storage.azure import DEV_ACCOUNT, DEV_KEY
@@ -161,29 +160,21 @@ def azurite_command(port: int) -> list[str]:
     ]
 
 
-def azure_request(
-    endpoint: str, method: str, path: str, query: dict[str, str] | None = None
-) -> dict[str, str]:
-    """One SharedKey-signed request to azurite's dev account; returns the response headers."""
-    query = query or {}
-    headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
-    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
-    canonical_resource = f"/{DEV_ACCOUNT}/{DEV_ACCOUNT}/{path}" + "".join(
-        f"\n{k}:{v}" for k, v in sorted(query.items())
+def azure_client(endpoint: str) -> BlobServiceClient:
+    """The Azure SDK's client for azurite's dev account (the SDK signs the requests)."""
+    return BlobServiceClient(
+        f"{endpoint}/{DEV_ACCOUNT}", credential=AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
     )
-    to_sign = f"{method}\n" + "\n" * 11 + canonical_headers + canonical_resource
-    signature = base64.b64encode(
-        hmac.new(base64.b64decode(DEV_KEY), to_sign.encode(), hashlib.sha256).digest()
-    ).decode()
-    query_string = "&".join(f"{k}={v}" for k, v in query.items())
-    url = f"{endpoint}/{DEV_ACCOUNT}/{path}" + (f"?{query_string}" if query_string else "")
-    request = urllib.request.Request(
-        url,
-        method=method,
-        headers={**headers, "Authorization": f"SharedKey {DEV_ACCOUNT}:{signature}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return dict(response.headers.items())
+
+
+def create_azure_container(endpoint: str, name: str) -> None:
+    azure_client(endpoint).create_container(name)
+
+
+def azure_access_tier(endpoint: str, container: str, blob: str) -> str:
+    """The access tier azurite recorded for a blob, asked directly."""
+    properties = azure_client(endpoint).get_blob_client(container, blob).get_blob_properties()
+    return str(properties.blob_tier or "")
 
 
 def fake_gcs_command(port: int) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import Storage, StorageSettings, open_storage
+from bika.storage import Storage, StorageSettings, open_storage, read_bytes, write_bytes
 
 from .servers import (
     BUCKET,
@@ -51,14 +51,14 @@ def test_s3_wrong_secret_is_a_storage_error_without_the_secret(
 ) -> None:
     server, user = moto_with_auth
     right = open_storage(f"s3://{BUCKET}/creds", s3_settings(server.endpoint, **vars_of(user)))
-    right.write_bytes("bika.json", b"{}")  # the user's own key works
+    write_bytes(right, "bika.json", b"{}")  # the user's own key works
 
     secret = "wrong-secret-do-not-print-me"
     wrong = open_storage(
         f"s3://{BUCKET}/creds",
         s3_settings(server.endpoint, access_key_id=user.access_key_id, secret_access_key=secret),
     )
-    for action in (lambda: wrong.write_bytes("x", b"x"), lambda: list(wrong.list())):
+    for action in (lambda: write_bytes(wrong, "x", b"x"), lambda: list(wrong.list())):
         with pytest.raises(StorageError) as caught:
             action()
         message = assert_one_line(caught.value, names=f"s3://{BUCKET}/creds", never=secret)
@@ -91,7 +91,7 @@ def test_azure_wrong_account_key_is_a_storage_error_without_the_key(azurite: Ser
             azure_key=wrong_key,
         ),
     )
-    for action in (lambda: storage.write_bytes("x", b"x"), lambda: list(storage.list())):
+    for action in (lambda: write_bytes(storage, "x", b"x"), lambda: list(storage.list())):
         with pytest.raises(StorageError) as caught:
             action()
         message = assert_one_line(caught.value, names=f"/{BUCKET}/creds", never=wrong_key)
@@ -107,7 +107,7 @@ def test_gcs_unusable_credentials_file_is_a_storage_error(fake_gcs: Server, tmp_
         gcs_settings(fake_gcs.endpoint, gcs_credentials_file=str(key_file)),
     )
     with pytest.raises(StorageError) as caught:
-        storage.write_bytes("x", b"x")
+        write_bytes(storage, "x", b"x")
     message = assert_one_line(caught.value, names=f"gs://{BUCKET}/creds", never="secret-pem")
     assert "GOOGLE_APPLICATION_CREDENTIALS" in message
 
@@ -136,7 +136,7 @@ def test_missing_bucket_is_a_storage_error_naming_it(
     storage_without_bucket: Storage, action: str
 ) -> None:
     run: Callable[[], object] = {
-        "write": lambda: storage_without_bucket.write_bytes("bika.json", b"{}"),
+        "write": lambda: write_bytes(storage_without_bucket, "bika.json", b"{}"),
         "streamed write": lambda: stream_into(storage_without_bucket, "big", payload(MiB)),
         "list": lambda: list(storage_without_bucket.list("backups/")),
     }[action]
@@ -180,14 +180,14 @@ def test_server_stopped_before_a_read_gives_a_clean_storage_error(tmp_path: Path
             server.endpoint, max_retries=1, retry_timeout=2.0, connect_timeout=1.0
         )
         storage = open_storage("s3://doomed/repo", settings)
-        storage.write_bytes("bika.json", b"{}")
+        write_bytes(storage, "bika.json", b"{}")
     finally:
         server.kill()
     for action in (
-        lambda: storage.read_bytes("bika.json"),
+        lambda: read_bytes(storage, "bika.json"),
         lambda: storage.stat("bika.json"),
         lambda: list(storage.list()),
-        lambda: storage.write_bytes("other", b"x"),
+        lambda: write_bytes(storage, "other", b"x"),
     ):
         with pytest.raises(StorageError) as caught:
             action()
@@ -272,9 +272,9 @@ def test_unreachable_endpoint_gives_a_clean_storage_error(backend: str) -> None:
     )
     started = time.monotonic()
     for action in (
-        lambda: storage.write_bytes("bika.json", b"{}"),
+        lambda: write_bytes(storage, "bika.json", b"{}"),
         lambda: stream_into(storage, "big", payload(MiB)),
-        lambda: storage.read_bytes("bika.json"),
+        lambda: read_bytes(storage, "bika.json"),
         lambda: list(storage.list()),
     ):
         with pytest.raises(StorageError) as caught:

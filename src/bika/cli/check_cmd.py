@@ -18,10 +18,10 @@ from bika.cli.app import STATE, app, json_option, open_other_storage, open_repos
 from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
 from bika.errors import BikaError, ConfigError
-from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
+from bika.findings import NAGIOS_NAMES, exit_code, worst
 from bika.metrics import write_textfile
 from bika.notify import send, transition
-from bika.operations.check import CheckReport, check_repository, remember_status
+from bika.operations.check import CheckReport, check_repository, remember_status, unreachable
 from bika.report import page
 from bika.repository import Repository
 from bika.supabase.api import PlatformBackups
@@ -58,7 +58,7 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
     if message is not None:
         send([url.get_secret_value() for url in settings.notify], message)
     if textfile is not None:
-        write_textfile(textfile, report.history, report.findings)
+        write_textfile(textfile, report.repository, report.history, report.findings)
     if as_json:
         print_json(json_shapes.check_result(report))
     else:
@@ -115,11 +115,13 @@ def _print(report: CheckReport) -> None:
 
 
 def _unknown(where: str, why: str, as_json: bool) -> None:
-    finding = Finding("unknown", "repository", f"cannot read the repository: {why}")
+    findings = unreachable(where, why)
     if as_json:
-        print_json(json_shapes.check_unknown(where, finding))
-    STATE.err.print(f"bika: error: {finding.message}")
-    raise click.exceptions.Exit(3)
+        print_json(json_shapes.check_unreachable(where, findings))
+    STATE.err.print(f"bika: error: {findings[0].message}")
+    for finding in findings[1:]:
+        STATE.err.print(f"bika: {NAGIOS_NAMES[finding.level]}: {finding.message}")
+    raise click.exceptions.Exit(exit_code(findings))
 
 
 @app.command("checklist")
@@ -161,5 +163,5 @@ def report_command(repo: str | None, html_file: Path) -> None:
     values, no key needed; the same page `bika daemon --listen` serves at /."""
     settings = STATE.settings(repo=repo)
     report = report_for(settings)
-    html_file.write_text(page(report.repository, report.history, report.findings))
+    html_file.write_text(page([(report.repository, report.history, report.findings)]))
     STATE.say(f"wrote {html_file}")

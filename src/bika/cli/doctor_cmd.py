@@ -20,8 +20,9 @@ from bika.cli.app import (
 )
 from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
-from bika.diagnosis import Check, diagnose, failed
+from bika.diagnosis import diagnose, failed, status
 from bika.errors import BikaError
+from bika.findings import Finding
 from bika.operations.doctor import database_facts, storage_facts
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue", "unknown": "dim"}
@@ -48,15 +49,17 @@ def doctor(repo: str | None, db: str | None, pg_bin_dir: str | None, as_json: bo
         raise click.exceptions.Exit(1)
 
 
-def _repository_checks(settings: Settings) -> list[Check]:
+def _repository_checks(settings: Settings) -> list[Finding]:
     # a setting naming an unset ${VAR} raises when read: a failed check, not a failed doctor
     try:
         if not settings.repo:
-            return [Check("repository", "warn", "none configured", "pass --repo or set BIKA_REPO")]
+            return [
+                Finding("warn", "repository", "none configured", "pass --repo or set BIKA_REPO")
+            ]
         storage = open_repository_storage(settings)
         classes = settings.storage.classes
     except BikaError as exc:
-        return [Check("settings", "fail", str(exc))]
+        return [Finding("error", "settings", str(exc))]
     return diagnose(storage_facts(storage, classes), None)
 
 
@@ -67,34 +70,34 @@ def _copy_configured(settings: Settings) -> bool:
         return True  # its checks say what is wrong
 
 
-def _copy_checks(settings: Settings) -> list[Check]:
+def _copy_checks(settings: Settings) -> list[Finding]:
     try:
         config = settings.copy_storage
         storage = open_other_storage(settings.require_copy_to(), config)
         classes = config.classes
     except BikaError as exc:
-        return [Check("settings", "fail", str(exc))]
+        return [Finding("error", "settings", str(exc))]
     return diagnose(storage_facts(storage, classes), None)
 
 
-def _database_checks(settings: Settings) -> list[Check]:
+def _database_checks(settings: Settings) -> list[Finding]:
     try:
         url = settings.database_url
         if url is None:
             return [
-                Check(
-                    "database",
+                Finding(
                     "info",
+                    "database",
                     "none configured; give --db or set BIKA_DATABASE_URL to check it",
                 )
             ]
         facts = database_facts(url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope())
     except BikaError as exc:
-        return [Check("database", "fail", str(exc))]
+        return [Finding("error", "database", str(exc))]
     return diagnose(None, facts)
 
 
-def _print(sections: list[tuple[str, list[Check]]]) -> None:
+def _print(sections: list[tuple[str, list[Finding]]]) -> None:
     rows: list[list[Cell]] = []
     fixes: list[str] = []
     for scope, checks in sections:
@@ -104,9 +107,8 @@ def _print(sections: list[tuple[str, list[Check]]]) -> None:
             if check.fix:
                 fixes.append(check.fix)
                 mark = f" [{len(fixes)}]"
-            rows.append(
-                [f"  {check.name}", cell(check.status, _STYLE[check.status]), check.detail + mark]
-            )
+            word = status(check)
+            rows.append([f"  {check.what}", cell(word, _STYLE[word]), check.message + mark])
     print_table(
         STATE.out, [Column("check"), Column("status"), Column("detail")], rows, title="bika doctor"
     )

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bika.config import SettingRow
-from bika.diagnosis import Check
+from bika.diagnosis import status
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
@@ -162,15 +162,17 @@ def copy_result(report: CopyReport) -> Json:
     }
 
 
-def doctor_result(sections: Sequence[tuple[str, Sequence[Check]]], ok: bool) -> Json:
+def doctor_result(sections: Sequence[tuple[str, Sequence[Finding]]], ok: bool) -> Json:
+    """Each finding as {scope, name (its what), status (its level; error is "fail"), detail
+    (its message), fix}: the shape docs/FORMAT.md promises."""
     return {
         "ok": ok,
         "checks": [
             {
                 "scope": scope,
-                "name": c.name,
-                "status": c.status,
-                "detail": c.detail,
+                "name": c.what,
+                "status": status(c),
+                "detail": c.message,
                 "fix": c.fix,
             }
             for scope, checks in sections
@@ -240,15 +242,16 @@ def check_result(report: CheckReport) -> Json:
     }
 
 
-def check_unknown(repository: str, finding: Finding) -> Json:
-    """`bika check` when the repository cannot be read: UNKNOWN (exit 3), the reason as its
-    one finding."""
+def check_unreachable(repository: str, findings: list[Finding]) -> Json:
+    """`bika check` when the repository cannot be read: UNKNOWN (exit 3) with the reason as the
+    first finding, or CRITICAL (exit 2) when this host also holds a failed backup run that could
+    not be uploaded."""
     return {
         "ok": False,
-        "status": "UNKNOWN",
-        "exit_code": 3,
+        "status": NAGIOS_NAMES[worst(findings)],
+        "exit_code": exit_code(findings),
         "repository": repository,
-        "findings": [_check_finding(finding)],
+        "findings": [_check_finding(f) for f in findings],
     }
 
 

@@ -28,6 +28,14 @@ def run(command: tuple[str, ...], **options: Any) -> int:
     \b
     Example:
       bika run --label 0042_add_loans -- supabase db push
+
+    \b
+    Exit codes:
+      COMMAND's own exit code once it ran
+      1    the backup failed (COMMAND did not run)
+      2    bad usage or settings (COMMAND did not run)
+      126  COMMAND exists but may not be executed, as a shell says
+      127  COMMAND not found, as a shell says
     """
     if not command:
         raise click.UsageError("no command given; put it after --: bika run -- supabase db push")

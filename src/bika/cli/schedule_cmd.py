@@ -16,8 +16,9 @@ from bika.cli.check_cmd import report_for
 from bika.cli.render import Column, print_table
 from bika.config import Settings, load_settings
 from bika.errors import ConfigError
+from bika.findings import Finding
 from bika.metrics import registry
-from bika.operations.check import CheckReport
+from bika.monitor import History
 from bika.operations.daemon import Daemon, Entry, State, state_path
 from bika.report import page
 from bika.schedule import Job, jobs, next_run
@@ -88,15 +89,15 @@ def daemon(configs: tuple[Path, ...], listen: str | None) -> None:
         settings = load_settings(file)
         entries += [Entry(file, job, settings.schedule.timezone) for job in _jobs(settings)]
 
-    def reports() -> list[CheckReport]:
-        return [report_for(load_settings(file)) for file in files]
+    def checked() -> list[tuple[str, History, list[Finding]]]:
+        reports = [report_for(load_settings(file)) for file in files]
+        return [(r.repository, r.history, r.findings) for r in reports]
 
     def metrics() -> bytes:
-        return b"".join(generate_latest(registry(r.history, r.findings)) for r in reports())
+        return bytes(generate_latest(registry(checked())))
 
     def status_page() -> bytes:
-        # one page per repository, one after the other
-        return "".join(page(r.repository, r.history, r.findings) for r in reports()).encode()
+        return page(checked()).encode()
 
     address = None
     if listen:

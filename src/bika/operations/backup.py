@@ -22,8 +22,8 @@ from bika.postgres.dump import DumpScope, pg_dump_argv
 from bika.postgres.process import last_error_lines, run
 from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import LargeObjects, Roles, Scope, Source, TableName
-from bika.repository.repository import MANIFEST, new_backup_id
-from bika.retention import roles_of_new
+from bika.repository.repository import BACKUPS, MANIFEST, new_backup_id
+from bika.retention import periods_began, roles_of_new
 from bika.stream import CODECS, Progress, Readable, StreamStats, encode
 from bika.supabase.endpoints import gssapi_hint
 
@@ -69,7 +69,7 @@ class BackupOptions:
 
 def storage_class_for(repo: Repository, options: BackupOptions, started: datetime) -> str | None:
     """The class of a backup's artifacts: its role's (monthly before weekly), else its kind's."""
-    for role in roles_of_new(repo.started_times(), started):
+    for role in roles_of_new(repo.started_times(since=periods_began(started)), started):
         if role in options.role_classes:
             return options.role_classes[role]
     return options.storage_class
@@ -83,7 +83,8 @@ def expected_dump_size(repo: Repository, conn: ConnInfo) -> int | None:
     """About how many bytes pg_dump will write, for a progress bar's % and ETA: the previous
     backup's dump of the same database, else the database's size on disk (which counts indexes
     and bloat, so that estimate runs high). None when neither is known."""
-    for backup_id in reversed(repo.backup_ids()[-_LOOKBACK:]):
+    # by folder (a folder without a manifest fails to read and is passed over)
+    for backup_id in reversed(list(repo.storage.folders(BACKUPS))[-_LOOKBACK:]):
         try:
             manifest = repo.manifest(backup_id)
         except BikaError:

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from bika import clock
 from bika.errors import BikaError
 from bika.findings import Finding
-from bika.monitor import History, RunEvent, Thresholds, evaluate, last_status
+from bika.monitor import History, RunEvent, Thresholds, evaluate, last_run, last_status
 from bika.operations.runlog import recorded
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, latest_drills
-from bika.repository.events import pending, read_events
+from bika.repository.events import Event, pending, read_events
 from bika.retention import Backup, Policy, decide, missing_roles
 from bika.supabase.api import PlatformBackups
 
@@ -39,20 +39,34 @@ RETENTION_GRACE = timedelta(days=1)
 def run_events(repository: Repository, since: datetime) -> list[RunEvent]:
     """The run log (events/) as monitoring reads it."""
     return [
-        RunEvent(
-            time=event.finished_at,
-            command=event.command,
-            ok=event.outcome == "ok",
-            error=event.error or ("interrupted" if event.outcome == "interrupted" else ""),
-            backup_ids=tuple(event.backup_ids),
-            status=event.detail.get("status") if event.command == "check" else None,
-        )
+        _run_event(event)
         for event in [
             *read_events(repository.storage, repository.url, since=since),
             # runs of this host that could not reach the repository yet (a failed backup)
             *(e for _, _, e in pending(repository.url) if e.started_at >= since),
         ]
     ]
+
+
+def _run_event(event: Event) -> RunEvent:
+    return RunEvent(
+        time=event.finished_at,
+        command=event.command,
+        ok=event.outcome == "ok",
+        error=event.error or ("interrupted" if event.outcome == "interrupted" else ""),
+        backup_ids=tuple(event.backup_ids),
+        status=event.detail.get("status") if event.command == "check" else None,
+    )
+
+
+def unreachable(url: str, why: str) -> list[Finding]:
+    """`bika check` of a repository it cannot read: unknown, and also critical when a backup run
+    of this host failed since and is waiting to be uploaded (the likely reason nobody can see)."""
+    findings = [Finding("unknown", "repository", f"cannot read the repository: {why}")]
+    now = clock.now()
+    runs = [_run_event(e) for _, _, e in pending(url) if e.started_at >= now - RUN_LOG_WINDOW]
+    findings += [f for f in last_run(History(now, [], runs=runs)) if f.level != "ok"]
+    return findings
 
 
 def overdue(manifests: list[Manifest], policy: Policy, now: datetime) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from typing import Literal
 from bika.errors import IntegrityError, ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository import Artifact, Manifest, Repository
 from bika.repository.repository import CONFIG_KEY, MANIFEST
-from bika.storage import Storage
+from bika.storage import Storage, write_bytes
 from bika.stream import Progress
 
 CHUNK = 1 << 20
@@ -139,7 +139,7 @@ def _copy_backup(
     try:
         # The stored bytes, not a re-serialisation: the copy is the same backup, down to its
         # repository_id, which keeps naming the repository the backup was taken in.
-        dest.storage.write_bytes(key, raw)
+        write_bytes(dest.storage, key, raw)
     except ObjectExists:
         return CopyResult(backup_id, "present", written, f"copied meanwhile into {dest.url}")
     return CopyResult(backup_id, "copied", written + len(raw))

@@ -23,17 +23,15 @@ from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope
 from bika.repository import Repository
 from bika.repository.repository import CONFIG_KEY
-from bika.storage import Storage
-from bika.storage.bucket import bucket_facts
+from bika.storage import Storage, bucket_facts, write_bytes
 from bika.storage.facts import BucketFacts
 from bika.storage.local import LocalStorage
 
 PROBE_PREFIX = "doctor-probe-"
-_BACKENDS: dict[str, Backend] = {"s3": "s3", "gs": "gcs", "az": "azure", "azure": "azure"}
 
 
 def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
-    backend = _backend(storage)
+    backend: Backend = storage.kind
     try:
         found = storage.stat(CONFIG_KEY)
     except BikaError as exc:
@@ -127,12 +125,6 @@ def database_facts(
     )
 
 
-def _backend(storage: Storage) -> Backend:
-    if isinstance(storage, LocalStorage):
-        return "local"
-    return _BACKENDS.get(storage.url.split("://", 1)[0].lower(), "s3")
-
-
 def _probe_key() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40]
     return f"{PROBE_PREFIX}{host or 'host'}-{secrets.token_hex(4)}"
@@ -141,7 +133,7 @@ def _probe_key() -> str:
 def _probe(storage: Storage) -> tuple[bool, str, str | None]:
     key = _probe_key()
     try:
-        storage.write_bytes(key, b"bika doctor probe\n")
+        write_bytes(storage, key, b"bika doctor probe\n")
     except BikaError as exc:
         return False, str(exc), None
     return True, "wrote and deleted a probe object", key
@@ -161,7 +153,7 @@ def _probe_local(storage: LocalStorage) -> tuple[bool | None, str, str | None]:
         return False, f"{storage.root} does not exist and {parent} is not writable", None
     key = _probe_key()
     try:
-        storage.write_bytes(key, b"bika doctor probe\n")
+        write_bytes(storage, key, b"bika doctor probe\n")
         storage.delete(key)
     except BikaError as exc:
         return False, str(exc), None

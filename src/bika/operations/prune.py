@@ -10,7 +10,7 @@ nothing that started after the prune did is deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -90,6 +90,9 @@ def prune(
             report.deleted_objects += 1
             report.freed_bytes += info.size
 
+        # out of the index first: a reader listing by folder would see them until their
+        # folders are empty
+        repo.forget(verdict.id for verdict in report.dropped)
         for verdict in report.dropped:
             owned = objects.get(verdict.id, [])
             manifest_key = repo.artifact_key(verdict.id, MANIFEST)
@@ -108,12 +111,32 @@ def _plan(
     objects (backups/<id>/… and drills/<id>/…)."""
     now = report.now
     objects: dict[str, list[ObjectInfo]] = {}
-    for info in [*repo.storage.list(BACKUPS), *repo.storage.list(DRILLS)]:
-        top = BACKUPS if info.key.startswith(BACKUPS) else DRILLS
-        parts = info.key[len(top) :].split("/")
-        if len(parts) >= 2:
-            objects.setdefault(parts[0], []).append(info)
-    usable, damaged = repo.scan()
+
+    def own(infos: Iterable[ObjectInfo]) -> None:
+        for info in infos:
+            top = BACKUPS if info.key.startswith(BACKUPS) else DRILLS
+            parts = info.key[len(top) :].split("/")
+            if len(parts) >= 2:
+                objects.setdefault(parts[0], []).append(info)
+
+    if options.dry_run:
+        # what a prune would do, read as list reads (by folder, through the index), so that it
+        # stays quick on a year of backups; the prune itself lists every object (below)
+        folders = list(repo.storage.folders(BACKUPS))
+        usable, damaged = repo.scan(folders=folders)
+        for m in usable:
+            own(ObjectInfo(a.key, a.stored_size) for a in m.artifacts.values())
+            manifest_key = repo.artifact_key(m.id, MANIFEST)
+            own([ObjectInfo(manifest_key, repo.manifest_size(m.id) or 0)])
+        judged = {m.id for m in usable} | {bad.backup_id for bad in damaged}
+        for folder in folders:
+            if folder not in judged:  # no manifest: a running, failed or killed backup
+                own(repo.storage.list(repo.backup_prefix(folder)))
+    else:
+        backups = list(repo.storage.list(BACKUPS))
+        own(backups)
+        usable, damaged = repo.scan(backups)
+    own(repo.storage.list(DRILLS))
     manifests = {m.id: m for m in usable}
     # a backup whose manifest cannot be read is not judged, and never taken for a leftover
     for bad in damaged:

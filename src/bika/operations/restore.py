@@ -51,6 +51,7 @@ from bika.postgres import binaries, catalog
 from bika.postgres.connection import ConnInfo
 from bika.postgres.preflight import ArchiveToc, inspect_target, read_toc
 from bika.repository import Artifact, Manifest, Repository
+from bika.storage import read_range
 from bika.stream import Progress
 
 # What the CLI, the drill and the tests use, wherever it is defined.
@@ -292,7 +293,7 @@ def export_backup(
 
 def check_identity(repo: Repository, key: str, identities: list[object], label: str) -> None:
     """Fail before touching any database if none of the identities opens the artifact."""
-    head = repo.storage.read_range(key, 0, 4096)
+    head = read_range(repo.storage, key, 0, 4096)
     end = head.find(b"\n---")
     if end < 0:
         raise RestoreError(f"{label}: not an age file (no header found)")

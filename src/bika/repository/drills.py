@@ -12,10 +12,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
+from bika.repository.index import read_records
 from bika.repository.repository import Repository
+from bika.storage import read_bytes, write_bytes
 
 DRILLS = "drills/"
 DRILL_FORMAT_VERSION = 1
+DRILL_INDEX = "drills"
+"""The index of drill records: index/drills/… (index.py)."""
 
 TableStatus = Literal["ok", "differs", "missing", "unreadable", "skipped"]
 
@@ -107,11 +111,11 @@ def record_drill(repo: Repository, record: DrillRecord) -> str:
     name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z"
     key = f"{drill_prefix(record.backup_id)}{name}.json"
     try:
-        repo.storage.write_bytes(key, record.to_json().encode())
+        write_bytes(repo.storage, key, record.to_json().encode())
     except ObjectExists:
         # two drills of one backup in the same millisecond: keep both
         key = f"{drill_prefix(record.backup_id)}{name}-{secrets.token_hex(2)}.json"
-        repo.storage.write_bytes(key, record.to_json().encode())
+        write_bytes(repo.storage, key, record.to_json().encode())
     return key
 
 
@@ -122,20 +126,31 @@ def drill_history(repo: Repository, backup_id: str) -> list[DrillRecord]:
 
 
 def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
-    """The newest drill of each backup that has one, from one listing of drills/."""
+    """The newest drill of each backup that has one, from one listing of drills/ (their bytes
+    through the index, index.py)."""
+    listed = []
     newest: dict[str, str] = {}
     for info in repo.storage.list(DRILLS):
         parts = info.key[len(DRILLS) :].split("/")
         if len(parts) != 2 or not parts[1].endswith(".json"):
             continue
+        listed.append(info)
         backup_id, name = parts
         if backup_id not in newest or name > newest[backup_id].rsplit("/", 1)[1]:
             newest[backup_id] = info.key
-    return {backup_id: _read(repo, key) for backup_id, key in newest.items()}
+    raws = read_records(repo.storage, DRILL_INDEX, listed, newest.values())
+    return {
+        backup_id: _parse(repo, key, raws[key])
+        for backup_id, key in newest.items()
+        if key in raws  # deleted since it was listed (prune)
+    }
 
 
 def _read(repo: Repository, key: str) -> DrillRecord:
-    raw = repo.storage.read_bytes(key)
+    return _parse(repo, key, read_bytes(repo.storage, key))
+
+
+def _parse(repo: Repository, key: str, raw: bytes) -> DrillRecord:
     try:
         return DrillRecord.model_validate_json(raw)
     except ValidationError as exc:

@@ -21,11 +21,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, RepositoryError
+from bika.repository.index import read_records
 from bika.repository.locks import key_safe
-from bika.storage import Storage
+from bika.storage import Storage, write_bytes
 
 EVENTS = "events/"
 EVENT_FORMAT_VERSION = 1
+EVENT_INDEX = "events"
+"""The index of events: index/events/… (index.py)."""
 
 Outcome = Literal["ok", "failed", "interrupted"]
 
@@ -76,23 +79,30 @@ def write_event(storage: Storage, event: Event, key: str | None = None) -> str:
     key = key or event_key(event)
     # ObjectExists: a pending event an earlier run uploaded before it died, done already
     with contextlib.suppress(ObjectExists):
-        storage.write_bytes(key, event.to_json())
+        write_bytes(storage, key, event.to_json())
     return key
 
 
 def read_events(storage: Storage, url: str, since: datetime | None = None) -> list[Event]:
     """Every event (that started at or after `since`), oldest first: keys begin with the start
     time, so older ones are skipped without being read."""
-    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else EVENTS
+    first = f"{EVENTS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else None
+    listed = [
+        info for info in storage.list(EVENTS, start_after=first) if info.key.endswith(".json")
+    ]
+    wanted = sorted(info.key for info in listed)
+    # the index keeps the older events, which this listing did not look at, for other readers
+    raws = read_records(
+        storage, EVENT_INDEX, listed, wanted, unlisted=lambda key: first is not None and key < first
+    )
     events = []
-    for info in sorted(storage.list(EVENTS), key=lambda i: i.key):
-        if not info.key.endswith(".json") or info.key < first:
-            continue
-        raw = storage.read_bytes(info.key)
+    for key in wanted:
+        if key not in raws:
+            continue  # deleted since it was listed (by hand: bika never deletes events)
         try:
-            events.append(Event.model_validate_json(raw))
+            events.append(Event.model_validate_json(raws[key]))
         except ValidationError as exc:
-            raise RepositoryError(f"{url}/{info.key} is not a valid event: {exc}") from exc
+            raise RepositoryError(f"{url}/{key} is not a valid event: {exc}") from exc
     return events
 
 

@@ -28,6 +28,7 @@ from bika import clock
 from bika.errors import ObjectNotFound, RepositoryLocked
 from bika.pids import alive
 from bika.repository.repository import Repository
+from bika.storage import read_bytes, write_bytes
 
 LOCKS = "locks/"
 LEASE = timedelta(minutes=30)
@@ -89,7 +90,7 @@ class Lock:
             f"{LOCKS}{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z-"
             f"{key_safe(record.host)}-{secrets.token_hex(4)}.json"
         )
-        self.repo.storage.write_bytes(self.key, record.model_dump_json(indent=2).encode())
+        write_bytes(self.repo.storage, self.key, record.model_dump_json(indent=2).encode())
         self._written = now
 
     def renew(self) -> None:
@@ -116,7 +117,7 @@ def held_locks(repo: Repository) -> list[tuple[str, LockRecord | None]]:
     for info in repo.storage.list(LOCKS):
         try:
             found.append(
-                (info.key, LockRecord.model_validate_json(repo.storage.read_bytes(info.key)))
+                (info.key, LockRecord.model_validate_json(read_bytes(repo.storage, info.key)))
             )
         except ObjectNotFound:
             continue  # released while we listed

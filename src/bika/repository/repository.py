@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,12 +25,17 @@ from bika.errors import (
     RepositoryError,
     UnusableBackup,
 )
+from bika.repository.index import forget, read_by_folder, read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.storage import Storage
+from bika.storage import ObjectInfo, Storage, read_bytes, write_bytes
+
+_LOG = logging.getLogger(__name__)
 
 CONFIG_KEY = "bika.json"
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
+MANIFEST_INDEX = "manifests"
+"""The index of manifests: index/manifests/… (index.py)."""
 # copied-from/<repository id>.json: a repository whose backups `bika copy` brings here
 COPIED_FROM = "copied-from/"
 
@@ -52,6 +59,7 @@ class Repository:
         self.storage = storage
         self.config = config
         self._copy_sources: set[str] | None = None
+        self._manifest_sizes: dict[str, int] = {}
 
     @property
     def id(self) -> str:
@@ -76,7 +84,7 @@ class Repository:
         }
         data = (json.dumps(config, indent=2) + "\n").encode()
         try:
-            storage.write_bytes(CONFIG_KEY, data)
+            write_bytes(storage, CONFIG_KEY, data)
         except ObjectExists as exc:
             raise RepositoryError(
                 f"{storage.url} already holds a bika repository; use it, or choose another --repo"
@@ -86,7 +94,7 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage) -> Repository:
         try:
-            raw = storage.read_bytes(CONFIG_KEY)
+            raw = read_bytes(storage, CONFIG_KEY)
         except ObjectNotFound as exc:
             raise RepositoryError(
                 f"no bika repository at {storage.url}; create one with 'bika init --repo"
@@ -116,20 +124,27 @@ class Repository:
     def commit(self, manifest: Manifest) -> None:
         """Write the manifest, which makes the backup exist. Never overwrites one."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        self.storage.write_bytes(key, manifest.to_json().encode())
+        write_bytes(self.storage, key, manifest.to_json().encode())
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""
-        ids = []
-        for info in self.storage.list(BACKUPS):
-            parts = info.key[len(BACKUPS) :].split("/")
-            if len(parts) == 2 and parts[1] == MANIFEST:
-                ids.append(parts[0])
-        return sorted(ids)
+        return sorted(
+            backup_id
+            for info in self.storage.list(BACKUPS)
+            if (backup_id := _manifest_id(info.key)) is not None
+        )
 
-    def started_times(self) -> list[datetime]:
-        """When each backup started, to the second, from the ids alone (no manifest read)."""
-        return [t for i in self.backup_ids() if (t := _id_time(i)) is not None]
+    def started_times(self, since: datetime | None = None) -> list[datetime]:
+        """When each backup started, to the second, from the ids alone (no manifest read);
+        with `since`, only backups whose id says they started then or later (ids sort by
+        time, so the storage lists only those)."""
+        start_after = f"{BACKUPS}{since.astimezone(UTC):%Y%m%dT%H%M%S}" if since else None
+        times = []
+        for info in self.storage.list(BACKUPS, start_after=start_after):
+            backup_id = _manifest_id(info.key)
+            if backup_id is not None and (stamp := _id_time(backup_id)) is not None:
+                times.append(stamp)
+        return sorted(times)
 
     def manifest(self, backup_id: str) -> Manifest:
         return self.read_manifest(backup_id)[0]
@@ -141,11 +156,14 @@ class Repository:
         another repository that did not come here by `bika copy` (a folder copied by hand)."""
         key = self.artifact_key(backup_id, MANIFEST)
         try:
-            raw = self.storage.read_bytes(key)
+            raw = read_bytes(self.storage, key)
         except ObjectNotFound as exc:
             raise BackupNotFound(
                 f"no backup {backup_id!r} in {self.url}; 'bika list' shows the ids"
             ) from exc
+        return self._parse(backup_id, raw), raw
+
+    def _parse(self, backup_id: str, raw: bytes) -> Manifest:
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -168,22 +186,53 @@ class Repository:
                 " hand, and this repository's key may not open it; use it from the repository"
                 " it came from",
             )
-        return manifest, raw
+        return manifest
 
-    def scan(self) -> tuple[list[Manifest], list[DamagedBackup]]:
+    def scan(
+        self,
+        listing: Iterable[ObjectInfo] | None = None,
+        *,
+        folders: Iterable[str] | None = None,
+    ) -> tuple[list[Manifest], list[DamagedBackup]]:
         """Every usable manifest, in the order the backups started (ties by id), and, apart,
         the backups whose manifest cannot be used, each with the reason: one bad manifest does
-        not hide the others."""
+        not hide the others.
+
+        The manifests come through the index (index.py), which saves fetching them. Given
+        `listing`, a fresh listing of every object under backups/ (prune has one), the index
+        is used only for manifests listed exactly as it holds them. Without, backups/ is
+        listed by folder (or `folders` are its folders, listed by the caller), which skips the
+        artifacts: a folder's manifest is read unless the index holds it, and an entry whose
+        folder is gone is dropped."""
+        raws: dict[str, bytes]
+        if listing is None:
+            names = self.storage.folders(BACKUPS) if folders is None else folders
+            keys = [self.artifact_key(name, MANIFEST) for name in names]
+            raws = read_by_folder(self.storage, MANIFEST_INDEX, keys)
+        else:
+            listed = [info for info in listing if _manifest_id(info.key) is not None]
+            raws = read_records(self.storage, MANIFEST_INDEX, listed)
         manifests: list[Manifest] = []
         damaged: list[DamagedBackup] = []
-        for backup_id in self.backup_ids():
+        for key in sorted(raws):
+            backup_id = _manifest_id(key)
+            if backup_id is None:
+                continue
+            self._manifest_sizes[backup_id] = len(raws[key])
             try:
-                manifests.append(self.manifest(backup_id))
-            except BackupNotFound:
-                continue  # deleted since it was listed
+                manifests.append(self._parse(backup_id, raws[key]))
             except UnusableBackup as exc:
                 damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
+
+    def manifest_size(self, backup_id: str) -> int | None:
+        """The stored size of a manifest the last scan() read, else None."""
+        return self._manifest_sizes.get(backup_id)
+
+    def forget(self, backup_ids: Iterable[str]) -> None:
+        """Take these backups out of the index before their manifests are deleted (prune), so
+        that no reader by folder sees them while their artifacts go."""
+        forget(self.storage, MANIFEST_INDEX, [self.artifact_key(i, MANIFEST) for i in backup_ids])
 
     def copy_sources(self) -> set[str]:
         """Ids of the repositories whose backups `bika copy` has brought here."""
@@ -200,8 +249,10 @@ class Repository:
             return
         record = {"repository_id": repository_id, "created": datetime.now(UTC).isoformat()}
         with contextlib.suppress(ObjectExists):  # recorded meanwhile by another copy
-            self.storage.write_bytes(
-                f"{COPIED_FROM}{repository_id}.json", (json.dumps(record) + "\n").encode()
+            write_bytes(
+                self.storage,
+                f"{COPIED_FROM}{repository_id}.json",
+                (json.dumps(record) + "\n").encode(),
             )
         self.copy_sources().add(repository_id)
 
@@ -214,15 +265,25 @@ class Repository:
             )
         if ref == "latest":
             return self.latest()
-        ids = self.backup_ids()
-        if ref in ids:
+        # by folder, which skips the artifacts: a folder without a manifest is no backup, so
+        # the candidates' manifests are looked up (until two are found)
+        candidates = [i for i in self.storage.folders(BACKUPS) if i.startswith(ref)]
+        if ref in candidates and self._has_manifest(ref):
             return ref
-        matches = [i for i in ids if i.startswith(ref)]
-        if len(matches) == 1:
+        matches: list[str] = []
+        for candidate in candidates:
+            if candidate != ref and self._has_manifest(candidate):
+                matches.append(candidate)
+                if len(matches) > 1:
+                    raise BackupNotFound(
+                        f"{ref!r} matches {len(candidates)} backups; give more of the id"
+                    )
+        if matches:
             return matches[0]
-        if len(matches) > 1:
-            raise BackupNotFound(f"{ref!r} matches {len(matches)} backups; give more of the id")
         raise BackupNotFound(f"no backup {ref!r} in {self.url}; 'bika list' shows the ids")
+
+    def _has_manifest(self, backup_id: str) -> bool:
+        return self.storage.stat(self.artifact_key(backup_id, MANIFEST)) is not None
 
     def latest(self) -> str:
         """The id of the backup that started last."""
@@ -247,7 +308,12 @@ class Repository:
                     continue
                 if best is not None and stamp + timedelta(seconds=1) <= best[0]:
                     break
-            started = _started(self.manifest(backup_id))
+            try:
+                started = _started(self.manifest(backup_id))
+            except UnusableBackup as exc:
+                # "latest" means the newest usable one; say which newer one was passed over
+                _LOG.warning("skipping backup %s: %s", backup_id, exc.reason)
+                continue
             if started < when and (best is None or started > best[0]):
                 best = (started, backup_id)
         if best is None:
@@ -269,6 +335,12 @@ def _first_error(exc: ValidationError) -> str:
     message = str(first.get("msg", "invalid")).splitlines()[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where + ': ' if where else ''}{message}{more}"
+
+
+def _manifest_id(key: str) -> str | None:
+    """The backup id of backups/<id>/manifest.json; None for any other key."""
+    parts = key[len(BACKUPS) :].split("/") if key.startswith(BACKUPS) else []
+    return parts[0] if len(parts) == 2 and parts[1] == MANIFEST and parts[0] else None
 
 
 def _id_time(backup_id: str) -> datetime | None:

@@ -1,4 +1,6 @@
-"""The Storage protocol every backend implements, and opening a storage from a URL.
+"""The Storage protocol every backend implements, the helpers written once on top of it
+(read_bytes, write_bytes, read_range, bucket_facts), the one StorageSettings type, and opening a
+storage from a URL.
 
 A storage is a flat key space under a prefix; keys use '/' separators. Objects are written once.
 """
@@ -9,9 +11,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr
+
+from bika.storage.facts import BucketFacts, Kind
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,10 @@ class ObjectInfo:
     modified: datetime | None = None
     """When the object was written (cloud: its upload started or completed), timezone-aware;
     None where a backend cannot say. Prune judges leftovers' age by it."""
+    etag: str | None = None
+    """The storage's tag for this version of the object (S3/Azure ETag, GCS etag), None where
+    a backend has none: with size (else modified), what tells a rewritten object from the one
+    cached in the repository's index."""
 
 
 class Sink(Protocol):
@@ -36,10 +44,14 @@ class Source(Protocol):
 
 
 class Storage(Protocol):
-    """What bika needs of a place to keep objects. Backends: local, s3, azure, gcs."""
+    """What a backend must do: stream an object in (create) and out (open, whole or a range),
+    list, stat and delete. Everything else (read_bytes, write_bytes, read_range below,
+    doctor's bucket inspection) is written once on top of these, or is a backend's own."""
 
     url: str
     """Where it points, for messages; never holds a credential."""
+    kind: Kind
+    """Which backend this is, for messages and doctor's fixes (never an isinstance)."""
 
     def create(
         self, key: str, *, overwrite: bool = False, storage_class: str | None = None
@@ -50,18 +62,22 @@ class Storage(Protocol):
         ObjectExists at commit at the latest."""
         ...
 
-    def open(self, key: str) -> AbstractContextManager[Source]:
-        """Stream an object's bytes. Raises ObjectNotFound."""
+    def open(
+        self, key: str, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[Source]:
+        """Stream an object's bytes from start, length of them at most (None: to the end); a
+        range past the end reads as b''. Raises ObjectNotFound."""
         ...
 
-    def read_range(self, key: str, start: int, length: int) -> bytes: ...
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order; with start_after, only
+        those whose key sorts after it (the storage skips the others without listing them)."""
+        ...
 
-    def read_bytes(self, key: str) -> bytes: ...
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None: ...
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix, in key order."""
+    def folders(self, prefix: str) -> Iterator[str]:
+        """The folders right under prefix (which ends in '/'), in order: each name that some
+        key continues from prefix with, up to its next '/'. A folder of many objects costs as
+        much as one (S3's common prefixes); a local disk's empty folder may be one too."""
         ...
 
     def stat(self, key: str) -> ObjectInfo | None: ...
@@ -77,6 +93,48 @@ class Storage(Protocol):
         failed uploads, so theirs is empty (an upload that could not even be aborted is for
         the bucket's lifecycle rule)."""
         ...
+
+
+@runtime_checkable
+class Inspectable(Protocol):
+    """A backend that can read its bucket's protections for `bika doctor` (the clouds)."""
+
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, encryption, lifecycle, logging and retention, each on, off or unknown
+        (with why); never raises. probe_key names an object just written (Azure tells
+        versioning from it)."""
+        ...
+
+
+_FIRST_READ = 1 << 20
+
+
+def read_bytes(storage: Storage, key: str) -> bytes:
+    """A whole (small) object: bika.json, a manifest, an event, a lock. Objects up to 1 MiB cost
+    one request (a ranged read asks no size first); the rest of a larger one a second."""
+    with storage.open(key, 0, _FIRST_READ) as source:
+        head = source.read()
+    if len(head) < _FIRST_READ:
+        return head
+    with storage.open(key, _FIRST_READ) as source:
+        return head + source.read()
+
+
+def read_range(storage: Storage, key: str, start: int, length: int) -> bytes:
+    """Up to length bytes from start; b'' past the end."""
+    with storage.open(key, start, length) as source:
+        return source.read()
+
+
+def write_bytes(storage: Storage, key: str, data: bytes, *, overwrite: bool = False) -> None:
+    """A whole (small) object, create-only unless overwrite."""
+    with storage.create(key, overwrite=overwrite) as sink:
+        sink.write(data)
+
+
+def bucket_facts(storage: Storage, probe_key: str | None = None) -> BucketFacts | None:
+    """The settings of the bucket or container a storage lives in; None for local disk."""
+    return storage.bucket_facts(probe_key) if isinstance(storage, Inspectable) else None
 
 
 _MIN_PART = 256 * 1024

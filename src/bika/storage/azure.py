@@ -11,17 +11,11 @@ identity, az CLI) -- what DefaultAzureCredential would find.
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import hashlib
-import hmac
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode, urlsplit
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from obstore.store import AzureStore
 
@@ -32,9 +26,11 @@ from bika.storage.cloud import (
     ServerReply,
     check_endpoint,
     client_options,
+    one_line,
     retry_config,
     settings_error,
 )
+from bika.storage.facts import BucketFacts, Kind, Setting
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig
@@ -45,6 +41,8 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 DEV_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
 
 _TIERS = {"hot": "Hot", "cool": "Cool", "cold": "Cold", "archive": "Archive"}
+STORAGE_CLASSES = frozenset(name.upper() for name in _TIERS)
+SEALED_CLASSES = frozenset({"ARCHIVE"})  # rehydrate before reading
 _CREDENTIALS_HINT = (
     "; check the credentials: set AZURE_STORAGE_CONNECTION_STRING, or"
     " AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN for the account"
@@ -71,17 +69,6 @@ class ConnectionString:
     key: str | None = None
     sas: str | None = None
     endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class RestReply:
-    status: int
-    headers: dict[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
 def parse_connection_string(text: str) -> ConnectionString:
@@ -120,121 +107,183 @@ def parse_connection_string(text: str) -> ConnectionString:
     )
 
 
+@dataclass(frozen=True)
+class AzureOptions:
+    """What an AzureStorage is built from: resolve_azure's answer, before any request."""
+
+    container: str
+    prefix: str
+    account: str
+    endpoint: str | None
+    config: AzureConfig
+    """obstore's AzureStore settings: the account, its key or SAS, the endpoint."""
+    allow_http: bool
+    key: str | None = None
+    sas: str | None = None
+    """Used only when there is no key (the key wins, as in obstore)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(secret for secret in (self.key, self.sas) if secret)
+
+
+def resolve_azure(url: str, settings: StorageSettings, environ: Mapping[str, str]) -> AzureOptions:
+    """Where and how to reach an az:// or azure:// URL: settings, then the connection string
+    (settings or AZURE_STORAGE_CONNECTION_STRING), then AZURE_STORAGE_* variables; no key or
+    SAS leaves obstore's own chain (service principal, managed identity, az CLI). Pure."""
+    scheme, rest = url.split("://", 1)
+    parts = [p for p in rest.split("/") if p]
+    url_account: str | None = None
+    if scheme.lower() == "azure":
+        if len(parts) < 2:
+            raise ConfigError(
+                f"repository {url!r}: use azure://account/container/prefix"
+                " (or az://container/prefix)"
+            )
+        url_account, parts = parts[0], parts[1:]
+    if not parts:
+        raise ConfigError(f"repository {url!r}: name the container, as in az://container/prefix")
+    container, prefix = parts[0], "/".join(parts[1:])
+
+    text = reveal(settings.azure_connection_string) or environ.get(
+        "AZURE_STORAGE_CONNECTION_STRING"
+    )
+    conn = parse_connection_string(text) if text else ConnectionString()
+    account = (
+        url_account
+        or settings.azure_account
+        or conn.account
+        or environ.get("AZURE_STORAGE_ACCOUNT_NAME")
+        or environ.get("AZURE_STORAGE_ACCOUNT")
+    )
+    if not account:
+        raise ConfigError(
+            f"repository {url!r}: which storage account? Use azure://account/container/prefix,"
+            " or set AZURE_STORAGE_ACCOUNT_NAME or AZURE_STORAGE_CONNECTION_STRING"
+        )
+    from_conn = conn.account in (None, account)
+    key = reveal(settings.azure_key) or (conn.key if from_conn else None)
+    sas = reveal(settings.azure_sas) or (conn.sas if from_conn else None)
+    if not key and not sas:
+        key = environ.get("AZURE_STORAGE_ACCOUNT_KEY") or environ.get("AZURE_STORAGE_KEY")
+        sas = environ.get("AZURE_STORAGE_SAS_TOKEN") or environ.get("AZURE_STORAGE_SAS_KEY")
+    endpoint = settings.endpoint or (conn.endpoint if from_conn else None)
+    endpoint = endpoint or environ.get("AZURE_STORAGE_ENDPOINT")
+
+    config: AzureConfig = {"account_name": account}
+    if key:
+        config["account_key"] = key
+    elif sas:
+        config["sas_key"] = sas.lstrip("?")
+    if endpoint:
+        config["endpoint"] = check_endpoint(url, endpoint).rstrip("/")
+    allow_http = settings.allow_http
+    if allow_http is None:
+        allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
+    return AzureOptions(
+        container,
+        prefix,
+        account,
+        endpoint,
+        config,
+        allow_http,
+        key=key or None,
+        sas=sas.lstrip("?") if sas else None,
+    )
+
+
 class AzureStorage(CloudStorage):
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        environ: Mapping[str, str] = os.environ
-        scheme, rest = url.split("://", 1)
-        parts = [p for p in rest.split("/") if p]
-        url_account: str | None = None
-        if scheme.lower() == "azure":
-            if len(parts) < 2:
-                raise ConfigError(
-                    f"repository {url!r}: use azure://account/container/prefix"
-                    " (or az://container/prefix)"
-                )
-            url_account, parts = parts[0], parts[1:]
-        if not parts:
-            raise ConfigError(
-                f"repository {url!r}: name the container, as in az://container/prefix"
-            )
-        container, prefix = parts[0], "/".join(parts[1:])
-        self.container = container
+    kind: Kind = "azure"
 
-        text = reveal(settings.azure_connection_string) or environ.get(
-            "AZURE_STORAGE_CONNECTION_STRING"
-        )
-        conn = parse_connection_string(text) if text else ConnectionString()
-        account = (
-            url_account
-            or settings.azure_account
-            or conn.account
-            or environ.get("AZURE_STORAGE_ACCOUNT_NAME")
-            or environ.get("AZURE_STORAGE_ACCOUNT")
-        )
-        if not account:
-            raise ConfigError(
-                f"repository {url!r}: which storage account? Use azure://account/container/prefix,"
-                " or set AZURE_STORAGE_ACCOUNT_NAME or AZURE_STORAGE_CONNECTION_STRING"
-            )
-        self.account = account
-        from_conn = conn.account in (None, account)
-        key = reveal(settings.azure_key) or (conn.key if from_conn else None)
-        sas = reveal(settings.azure_sas) or (conn.sas if from_conn else None)
-        if not key and not sas:
-            key = environ.get("AZURE_STORAGE_ACCOUNT_KEY") or environ.get("AZURE_STORAGE_KEY")
-            sas = environ.get("AZURE_STORAGE_SAS_TOKEN") or environ.get("AZURE_STORAGE_SAS_KEY")
-        endpoint = settings.endpoint or (conn.endpoint if from_conn else None)
-        endpoint = endpoint or environ.get("AZURE_STORAGE_ENDPOINT")
-
-        config: AzureConfig = {"account_name": account}
-        if key:
-            config["account_key"] = key
-        elif sas:
-            config["sas_key"] = sas.lstrip("?")
-        if endpoint:
-            config["endpoint"] = check_endpoint(url, endpoint).rstrip("/")
-        allow_http = settings.allow_http
-        if allow_http is None:
-            allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
-        self.endpoint = endpoint
+    def __init__(
+        self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None
+    ) -> None:
+        options = resolve_azure(url, settings, os.environ if environ is None else environ)
         try:
             store = AzureStore(
-                container,
-                prefix=prefix or None,
-                config=config,
-                client_options=client_options(settings, allow_http),
+                options.container,
+                prefix=options.prefix or None,
+                config=options.config,
+                client_options=client_options(settings, options.allow_http),
                 retry_config=retry_config(settings),
             )
         except Exception as exc:
-            raise settings_error(url, exc, tuple(s for s in (key, sas) if s)) from exc
+            raise settings_error(url, exc, options.secrets) from exc
         super().__init__(
             url,
             store,
             settings,
-            prefix=prefix,
-            secrets=tuple(s for s in (key, sas) if s),
+            prefix=options.prefix,
+            secrets=options.secrets,
             missing_container_codes=("ContainerNotFound",),
         )
-        self.prefix = prefix
-        self._account_key = key
-        self._sas = sas.lstrip("?") if sas and not key else None
+        self.container = options.container
+        self.prefix = options.prefix
+        self.account = options.account
+        self.endpoint = options.endpoint
+        self._account_key = options.key
+        self._sas = options.sas
 
-    def rest(
-        self, method: str, path: str = "", query: dict[str, str] | None = None
-    ) -> RestReply | None:
-        """One signed data-plane request for what obstore does not cover (service and
-        container properties); path is relative to the account ("" for the service, the
-        container's name, or container/blob). None when only Azure AD credentials are at hand,
-        which this does not sign."""
-        if not self._account_key and not self._sas:
-            return None
-        query = dict(query or {})
-        base = (self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/")
-        url = f"{base}/{quote(path)}"
-        headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
-        if self._account_key:
-            canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
-            resource = f"/{self.account}{urlsplit(url).path}" + "".join(
-                f"\n{k.lower()}:{v}" for k, v in sorted(query.items())
-            )
-            to_sign = f"{method}\n" + "\n" * 11 + canonical_headers + resource
-            signature = base64.b64encode(
-                hmac.new(
-                    base64.b64decode(self._account_key), to_sign.encode(), hashlib.sha256
-                ).digest()
-            ).decode()
-            headers["Authorization"] = f"SharedKey {self.account}:{signature}"
-        query_text = urlencode(query)
-        if self._sas:
-            query_text = f"{query_text}&{self._sas}" if query_text else self._sas
-        request = urllib.request.Request(
-            f"{url}?{query_text}" if query_text else url, method=method, headers=headers
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Logging and soft delete (service properties), encryption scope and immutability
+        (container properties) and versioning (whether the probe blob got a version id),
+        through the Azure SDK with the account key or SAS. Lifecycle management is an
+        account setting only Azure Resource Manager shows, which storage credentials cannot
+        read."""
+        base = BucketFacts(
+            "azure",
+            self.container,
+            self.prefix,
+            self.endpoint,
+            account=self.account,
+            storage_classes=STORAGE_CLASSES,
+            sealed_classes=SEALED_CLASSES,
+            lifecycle=Setting(
+                "unknown",
+                "lifecycle management is an account setting only Azure Resource Manager shows",
+            ),
         )
+        if not self._account_key and not self._sas:
+            why = "needs an account key or SAS to read (Azure AD is not used here)"
+            return base.all_unknown(why, but_lifecycle=True)
+        # Imported here: the SDK is only needed by bika doctor.
+        from azure.core.exceptions import HttpResponseError
+
+        def read(call: Callable[[], Any]) -> Any:
+            """The reply, or the HTTP status that refused it."""
+            try:
+                return call()
+            except HttpResponseError as exc:
+                return int(exc.status_code or 0)
+
         try:
-            with urllib.request.urlopen(request, timeout=self._settings.timeout) as response:
-                return RestReply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as exc:
-            return RestReply(exc.code, dict(exc.headers.items()), exc.read())
+            service = self._blob_service()
+            properties = read(service.get_service_properties)
+            container = read(service.get_container_client(self.container).get_container_properties)
+            probe = None
+            if probe_key is not None:
+                name = f"{self.prefix}/{probe_key}" if self.prefix else probe_key
+                probe = read(service.get_blob_client(self.container, name).get_blob_properties)
+        except Exception as exc:
+            return base.all_unknown(one_line(exc), but_lifecycle=True)
+        return container_settings(base, properties, container, probe)
+
+    def _blob_service(self) -> Any:
+        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.storage.blob import BlobServiceClient
+
+        credential: Any = (
+            AzureNamedKeyCredential(self.account, self._account_key)
+            if self._account_key
+            else self._sas
+        )
+        return BlobServiceClient(
+            (self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/"),
+            credential=credential,
+            retry_total=1,
+            connection_timeout=self._settings.connect_timeout,
+            read_timeout=self._settings.timeout,
+        )
 
     def _storage_class(self, storage_class: str) -> str:
         return _TIERS.get(storage_class.lower(), storage_class)
@@ -270,3 +319,56 @@ class AzureStorage(CloudStorage):
             where = self.endpoint or f"https://{self.account}.blob.core.windows.net"
             return f"; check that {where} is reachable and the account name is right"
         return ""
+
+
+def container_settings(base: BucketFacts, service: Any, container: Any, probe: Any) -> BucketFacts:
+    """What the SDK's replies say: service properties (a dict), ContainerProperties and the
+    probe's BlobProperties (or None), each replaced by the HTTP status when refused."""
+    soft_delete = ""
+    logging = Setting("unknown", f"HTTP {service} reading the service properties")
+    if not isinstance(service, int):
+        log = service.get("analytics_logging")
+        flags = [op for op in ("read", "write", "delete") if log is not None and getattr(log, op)]
+        logging = (
+            Setting("on", f"Storage Analytics logs {', '.join(flags)}")
+            if flags
+            else Setting("off", "Storage Analytics logging off")
+        )
+        policy = service.get("delete_retention_policy")
+        if policy is not None and policy.enabled:
+            soft_delete = f"; blob soft delete {policy.days} days"
+        else:
+            soft_delete = "; blob soft delete off"
+
+    if probe is not None and not isinstance(probe, int):
+        versioning = (
+            Setting("on", f"enabled{soft_delete}")
+            if probe.version_id
+            else Setting("off", f"off (a new blob got no version id){soft_delete}")
+        )
+    else:
+        versioning = Setting("unknown", f"no probe blob to tell from{soft_delete}")
+
+    encryption = Setting("unknown", f"HTTP {container} reading the container")
+    retention = encryption
+    if not isinstance(container, int):
+        given = container.encryption_scope
+        scope = (given and given.default_encryption_scope) or "$account-encryption-key"
+        encryption = Setting("on", f"always on; default encryption scope {scope}")
+        flags = [
+            label
+            for attribute, label in (
+                ("has_immutability_policy", "time-based policy"),
+                ("has_legal_hold", "legal hold"),
+                ("immutable_storage_with_versioning_enabled", "version-level immutability"),
+            )
+            if getattr(container, attribute)
+        ]
+        retention = Setting("on", ", ".join(flags)) if flags else Setting("off", "off")
+    return replace(
+        base,
+        versioning=versioning,
+        encryption=encryption,
+        logging=logging,
+        retention=retention,
+    )

@@ -8,6 +8,7 @@ The subclasses only build the obstore store and say what to do about a backend's
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ from obstore.exceptions import (
 )
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import ObjectInfo, StorageSettings
+from bika.storage import ObjectInfo, Source, StorageSettings
+from bika.storage.facts import Kind
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 if TYPE_CHECKING:
@@ -130,6 +132,12 @@ def retry_config(settings: StorageSettings) -> RetryConfig:
     }
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's first line, its whitespace collapsed (its type's name if it has none)."""
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+
+
 def check_key(url: str, key: str) -> str:
     if not key or key.startswith("/") or key.endswith("/") or "//" in key:
         raise StorageError(f"{url}: invalid object key {key!r}")
@@ -142,6 +150,7 @@ class CloudStorage:
     """A Storage backed by an obstore ObjectStore (S3 or Azure Blob)."""
 
     url: str
+    kind: Kind
 
     def __init__(
         self,
@@ -243,18 +252,24 @@ class CloudStorage:
             yield upload
 
     @contextmanager
-    def open(self, key: str) -> Iterator[RangedReader]:
+    def open(self, key: str, start: int = 0, length: int | None = None) -> Iterator[Source]:
         path = check_key(self.url, key)
+        if length is not None and length <= self._settings.part_size:
+            # one request, no HEAD first: a manifest's or an archive header's read
+            yield io.BytesIO(self._read_range(path, key, start, length))
+            return
         try:
             size = obstore.head(self._store, path)["size"]
         except FileNotFoundError as exc:
             raise self._not_found("read", key, exc) from exc
         except Exception as exc:
             raise self._fail("read", key, exc) from exc
+        end = size if length is None else min(size, start + length)
         reader = RangedReader(
-            lambda start, length: self._get_range(key, path, start, length),
-            size,
+            lambda begin, count: self._get_range(key, path, begin, count),
+            end,
             self._settings.part_size,
+            start,
         )
         try:
             yield reader
@@ -269,8 +284,7 @@ class CloudStorage:
         except Exception as exc:
             raise self._fail("read", key, exc) from exc
 
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        path = check_key(self.url, key)
+    def _read_range(self, path: str, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
         try:
@@ -289,28 +303,35 @@ class CloudStorage:
                     return b""
             raise self._fail("read", key, exc) from exc
 
-    def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as source:
-            return source.read()
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
-        with self.create(key, overwrite=overwrite) as sink:
-            sink.write(data)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         # obstore matches prefixes by whole path segments; ask for the enclosing folder and
         # filter by characters, as the protocol promises.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         found: list[ObjectInfo] = []
         try:
-            for batch in obstore.list(self._store, folder or None, chunk_size=1000):
+            for batch in obstore.list(
+                self._store, folder or None, offset=start_after, chunk_size=1000
+            ):
                 for meta in batch:
                     key = _meta_path(meta)
-                    if key.startswith(prefix):
+                    if key.startswith(prefix) and (start_after is None or key > start_after):
                         found.append(_info(key, meta))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        folder = prefix.rstrip("/")
+        try:
+            result = obstore.list_with_delimiter(self._store, folder or None)
+        except Exception as exc:
+            raise self._fail("list", prefix or "objects", exc) from exc
+        start = f"{folder}/" if folder else ""
+        yield from sorted(
+            name[len(start) :].rstrip("/")
+            for name in (str(p) for p in result["common_prefixes"])
+            if name.startswith(start)
+        )
 
     def stat(self, key: str) -> ObjectInfo | None:
         return self._head(check_key(self.url, key), key, "stat")
@@ -342,7 +363,7 @@ class CloudStorage:
 
 
 def _info(key: str, meta: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"))
+    return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"), meta.get("e_tag"))
 
 
 def _meta_path(meta: Any) -> str:

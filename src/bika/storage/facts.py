@@ -1,14 +1,17 @@
 """What a backend reads of its bucket's protections (versioning, encryption, lifecycle, …).
 
-The storage layer fills these; bika.diagnosis (doctor's rules) judges them.
+Each cloud backend fills these (its bucket_facts method); bika.diagnosis (doctor's rules)
+judges them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 State = Literal["on", "off", "unknown"]
+Kind = Literal["local", "s3", "azure", "gcs"]
+"""Which backend a storage is (Storage.kind)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class LifecycleRule:
 
 @dataclass(frozen=True)
 class BucketFacts:
-    backend: Literal["s3", "gcs", "azure"]
+    backend: Kind
     bucket: str
     """Bucket (S3, GCS) or container (Azure)."""
     prefix: str
@@ -45,3 +48,20 @@ class BucketFacts:
     rules: tuple[LifecycleRule, ...] = ()
     logging: Setting = Setting("unknown")
     retention: Setting = Setting("unknown")
+    storage_classes: frozenset[str] = frozenset()
+    """The storage classes (access tiers) this backend knows, upper-cased."""
+    sealed_classes: frozenset[str] = frozenset()
+    """Those whose objects must be restored or rehydrated before they can be read."""
+
+    def all_unknown(self, why: str, *, but_lifecycle: bool = False) -> BucketFacts:
+        """Every setting unknown for one reason (no client, no permission to read any);
+        but_lifecycle keeps what lifecycle already says."""
+        unknown = Setting("unknown", why)
+        return replace(
+            self,
+            versioning=unknown,
+            encryption=unknown,
+            lifecycle=self.lifecycle if but_lifecycle else unknown,
+            logging=unknown,
+            retention=unknown,
+        )

@@ -13,11 +13,13 @@ shared pre-commit check in transfer.py).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,10 +35,13 @@ from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-unty
 from google.oauth2 import service_account
 
 from bika.errors import ConfigError, ObjectNotFound, StorageError
-from bika.storage import ObjectInfo, StorageSettings
-from bika.storage.cloud import check_endpoint, check_key
+from bika.storage import ObjectInfo, Source, StorageSettings
+from bika.storage.cloud import check_endpoint, check_key, one_line
+from bika.storage.facts import BucketFacts, Kind, LifecycleRule, Setting
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
+STORAGE_CLASSES = frozenset({"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"})
+# none sealed: GCS ARCHIVE reads at once (at a price)
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _RESUMABLE_MULTIPLE = 256 * 1024
 _JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
@@ -49,30 +54,63 @@ _CREDENTIALS_HINT = (
 )
 
 
+@dataclass(frozen=True)
+class GCSOptions:
+    """What a GCSStorage is built from: resolve_gcs's answer, before any request."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    anonymous: bool
+    """An emulator: no credentials at all."""
+    credentials_file: str | None
+    """A service-account or authorized-user file; None: application default credentials."""
+    project: str | None
+
+
+def resolve_gcs(url: str, settings: StorageSettings, environ: Mapping[str, str]) -> GCSOptions:
+    """Where and how to reach a gs:// URL: settings, then STORAGE_EMULATOR_HOST (an emulator,
+    reached anonymously, as is any http:// endpoint without a credentials file) and
+    GOOGLE_CLOUD_PROJECT. Pure."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ConfigError(f"repository {url!r}: name the bucket, as in gs://bucket/prefix")
+    emulator = environ.get("STORAGE_EMULATOR_HOST")
+    endpoint = settings.endpoint or emulator
+    if endpoint and "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    endpoint = check_endpoint(url, endpoint).rstrip("/") if endpoint else None
+    # An emulator takes no credentials; a credentials file asks for them anyway.
+    anonymous = bool(
+        endpoint
+        and not settings.gcs_credentials_file
+        and (endpoint.startswith("http://") or (emulator and not settings.endpoint))
+    )
+    return GCSOptions(
+        parts.netloc,
+        parts.path.strip("/"),
+        endpoint,
+        anonymous,
+        settings.gcs_credentials_file,
+        settings.gcs_project or environ.get("GOOGLE_CLOUD_PROJECT"),
+    )
+
+
 class GCSStorage:
     url: str
+    kind: Kind = "gcs"
 
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        parts = urlsplit(url)
-        if not parts.netloc:
-            raise ConfigError(f"repository {url!r}: name the bucket, as in gs://bucket/prefix")
+    def __init__(
+        self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None
+    ) -> None:
+        options = resolve_gcs(url, settings, os.environ if environ is None else environ)
         self.url = url
-        self.bucket_name = parts.netloc
-        prefix = parts.path.strip("/")
-        self.prefix = prefix
-        self._prefix = f"{prefix}/" if prefix else ""
+        self.bucket_name = options.bucket
+        self.prefix = options.prefix
+        self._prefix = f"{options.prefix}/" if options.prefix else ""
         self._settings = settings
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        endpoint = settings.endpoint or emulator
-        if endpoint and "://" not in endpoint:
-            endpoint = f"http://{endpoint}"
-        self.endpoint = check_endpoint(url, endpoint).rstrip("/") if endpoint else None
-        # An emulator takes no credentials; a credentials file asks for them anyway.
-        self._anonymous = bool(
-            self.endpoint
-            and not settings.gcs_credentials_file
-            and (self.endpoint.startswith("http://") or (emulator and not settings.endpoint))
-        )
+        self._options = options
+        self.endpoint = options.endpoint
         self._part_size = -(-settings.part_size // _RESUMABLE_MULTIPLE) * _RESUMABLE_MULTIPLE
         self._retry: Retry = DEFAULT_RETRY.with_timeout(settings.retry_timeout).with_delay(
             initial=0.1, maximum=15.0, multiplier=2.0
@@ -88,14 +126,14 @@ class GCSStorage:
         return self._client.bucket(self.bucket_name)
 
     def _make_client(self) -> Any:
-        settings = self._settings
+        options = self._options
         credentials: Credentials
-        project = settings.gcs_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        if self._anonymous:
+        project = options.project
+        if options.anonymous:
             credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
             project = project or "bika"
         else:
-            path = settings.gcs_credentials_file
+            path = options.credentials_file
             try:
                 if path:
                     credentials, found = _credentials_from_file(path)
@@ -107,16 +145,29 @@ class GCSStorage:
                     f" ({_first_line(exc)}){_CREDENTIALS_HINT}"
                 ) from exc
             project = project or found
-        options = {"api_endpoint": self.endpoint} if self.endpoint else None
-        return storage.Client(project=project, credentials=credentials, client_options=options)
+        endpoint = {"api_endpoint": self.endpoint} if self.endpoint else None
+        return storage.Client(project=project, credentials=credentials, client_options=endpoint)
 
-    def bucket_metadata(self) -> Any:
-        """The bucket's own settings (versioning, default KMS key, lifecycle, logging,
-        retention) as google-cloud-storage reads them; needs storage.buckets.get. Errors are
-        google-cloud-storage's own, for the caller to judge."""
-        return self._bucket().client.get_bucket(
-            self.bucket_name, retry=self._retry, timeout=self._timeout
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, default KMS key, lifecycle, logging and retention policy from the
+        bucket's metadata (one call; needs storage.buckets.get)."""
+        base = BucketFacts(
+            "gcs", self.bucket_name, self.prefix, self.endpoint, storage_classes=STORAGE_CLASSES
         )
+        try:
+            bucket = self._bucket().client.get_bucket(
+                self.bucket_name, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code == 403:
+                why = "not allowed to read the bucket's settings (storage.buckets.get)"
+            elif code == 404:
+                why = f"the bucket {self.bucket_name} does not exist"
+            else:
+                why = one_line(exc)
+            return base.all_unknown(why)
+        return bucket_settings(base, bucket)
 
     def _blob(self, key: str) -> Any:
         return self._bucket().blob(self._prefix + check_key(self.url, key))
@@ -215,15 +266,21 @@ class GCSStorage:
             yield upload
 
     @contextmanager
-    def open(self, key: str) -> Iterator[RangedReader]:
+    def open(self, key: str, start: int = 0, length: int | None = None) -> Iterator[Source]:
+        if length is not None and length <= self._part_size:
+            # one request, no metadata read first: a manifest's or an archive header's read
+            yield io.BytesIO(self._read_range(key, start, length))
+            return
         blob = self._find(key, "read")
         if blob is None:
             raise ObjectNotFound(f"{key} does not exist in {self.url}")
+        size = int(blob.size or 0)
         # The blob carries its generation now, so every range reads that same version.
         reader = RangedReader(
-            lambda start, length: self._download(blob, key, start, length),
-            int(blob.size or 0),
+            lambda begin, count: self._download(blob, key, begin, count),
+            size if length is None else min(size, start + length),
             self._part_size,
+            start,
         )
         try:
             yield reader
@@ -246,7 +303,7 @@ class GCSStorage:
             raise self._fail("read", key, exc) from exc
         return data
 
-    def read_range(self, key: str, start: int, length: int) -> bytes:
+    def _read_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             check_key(self.url, key)
             return b""
@@ -263,28 +320,41 @@ class GCSStorage:
                     return b""
             raise
 
-    def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as source:
-            return source.read()
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
-        with self.create(key, overwrite=overwrite) as sink:
-            sink.write(data)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         found: list[ObjectInfo] = []
         try:
             client = self._bucket().client
             for blob in client.list_blobs(
                 self.bucket_name,
                 prefix=self._prefix + prefix,
+                start_offset=self._prefix + start_after if start_after else None,
                 retry=self._retry,
                 timeout=self._timeout,
             ):
-                found.append(_info(blob.name[len(self._prefix) :], blob))
+                key = blob.name[len(self._prefix) :]
+                if start_after is None or key > start_after:
+                    found.append(_info(key, blob))
         except Exception as exc:
             raise self._fail("list", prefix or "objects", exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        start = self._prefix + prefix
+        try:
+            client = self._bucket().client
+            pages = client.list_blobs(
+                self.bucket_name,
+                prefix=start,
+                delimiter="/",
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            for _ in pages:
+                pass  # the prefixes are gathered while the pages are read
+            names = sorted(str(p)[len(start) :].rstrip("/") for p in pages.prefixes)
+        except Exception as exc:
+            raise self._fail("list", prefix or "objects", exc) from exc
+        yield from names
 
     def _find(self, key: str, action: str) -> Any:
         path = self._prefix + check_key(self.url, key)
@@ -310,8 +380,62 @@ class GCSStorage:
             raise self._fail("delete", key, exc) from exc
 
 
+def bucket_settings(base: BucketFacts, bucket: Any) -> BucketFacts:
+    """What google-cloud-storage's Bucket (its metadata, no further calls) says."""
+    versioning = (
+        Setting("on", "enabled") if bucket.versioning_enabled else Setting("off", "never enabled")
+    )
+    kms = bucket.default_kms_key_name
+    encryption = Setting(
+        "on", f"customer-managed key {kms}" if kms else "Google-managed keys (always on)"
+    )
+    rules = tuple(_rule(i, rule) for i, rule in enumerate(bucket.lifecycle_rules or []))
+    lifecycle = Setting("on" if rules else "off", f"{len(rules)} rule(s)")
+    log = bucket.get_logging()
+    logging = (
+        Setting("on", f"to gs://{log.get('logBucket')}/{log.get('logObjectPrefix', '')}")
+        if log
+        else Setting("off", "off")
+    )
+    period = bucket.retention_period
+    if period:
+        locked = ", locked" if bucket.retention_policy_locked else ""
+        retention = Setting("on", f"{int(period) // 86400} days{locked}")
+    else:
+        retention = Setting("off", "no retention policy")
+    return replace(
+        base,
+        versioning=versioning,
+        encryption=encryption,
+        lifecycle=lifecycle,
+        rules=rules,
+        logging=logging,
+        retention=retention,
+    )
+
+
+def _rule(index: int, rule: Any) -> LifecycleRule:
+    action = dict(rule.get("action", {}))
+    condition = dict(rule.get("condition", {}))
+    prefixes = condition.get("matchesPrefix") or [""]
+    kind = action.get("type")
+    noncurrent = condition.get("isLive") is False or any(
+        k in condition for k in ("numNewerVersions", "daysSinceNoncurrentTime")
+    )
+    age = condition.get("age")
+    return LifecycleRule(
+        name=f"rule {index + 1} ({kind})",
+        prefix=str(prefixes[0]),
+        deletes_current_after_days=int(age)
+        if kind == "Delete" and age and not noncurrent
+        else None,
+        deletes_noncurrent=kind == "Delete" and noncurrent,
+        aborts_uploads=kind == "AbortIncompleteMultipartUpload",
+    )
+
+
 def _info(key: str, blob: Any) -> ObjectInfo:
-    return ObjectInfo(key, int(blob.size or 0), blob.updated)
+    return ObjectInfo(key, int(blob.size or 0), blob.updated, blob.etag)
 
 
 def _credentials_from_file(path: str) -> tuple[Credentials, str | None]:

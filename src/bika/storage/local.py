@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bika.errors import ObjectExists, ObjectNotFound, StorageError
-from bika.storage import ObjectInfo
+from bika.storage import ObjectInfo, Source
+from bika.storage.facts import Kind
 
 TEMP_PREFIX = ".tmp-"
 # A repository shows table names, row counts and labels: for its owner only, whatever the umask.
@@ -25,6 +26,8 @@ FILE_MODE = 0o600
 
 
 class LocalStorage:
+    kind: Kind = "local"
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = str(self.root)
@@ -111,7 +114,7 @@ class LocalStorage:
                 return
 
     @contextmanager
-    def open(self, key: str) -> Iterator[BinaryIO]:
+    def open(self, key: str, start: int = 0, length: int | None = None) -> Iterator[Source]:
         path = self._path(key)
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
@@ -120,22 +123,11 @@ class LocalStorage:
         except OSError as exc:
             raise self._fail("read", key, exc) from exc
         with handle:
-            yield handle
+            if start:
+                handle.seek(start)
+            yield handle if length is None else _Window(handle, length)
 
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        with self.open(key) as handle:
-            handle.seek(start)
-            return handle.read(length)
-
-    def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as handle:
-            return handle.read()
-
-    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
-        with self.create(key, overwrite=overwrite) as sink:
-            sink.write(data)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         base = self.root
         if not base.is_dir():
             return
@@ -147,11 +139,25 @@ class LocalStorage:
                         continue
                     full = Path(dirpath) / name
                     key = full.relative_to(base).as_posix()
-                    if key.startswith(prefix):
+                    if key.startswith(prefix) and (start_after is None or key > start_after):
                         found.append(_info(key, full))
         except OSError as exc:
             raise self._fail("list", prefix, exc) from exc
         yield from sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        folder = self.root / prefix
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(folder)
+                if entry.is_dir() and not entry.name.startswith(TEMP_PREFIX)
+            )
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._fail("list", prefix, exc) from exc
+        yield from names
 
     def leftovers(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root
@@ -200,6 +206,20 @@ class LocalStorage:
             except OSError:
                 break
             folder = folder.parent
+
+
+class _Window:
+    """At most length bytes of an open file, from where it stands."""
+
+    def __init__(self, handle: BinaryIO, length: int) -> None:
+        self._handle = handle
+        self._left = max(length, 0)
+
+    def read(self, n: int = -1) -> bytes:
+        wanted = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._handle.read(wanted) if wanted else b""
+        self._left -= len(data)
+        return data
 
 
 class _FileSink:

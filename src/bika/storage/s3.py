@@ -4,17 +4,18 @@ Streams multipart uploads through obstore; credentials come from settings, env o
 
 Credentials, in the order the AWS CLI uses them: explicit settings, AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the profile (settings.profile or AWS_PROFILE) from
-~/.aws/credentials and ~/.aws/config, then whatever obstore finds itself (web identity, ECS/EKS
-container credentials, EC2 instance role). A profile without static keys (SSO, assume-role) is
-resolved through boto3 when it is installed.
+~/.aws/credentials and ~/.aws/config as botocore reads them, then whatever obstore finds itself
+(web identity, ECS/EKS container credentials, EC2 instance role). A profile without static keys
+(SSO, assume-role, credential_process) is resolved by botocore's session. resolve_s3 decides
+all of it from settings, the environment and the profile's settings, without a request.
 """
 
 from __future__ import annotations
 
-import configparser
-import importlib
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,9 +29,11 @@ from bika.storage.cloud import (
     ServerReply,
     check_endpoint,
     client_options,
+    one_line,
     retry_config,
     settings_error,
 )
+from bika.storage.facts import BucketFacts, Kind, LifecycleRule, Setting
 
 if TYPE_CHECKING:
     from obstore.store import S3Config, S3CredentialProvider
@@ -56,112 +59,228 @@ _SSE_NAMES = {
     "aws:kms": "aws:kms",
     "dsse-kms": "aws:kms:dsse",
 }
+# Whatever a user's SDK or console calls them; compared upper-cased.
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "REDUCED_REDUNDANCY",
+        "EXPRESS_ONEZONE",
+        "OUTPOSTS",
+        "SNOW",
+    }
+)
+SEALED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # restore-object before reading
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint"}
 
 
-class S3Storage(CloudStorage):
-    def __init__(self, url: str, settings: StorageSettings) -> None:
-        parts = urlsplit(url)
-        bucket = parts.netloc
-        prefix = parts.path.strip("/")
-        if not bucket:
-            raise ConfigError(f"repository {url!r}: name the bucket, as in s3://bucket/prefix")
-        self.bucket = bucket
-        environ = os.environ
-        endpoint = (
-            settings.endpoint
-            or environ.get("AWS_ENDPOINT_URL_S3")
-            or environ.get("AWS_ENDPOINT_URL")
-            or environ.get("AWS_ENDPOINT")
-        )
-        region = settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        config: S3Config = {}
-        provider: S3CredentialProvider | None = None
-        key_id, secret, token = _explicit_credentials(settings, environ)
+@dataclass(frozen=True)
+class S3Options:
+    """What an S3Storage is built from: resolve_s3's answer, before any request."""
+
+    bucket: str
+    prefix: str
+    region: str
+    endpoint: str | None
+    """As given, for messages and boto3; the store's own may carry the bucket in its host."""
+    config: S3Config
+    """obstore's S3Store settings: region, endpoint, static keys, SSE, addressing style."""
+    allow_http: bool
+    profile: str | None = None
+    """A profile without static keys (SSO, assume-role, credential_process), for botocore to
+    resolve; None when the keys are in config (or left to obstore's own chain)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What error messages must never show."""
+        found = (self.config.get("secret_access_key"), self.config.get("session_token"))
+        return tuple(secret for secret in found if secret)
+
+
+def resolve_s3(
+    url: str,
+    settings: StorageSettings,
+    environ: Mapping[str, str],
+    read_profile: Callable[[str], Mapping[str, str]],
+) -> S3Options:
+    """Where and how to reach an s3:// URL, in the order the AWS CLI looks: settings, then
+    AWS_* variables, then the profile (settings.profile or AWS_PROFILE) whose merged
+    ~/.aws/config and ~/.aws/credentials read_profile returns (aws_profile: botocore's
+    reading). Pure: no file, no network."""
+    parts = urlsplit(url)
+    bucket = parts.netloc
+    prefix = parts.path.strip("/")
+    if not bucket:
+        raise ConfigError(f"repository {url!r}: name the bucket, as in s3://bucket/prefix")
+    endpoint = (
+        settings.endpoint
+        or environ.get("AWS_ENDPOINT_URL_S3")
+        or environ.get("AWS_ENDPOINT_URL")
+        or environ.get("AWS_ENDPOINT")
+    )
+    region = settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    config: S3Config = {}
+    key_id, secret, token = _explicit_credentials(settings, environ)
+    if key_id and secret:
+        config.update(_static(key_id, secret, token))
+    profile = settings.profile or (None if key_id else environ.get("AWS_PROFILE"))
+    keyless_profile = None
+    if profile:
+        found = read_profile(profile)
+        region = region or found.get("region")
+        key_id, secret = found.get("aws_access_key_id"), found.get("aws_secret_access_key")
         if key_id and secret:
-            config["access_key_id"] = key_id
-            config["secret_access_key"] = secret
-            if token:
-                config["session_token"] = token
-        profile = settings.profile or (None if key_id else environ.get("AWS_PROFILE"))
-        if profile:
-            static, profile_region, provider = _profile(profile, environ)
-            config.update(static)
-            region = region or profile_region
-        config["region"] = region or "us-east-1"
-        self.endpoint = endpoint
-        if endpoint:
-            check_endpoint(url, endpoint)
-            if settings.path_style is False:
-                config["virtual_hosted_style_request"] = True
-                endpoint = _with_bucket_host(endpoint, bucket)
-            config["endpoint"] = endpoint
-        elif settings.path_style is False:
-            config["virtual_hosted_style_request"] = True
-        sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
-        if sse:
-            config["server_side_encryption"] = _SSE_NAMES.get(sse.lower(), sse)
-        if settings.sse_kms_key_id:
-            config["sse_kms_key_id"] = settings.sse_kms_key_id
-        allow_http = settings.allow_http
-        if allow_http is None:
-            allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
-        secrets = (config.get("secret_access_key", ""), config.get("session_token", ""))
+            config.update(_static(key_id, secret, found.get("aws_session_token")))
+        else:
+            keyless_profile = profile
+    config["region"] = region or "us-east-1"
+    if endpoint:
+        check_endpoint(url, endpoint)
+        config["endpoint"] = endpoint
+        if settings.path_style is False:
+            config["endpoint"] = _with_bucket_host(endpoint, bucket)
+    if settings.path_style is False:
+        config["virtual_hosted_style_request"] = True
+    sse = settings.sse or ("aws:kms" if settings.sse_kms_key_id else None)
+    if sse:
+        config["server_side_encryption"] = _SSE_NAMES.get(sse.lower(), sse)
+    if settings.sse_kms_key_id:
+        config["sse_kms_key_id"] = settings.sse_kms_key_id
+    allow_http = settings.allow_http
+    if allow_http is None:
+        allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
+    return S3Options(
+        bucket, prefix, config["region"], endpoint, config, allow_http, keyless_profile
+    )
+
+
+def aws_profile(name: str) -> dict[str, str]:
+    """A profile's settings as botocore reads them (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,
+    ~/.aws/config and ~/.aws/credentials merged, the credentials file winning)."""
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    files = " or ".join(
+        str(Path(str(session.get_config_variable(which))).expanduser())
+        for which in ("credentials_file", "config_file")
+    )
+    try:
+        known = session.available_profiles
+        if name not in known:
+            raise ConfigError(
+                f"AWS profile {name!r} is not in {files};"
+                " run `aws configure --profile NAME` or unset AWS_PROFILE"
+            )
+        found = botocore.session.Session(profile=name).get_scoped_config()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(f"cannot read AWS settings from {files}: {exc}") from exc
+    return {str(k): v for k, v in found.items() if isinstance(v, str)}
+
+
+class S3Storage(CloudStorage):
+    kind: Kind = "s3"
+
+    def __init__(
+        self,
+        url: str,
+        settings: StorageSettings,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        options = resolve_s3(url, settings, os.environ if environ is None else environ, aws_profile)
+        provider: S3CredentialProvider | None = None
+        if options.profile:
+            import boto3
+            from obstore.auth.boto3 import Boto3CredentialProvider
+
+            provider = Boto3CredentialProvider(boto3.Session(profile_name=options.profile))
         try:
             store = S3Store(
-                bucket,
-                prefix=prefix or None,
-                config=config,
-                client_options=client_options(settings, allow_http),
+                options.bucket,
+                prefix=options.prefix or None,
+                config=options.config,
+                client_options=client_options(settings, options.allow_http),
                 retry_config=retry_config(settings),
                 credential_provider=provider,
             )
         except Exception as exc:
-            raise settings_error(url, exc, secrets) from exc
+            raise settings_error(url, exc, options.secrets) from exc
         super().__init__(
             url,
             store,
             settings,
-            prefix=prefix,
-            secrets=tuple(s for s in secrets if s),
+            prefix=options.prefix,
+            secrets=options.secrets,
             missing_container_codes=("NoSuchBucket",),
         )
-        self.prefix = prefix
-        self.region = config["region"]
-        self._profile = profile if provider is not None else None
-        self._path_style = settings.path_style
-        self._static = (
-            config.get("access_key_id"),
-            config.get("secret_access_key"),
-            config.get("session_token"),
-        )
+        self.bucket = options.bucket
+        self.prefix = options.prefix
+        self.endpoint = options.endpoint
+        self.region = options.region
+        self._options = options
 
     def boto3_client(self) -> Any:
         """A boto3 S3 client with the same endpoint, region and credentials, for the bucket
         settings obstore cannot read (versioning, lifecycle, logging, object lock)."""
-        boto3 = importlib.import_module("boto3")
-        botocore_config = importlib.import_module("botocore.config")
-        key_id, secret, token = self._static
-        session = boto3.Session(profile_name=self._profile) if self._profile else boto3.Session()
-        if self._path_style is False:
+        import boto3
+        import botocore.config
+
+        options = self._options
+        profile = options.profile
+        session = boto3.Session(profile_name=profile) if profile else boto3.Session()
+        path_style = self._settings.path_style
+        if path_style is False:
             style = "virtual"
         else:
-            style = "path" if self.endpoint or self._path_style else "auto"
+            style = "path" if self.endpoint or path_style else "auto"
         settings = self._settings
         return session.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            aws_session_token=token,
-            config=botocore_config.Config(
+            aws_access_key_id=options.config.get("access_key_id"),
+            aws_secret_access_key=options.config.get("secret_access_key"),
+            aws_session_token=options.config.get("session_token"),
+            config=botocore.config.Config(
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.timeout,
                 retries={"max_attempts": 2, "mode": "standard"},
                 s3={"addressing_style": style},
             ),
         )
+
+    def bucket_facts(self, probe_key: str | None = None) -> BucketFacts:
+        """Versioning, default encryption, lifecycle, access logging and object lock, read
+        through boto3 (obstore has no bucket-level calls); each call needs its own permission,
+        and one refused leaves the others readable."""
+        base = BucketFacts(
+            "s3",
+            self.bucket,
+            self.prefix,
+            self.endpoint,
+            storage_classes=STORAGE_CLASSES,
+            sealed_classes=SEALED_CLASSES,
+        )
+        try:
+            client = self.boto3_client()
+        except Exception as exc:
+            return base.all_unknown(f"cannot make an S3 client: {one_line(exc)}")
+        found: dict[str, Any] = {}
+        for field, call, permission, interpret in _BUCKET_READS:
+            try:
+                reply: dict[str, Any] = getattr(client, call)(Bucket=self.bucket)
+            except Exception as exc:
+                found[field] = refusal(exc, self.bucket, permission)
+                continue
+            found[field] = interpret(reply)
+            if field == "lifecycle":
+                found["rules"] = lifecycle_rules(reply)
+        return dataclasses.replace(base, **found)
 
     def _storage_class(self, storage_class: str) -> str:
         return storage_class.upper()
@@ -219,54 +338,11 @@ def _explicit_credentials(
     )
 
 
-def _profile(
-    name: str, environ: Mapping[str, str]
-) -> tuple[S3Config, str | None, S3CredentialProvider | None]:
-    """Static keys and region of an AWS profile, or boto3's provider for the others."""
-    home = Path.home()
-    credentials_file = Path(
-        environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials"
-    )
-    config_file = Path(environ.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
-    credentials = _read_ini(credentials_file)
-    config = _read_ini(config_file)
-    section_in_config = name if name == "default" else f"profile {name}"
-    # Keys may sit in either file; the credentials file wins, as with the AWS CLI.
-    found = config.get(section_in_config, {}) | credentials.get(name, {})
-    region = config.get(section_in_config, {}).get("region")
-    if not found and name not in credentials and section_in_config not in config:
-        raise ConfigError(
-            f"AWS profile {name!r} is not in {credentials_file} or {config_file};"
-            " run `aws configure --profile NAME` or unset AWS_PROFILE"
-        )
-    key_id = found.get("aws_access_key_id")
-    secret = found.get("aws_secret_access_key")
-    if key_id and secret:
-        static: S3Config = {"access_key_id": key_id, "secret_access_key": secret}
-        token = found.get("aws_session_token")
-        if token:
-            static["session_token"] = token
-        return static, region, None
-    try:
-        boto3 = importlib.import_module("boto3")
-        from obstore.auth.boto3 import Boto3CredentialProvider
-    except ImportError as exc:
-        raise ConfigError(
-            f"AWS profile {name!r} has no access keys (SSO or assume-role); install boto3"
-            " (pip install boto3) so bika can use it, or export AWS_ACCESS_KEY_ID and"
-            " AWS_SECRET_ACCESS_KEY"
-        ) from exc
-    provider = Boto3CredentialProvider(boto3.Session(profile_name=name))
-    return {}, region, provider
-
-
-def _read_ini(path: Path) -> dict[str, dict[str, str]]:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path, encoding="utf-8")
-    except (OSError, configparser.Error) as exc:
-        raise ConfigError(f"cannot read AWS settings from {path}: {exc}") from exc
-    return {section: dict(parser.items(section)) for section in parser.sections()}
+def _static(key_id: str, secret: str, token: str | None) -> S3Config:
+    keys: S3Config = {"access_key_id": key_id, "secret_access_key": secret}
+    if token:
+        keys["session_token"] = token
+    return keys
 
 
 def _with_bucket_host(endpoint: str, bucket: str) -> str:
@@ -275,3 +351,112 @@ def _with_bucket_host(endpoint: str, bucket: str) -> str:
     if parts.hostname and parts.hostname.startswith(f"{bucket}."):
         return endpoint
     return urlunsplit(parts._replace(netloc=f"{bucket}.{parts.netloc}"))
+
+
+# --- bucket inspection: each reply read by a pure function (tests feed them recorded replies)
+
+# S3 error codes that mean "this setting is simply not configured".
+_NOT_SET = {
+    "ServerSideEncryptionConfigurationNotFoundError",
+    "NoSuchLifecycleConfiguration",
+    "ObjectLockConfigurationNotFoundError",
+}
+
+
+def refusal(exc: BaseException, bucket: str, permission: str) -> Setting:
+    """What a refused bucket-settings call means: off when unset, else unknown and why."""
+    code, message = _error(exc)
+    if code in _NOT_SET:
+        return Setting("off", "not configured")
+    if code in ("AccessDenied", "AllAccessDisabled"):
+        return Setting("unknown", f"not allowed to read it ({permission})")
+    if code in ("NotImplemented", "501", "MethodNotAllowed"):
+        return Setting("unknown", "this S3-compatible server does not report it")
+    if code == "NoSuchBucket":
+        return Setting("unknown", f"the bucket {bucket} does not exist")
+    return Setting("unknown", message)
+
+
+def versioning(reply: dict[str, Any]) -> Setting:
+    status = reply.get("Status")
+    if status == "Enabled":
+        mfa = ", MFA delete" if reply.get("MFADelete") == "Enabled" else ""
+        return Setting("on", f"enabled{mfa}")
+    return Setting("off", "suspended" if status == "Suspended" else "never enabled")
+
+
+def encryption(reply: dict[str, Any]) -> Setting:
+    rules = reply.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
+    algorithm = default.get("SSEAlgorithm")
+    key = default.get("KMSMasterKeyID")
+    if not algorithm:
+        return Setting("off", "no default rule")
+    return Setting("on", f"{algorithm}" + (f" with key {key}" if key else ""))
+
+
+def lifecycle_rules(reply: dict[str, Any]) -> tuple[LifecycleRule, ...]:
+    return tuple(_rule(rule) for rule in reply.get("Rules", []))
+
+
+def lifecycle(reply: dict[str, Any]) -> Setting:
+    rules = lifecycle_rules(reply)
+    return Setting("on" if rules else "off", f"{len(rules)} rule(s)")
+
+
+def access_logging(reply: dict[str, Any]) -> Setting:
+    target = reply.get("LoggingEnabled")
+    if not target:
+        return Setting("off", "off")
+    return Setting("on", f"to s3://{target.get('TargetBucket')}/{target.get('TargetPrefix', '')}")
+
+
+def object_lock(reply: dict[str, Any]) -> Setting:
+    lock = reply.get("ObjectLockConfiguration", {})
+    if lock.get("ObjectLockEnabled") != "Enabled":
+        return Setting("off", "off")
+    default = lock.get("Rule", {}).get("DefaultRetention", {})
+    if not default:
+        return Setting("on", "enabled, no default retention")
+    span = f"{default['Days']} days" if "Days" in default else f"{default.get('Years')} years"
+    return Setting("on", f"{default.get('Mode')} for {span}")
+
+
+# (BucketFacts field, boto3 call, the IAM permission it needs, how to read its reply)
+_BUCKET_READS: tuple[tuple[str, str, str, Callable[[dict[str, Any]], Setting]], ...] = (
+    ("versioning", "get_bucket_versioning", "s3:GetBucketVersioning", versioning),
+    ("encryption", "get_bucket_encryption", "s3:GetEncryptionConfiguration", encryption),
+    ("lifecycle", "get_bucket_lifecycle_configuration", "s3:GetLifecycleConfiguration", lifecycle),
+    ("logging", "get_bucket_logging", "s3:GetBucketLogging", access_logging),
+    (
+        "retention",
+        "get_object_lock_configuration",
+        "s3:GetBucketObjectLockConfiguration",
+        object_lock,
+    ),
+)
+
+
+def _rule(rule: dict[str, Any]) -> LifecycleRule:
+    filter_ = rule.get("Filter", {})
+    prefix = filter_.get("Prefix", filter_.get("And", {}).get("Prefix", rule.get("Prefix", "")))
+    expiration = rule.get("Expiration", {})
+    return LifecycleRule(
+        name=str(rule.get("ID", "")),
+        prefix=str(prefix or ""),
+        enabled=rule.get("Status") == "Enabled",
+        deletes_current_after_days=expiration.get("Days"),
+        deletes_noncurrent="NoncurrentVersionExpiration" in rule,
+        aborts_uploads="AbortIncompleteMultipartUpload" in rule,
+    )
+
+
+def _error(exc: BaseException) -> tuple[str, str]:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code") or status or "")
+        message = str(error.get("Message") or "")
+        return code, f"HTTP {status}: {code}" + (f": {message}" if message else "")
+    return "", one_line(exc)

@@ -193,11 +193,14 @@ class RangedReader:
     caller consumes the current one. Each range is its own request, retried on its own, so a
     long restore survives a dropped connection and no request outlives its timeout."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, chunk_size: int) -> None:
+    def __init__(
+        self, fetch: Callable[[int, int], bytes], end: int, chunk_size: int, start: int = 0
+    ) -> None:
+        """Bytes start..end (exclusive) of the object, fetch(start, length) at a time."""
         self._fetch = fetch
-        self._size = size
+        self._size = end
         self._chunk_size = chunk_size
-        self._next_offset = 0
+        self._next_offset = start
         self._current = memoryview(b"")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bika-read")
         self._pending: Future[bytes] | None = self._schedule()
