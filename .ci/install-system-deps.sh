@@ -9,6 +9,8 @@ need=()
 command -v age >/dev/null || need+=(age)
 command -v zstd >/dev/null || need+=(zstd)
 command -v chattr >/dev/null || need+=(e2fsprogs)
+# Edge Functions are archived with git archive; the test makes a git repository
+command -v git >/dev/null || need+=(git)
 command -v npm >/dev/null || need+=(nodejs npm)
 # the status page's test loads it in a real headless browser
 command -v chromium >/dev/null || need+=(chromium)

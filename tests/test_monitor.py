@@ -12,7 +12,8 @@ from bika import monitor
 from bika.findings import Finding, exit_code, worst
 from bika.monitor import History, RunEvent, Thresholds
 from bika.repository.drills import DrillRecord
-from bika.repository.manifest import Manifest, Scope, TableName
+from bika.repository.manifest import Manifest, Scope, SecretsInventory, TableName
+from bika.supabase.api import PlatformBackup, PlatformBackups
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -281,3 +282,81 @@ def test_newest_backup_not_readable_by_the_escrow_key_warns(
 def test_no_escrow_recipient_configured_checks_nothing() -> None:
     newest = manifest(1).model_copy(update={"recipients": ["age1laptop"]})
     assert monitor.escrow(History(NOW, [newest])) == []
+
+
+def with_secrets(
+    backup: Manifest, entries: dict[str, str], unset: tuple[str, ...] = (), key_id: str = "k1"
+) -> Manifest:
+    inventory = {
+        "key_id": key_id,
+        "entries": [{"name": n, "source": "env", "hash": h} for n, h in entries.items()],
+        "unset": list(unset),
+    }
+    return backup.model_copy(update={"secrets": SecretsInventory.model_validate(inventory)})
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "unset", "key", "expected"),
+    [
+        ({"A": "1", "B": "2"}, {"A": "1", "B": "2"}, (), "k1", [("ok", "2 secrets")]),
+        ({"A": "1"}, {"A": "9"}, (), "k1", [("info", "A changed since backup")]),
+        ({"A": "1", "B": "2"}, {"A": "1"}, (), "k1", [("warn", "B missing from the last")]),
+        ({"A": "1"}, {"A": "1"}, ("C",), "k1", [("warn", "C missing from the last backup")]),
+        # another key: values cannot be compared (no false "changed"), names still are
+        ({"A": "1", "B": "2"}, {"A": "9"}, (), "k2", [("warn", "B missing"), ("info", "key")]),
+    ],
+    ids=["same", "changed", "gone", "unset", "other-key"],
+)
+def test_secrets_inventory_changes(
+    before: dict[str, str],
+    after: dict[str, str],
+    unset: tuple[str, ...],
+    key: str,
+    expected: list[tuple[str, str]],
+) -> None:
+    old, new = daily(2)
+    history = History(NOW, [with_secrets(old, before), with_secrets(new, after, unset, key)])
+    found = [(f.level, f.message) for f in monitor.secrets(history)]
+    assert len(found) == len(expected), found
+    for (level, message), (want_level, fragment) in zip(found, expected, strict=True):
+        assert level == want_level and fragment in message, found
+    if expected[0][0] == "info" and "changed" in expected[0][1]:
+        assert old.id in found[0][1]
+
+
+def test_no_secrets_configured_says_nothing() -> None:
+    assert monitor.secrets(History(NOW, daily(2))) == []
+
+
+def platform_backups(*completed_hours: float, pitr_hours: float | None = None) -> PlatformBackups:
+    return PlatformBackups(
+        project_ref="abcdefghijklmnop",
+        region="eu-central-1",
+        walg_enabled=True,
+        pitr_enabled=pitr_hours is not None,
+        backups=(
+            *(
+                PlatformBackup(i, False, "COMPLETED", NOW - timedelta(hours=h))
+                for i, h in enumerate(completed_hours)
+            ),
+            PlatformBackup(99, False, "FAILED", NOW - timedelta(hours=1)),
+        ),
+        earliest_physical=None,
+        latest_physical=None if pitr_hours is None else NOW - timedelta(hours=pitr_hours),
+    )
+
+
+@pytest.mark.parametrize(
+    ("backups", "level"),
+    [
+        (platform_backups(23.5, 47), "ok"),
+        (platform_backups(24.5, 48.5), "warn"),  # a newer FAILED one does not count
+        (platform_backups(), "warn"),  # the free plan: none at all
+        (platform_backups(pitr_hours=0.1), "ok"),  # PITR: the latest physical backup
+        (platform_backups(30, pitr_hours=25), "warn"),
+    ],
+    ids=["fresh", "stale", "none", "pitr", "pitr-stale"],
+)
+def test_platform_backup_older_than_a_day_warns(backups: PlatformBackups, level: str) -> None:
+    assert levels(monitor.platform(History(NOW, daily(1), platform=backups)), "platform") == [level]
+    assert monitor.platform(History(NOW, daily(1))) == []

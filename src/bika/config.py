@@ -59,6 +59,7 @@ NESTING = "__"
 OLDER_NAMES: dict[str, tuple[str, ...]] = {
     "database_url": ("BIKA_DATABASE_URL", "DATABASE_URL"),
     "copy.to": ("BIKA_COPY__TO", "BIKA_COPY_TO"),
+    "supabase.access_token": ("BIKA_SUPABASE__ACCESS_TOKEN", "SUPABASE_ACCESS_TOKEN"),
 }
 
 
@@ -205,6 +206,60 @@ class BackupConfig(_Deferred):
         )
 
 
+class SupabaseConfig(_Deferred):
+    """The [supabase] table: what a backup keeps of a Supabase project besides its database."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    functions_dir: Path | None = None
+    """Edge Functions folder (supabase/functions), archived into each backup."""
+    project_ref: str | None = None
+    """The project's reference id, for the Management API."""
+    access_token: SecretStr | None = None
+    """Management API token; default $SUPABASE_ACCESS_TOKEN."""
+    api_url: str = "https://api.supabase.com"
+    """Management API base URL."""
+    project_config: bool = True
+    """With a token and project_ref: snapshot the project's configuration into each backup."""
+
+    @field_validator("project_ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]{6,40}", value):
+            raise ValueError(f"{value!r} is not a project ref (lower-case letters and digits)")
+        return value
+
+
+class SecretsConfig(_Deferred):
+    """The [secrets] table: environment values kept encrypted in each backup (env artifact)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    env_files: list[Path] = Field(default_factory=list)
+    """.env files whose assignments are kept."""
+    env: list[str] = Field(default_factory=list)
+    """Names of environment variables whose values are kept."""
+    inventory_key: SecretStr | None = None
+    """Key of the manifest's value hashes; default a random key kept on this host."""
+
+    @field_validator("env", "env_files", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return [v for v in re.split(r"[\s,]+", value) if v] if isinstance(value, str) else value
+
+    @field_validator("env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.env_files or self.env)
+
+
 class RuleConfig(BaseModel):
     """One [retention.KIND] table; given, it replaces that kind's default rule."""
 
@@ -292,6 +347,8 @@ class Settings(_Deferred):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     check: CheckConfig = Field(default_factory=CheckConfig)
+    supabase: SupabaseConfig = Field(default_factory=SupabaseConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     notify: list[SecretStr] = Field(default_factory=list)
     """apprise URLs (slack://…, mailto://…, tgram://…, json://host/path) alerted on a change of
     `bika check`'s state and on every failed backup."""

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from bika.findings import Finding
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest
+from bika.supabase.api import PlatformBackups
+from bika.supabase.secrets import compare
 from bika.units import size, timestamp
 
 # a median absolute deviation times this estimates the standard deviation of normal data
@@ -40,6 +42,8 @@ class Thresholds:
     """Tables smaller than this before are not judged (a few rows come and go)."""
     copy_grace: timedelta = timedelta(hours=2)
     """A backup younger than this may still be on its way to the second repository."""
+    platform_max_age: timedelta = timedelta(hours=24)
+    """The Supabase platform's own newest completed backup may be this old (it is daily)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class History:
     """Backups the retention policy would drop, (id, rule); None when no policy was given."""
     missing_roles: Sequence[str] = ()
     """Weeks and months inside their retention window that no backup stands for."""
+    platform: PlatformBackups | None = None
+    """The Supabase platform's own backups of the project; None when no token is configured."""
     thresholds: Thresholds = field(default_factory=Thresholds)
     escrow_recipient: str | None = None
     """The offline escrow key's age1… recipient every backup must be readable by; None: not
@@ -441,6 +447,115 @@ def escrow(history: History) -> list[Finding]:
     return [Finding("ok", "escrow", f"the newest backups are readable by the escrow key {short}")]
 
 
+def secrets(history: History) -> list[Finding]:
+    """The newest backup's secrets inventory against the previous one of the same database:
+    a value that changed is noted, a name that is gone (or was not set) warns. Only names and
+    keyed hashes are compared; no value is in a manifest."""
+    findings: list[Finding] = []
+    for source, manifests in _by_source(history.manifests).items():
+        kept = [m for m in manifests if m.secrets is not None]
+        if not kept:
+            continue
+        newest = kept[-1]
+        after = newest.secrets
+        assert after is not None
+        before = kept[-2].secrets if len(kept) > 1 else None
+        previous = kept[-2].id if len(kept) > 1 else None
+        same_key = before is not None and before.key_id == after.key_id
+        old = [(e.name, e.hash if same_key else "") for e in before.entries] if before else []
+        new = [(e.name, e.hash if same_key else "") for e in after.entries]
+        changes = compare(old, new, after.unset)
+        facts = {"database": source, "backup": newest.id, "previous": previous}
+        for change in changes:
+            if change.kind == "changed":
+                findings.append(
+                    Finding(
+                        "info",
+                        "secrets",
+                        f"{change.name} changed since backup {previous}",
+                        fix="expected after a rotation; otherwise find out who changed it",
+                        facts={**facts, "name": change.name},
+                    )
+                )
+            elif change.kind in ("missing", "unset"):
+                findings.append(
+                    Finding(
+                        "warn",
+                        "secrets",
+                        f"{change.name} missing from the last backup ({newest.id})"
+                        + (": not set when it ran" if change.kind == "unset" else ""),
+                        fix="set it where backups run, or drop it from [secrets]",
+                        facts={**facts, "name": change.name},
+                    )
+                )
+        if before is not None and not same_key:
+            findings.append(
+                Finding(
+                    "info",
+                    "secrets",
+                    f"values of {newest.id} not compared with {previous}: the inventory key"
+                    " changed (another host, or [secrets] inventory_key)",
+                    facts=facts,
+                )
+            )
+        if not any(f.facts.get("database") == source for f in findings):
+            findings.append(
+                Finding(
+                    "ok",
+                    "secrets",
+                    f"{len(after.entries)} secrets of {source} in the newest backup",
+                    facts=facts,
+                )
+            )
+    return findings
+
+
+def platform(history: History) -> list[Finding]:
+    """The Supabase platform's own newest completed backup (or PITR point) older than
+    platform_max_age warns; none at all warns too (the free plan has none)."""
+    found = history.platform
+    if found is None:
+        return []
+    limit = history.thresholds.platform_max_age
+    newest = found.newest_completed()
+    facts: dict[str, object] = {
+        "project_ref": found.project_ref,
+        "pitr_enabled": found.pitr_enabled,
+        "newest": timestamp(newest) if newest else None,
+    }
+    if newest is None:
+        return [
+            Finding(
+                "warn",
+                "platform",
+                f"Supabase holds no completed backup of project {found.project_ref}",
+                fix="daily platform backups need a paid plan; bika's own backups are then the"
+                " only ones",
+                facts=facts,
+            )
+        ]
+    age = history.now - newest
+    if age > limit:
+        return [
+            Finding(
+                "warn",
+                "platform",
+                f"the newest completed Supabase backup of {found.project_ref} is {_age(age)}"
+                f" old (at most {_age(limit)})",
+                fix="see the project's Database → Backups page and the Supabase status page",
+                facts=facts,
+            )
+        ]
+    return [
+        Finding(
+            "ok",
+            "platform",
+            f"Supabase's newest backup of {found.project_ref} is {_age(age)} old",
+            facts=facts,
+        )
+    ]
+
+
 RULES: tuple[Rule, ...] = (
     freshness,
     last_run,
@@ -451,4 +566,6 @@ RULES: tuple[Rule, ...] = (
     retention,
     damaged,
     escrow,
+    secrets,
+    platform,
 )

@@ -289,6 +289,7 @@ app.sections = (
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report", "audit")),
     ("Restore", ("restore", "runbook")),
+    ("Supabase", ("supabase", "secrets")),
     ("Set up and check", ("key", "rekey", "config", "doctor", "demo", "completion")),
 )
 app.lazy = {
@@ -313,6 +314,8 @@ app.lazy = {
         "doctor": ("doctor",),
         "demo": ("demo",),
         "completion": ("completion",),
+        "supabase": ("supabase",),
+        "secrets": ("secrets",),
     }.items()
     for name in names
 }

@@ -24,6 +24,7 @@ from bika.cli.app import (
 )
 from bika.cli.progress import stream_progress
 from bika.cli.render import print_json
+from bika.cli.supabase_cmd import project_extras, reachable_database
 from bika.operations.backup import BackupOptions, expected_dump_size, take_backup
 from bika.postgres.connection import ConnInfo
 from bika.repository import Manifest, Repository
@@ -139,7 +140,7 @@ def backed_up(
         },
     )
     repository = open_repository(settings)
-    conn = ConnInfo.parse(settings.require_database_url())
+    conn = reachable_database(settings, ConnInfo.parse(settings.require_database_url()))
     options = BackupOptions(
         kind=kind,
         label=label,
@@ -149,6 +150,7 @@ def backed_up(
         storage_class=settings.storage.storage_class(kind),
         scope=settings.backup.scope(),
         role_classes=settings.storage.classes,
+        extras=project_extras(settings),
     )
     STATE.say(f"backing up {conn.redacted()} into {repository.url}")
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
@@ -157,6 +159,11 @@ def backed_up(
     if not manifest.scope.whole:
         STATE.say(f"scope: {' '.join(manifest.scope.options())}")
     note_backups(manifest.id, kind=kind, stored_bytes=manifest.stored_size)
+    if manifest.functions is not None:
+        where = manifest.functions.commit or "the folder"
+        STATE.say(f"edge functions: {manifest.functions.files} files from {where}")
+    if manifest.secrets is not None:
+        STATE.say(f"secrets: {len(manifest.secrets.entries)} values kept (encrypted)")
     if manifest.roles.status == "skipped":
         STATE.say(f"note: roles not saved: {manifest.roles.detail}")
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()

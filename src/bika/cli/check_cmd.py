@@ -24,6 +24,7 @@ from bika.notify import send, transition
 from bika.operations.check import CheckReport, check_repository, remember_status, unreachable
 from bika.report import page
 from bika.repository import Repository
+from bika.supabase.api import PlatformBackups
 
 _STYLE = {"ok": "green", "info": "blue", "warn": "yellow", "error": "red", "unknown": "magenta"}
 
@@ -76,7 +77,18 @@ def report_for(settings: Settings, repository: Repository | None = None) -> Chec
         copy=_second(settings),
         policy=settings.retention.policy(),
         escrow_recipient=settings.escrow_recipient,
+        platform=_platform(settings),
     )
+
+
+def _platform(settings: Settings) -> Callable[[], PlatformBackups] | None:
+    """The Supabase platform's own backups, read when a token and a project are configured."""
+    config = settings.supabase
+    if config.access_token is None or config.project_ref is None:
+        return None
+    from bika.cli.supabase_cmd import platform_backups
+
+    return lambda: platform_backups(settings)
 
 
 def _second(settings: Settings) -> Callable[[], Repository] | None:

@@ -22,11 +22,14 @@ from bika.operations.keys import KeyCheck, RecipientEntry
 from bika.operations.prune import PruneReport
 from bika.operations.rekey import RekeyResult
 from bika.operations.restore import ExportReport, RestoreReport
+from bika.operations.supabase_artifacts import Unpacked
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.audit import AuditReport
 from bika.repository.audit import Entry as AuditEntry
 from bika.repository.drills import DrillRecord
+from bika.supabase.api import PlatformBackups
+from bika.supabase.project import Difference
 from bika.units import timestamp
 
 Json = dict[str, Any]
@@ -381,4 +384,54 @@ def audit_verify_result(repository: Repository, report: AuditReport) -> Json:
         "unsigned": report.count("unsigned"),
         "problems": [{"key": p.key, "message": p.message} for p in report.problems],
         "notes": list(report.notes),
+    }
+
+
+def supabase_backups_result(backups: PlatformBackups) -> Json:
+    """`bika supabase backups --json`: the platform's own backups of one project."""
+    newest = backups.newest_completed()
+    return {
+        "ok": True,
+        "project_ref": backups.project_ref,
+        "region": backups.region,
+        "walg_enabled": backups.walg_enabled,
+        "pitr_enabled": backups.pitr_enabled,
+        "newest_completed": timestamp(newest) if newest else None,
+        "earliest_physical": _plain(backups.earliest_physical),
+        "latest_physical": _plain(backups.latest_physical),
+        "backups": [
+            {
+                "id": b.id,
+                "type": "physical" if b.physical else "logical",
+                "status": b.status,
+                "inserted_at": _plain(b.inserted_at),
+            }
+            for b in backups.backups
+        ],
+    }
+
+
+def artifact_restore_result(backup_id: str, unpacked: Unpacked) -> Json:
+    """`bika restore ID --artifact functions|env --json`."""
+    return {
+        "ok": True,
+        "backup_id": backup_id,
+        "artifact": unpacked.artifact,
+        "path": str(unpacked.path),
+        "count": unpacked.files,
+    }
+
+
+def supabase_diff_result(
+    backup_id: str, stored: Mapping[str, Any], live: Mapping[str, Any], found: Sequence[Difference]
+) -> Json:
+    """`bika supabase diff ID --json`: what changed in the live project, by name only."""
+    return {
+        "ok": True,
+        "backup_id": backup_id,
+        "project_ref": stored.get("project_ref"),
+        "backup_taken_at": stored.get("taken_at"),
+        "live_taken_at": live.get("taken_at"),
+        "differences": [{"part": d.part, "item": d.item, "change": d.change} for d in found],
+        "not_compared": sorted({*(stored.get("errors") or {}), *(live.get("errors") or {})}),
     }

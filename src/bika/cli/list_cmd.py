@@ -135,6 +135,7 @@ def show(backup_id: str, repo: str | None, as_json: bool) -> None:
             f"large objs  {count(manifest.large_objects.count)}"
             f" ({size(manifest.large_objects.bytes)})"
         )
+    _print_project(manifest)
     print_table(
         out,
         [
@@ -213,3 +214,26 @@ def _print_drills(history: list[DrillRecord]) -> None:
         Column(""),
     ]
     print_table(STATE.out, columns, rows, title=f"drills ({len(history)})")
+
+
+def _print_project(manifest: Manifest) -> None:
+    """A Supabase project's artifacts, by name: functions' origin, secrets' names."""
+    out = STATE.out
+    if (functions := manifest.functions) is not None:
+        origin = f"git commit {functions.commit}" if functions.commit else "the folder on disk"
+        if functions.uncommitted:
+            origin += " (changes not committed then are not in it)"
+        out.print(
+            f"functions   {functions.files} files from {origin}: {', '.join(functions.paths)}"
+        )
+    if (secrets := manifest.secrets) is not None:
+        names = ", ".join(e.name for e in secrets.entries) or "none"
+        out.print(f"secrets     {len(secrets.entries)} values kept (encrypted): {names}")
+        if secrets.unset:
+            out.print(f"            not set when it ran: {', '.join(secrets.unset)}")
+    if (project := manifest.project_config) is not None:
+        out.print(
+            f"project     {project.project_ref}: {len(project.parts)} configuration parts,"
+            f" {project.functions} deployed functions, {project.secrets} secret names"
+            + (f"; not readable: {', '.join(project.unreadable)}" if project.unreadable else "")
+        )

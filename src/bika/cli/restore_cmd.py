@@ -111,6 +111,17 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     help="where --jobs puts its temporary file",
 )
 @pg_bin_option
+@click.option(
+    "--artifact",
+    type=click.Choice(("functions", "env")),
+    help="restore a project artifact instead: functions (--to-dir), env (--to-file)",
+)
+@click.option(
+    "--to-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="--artifact functions: unpack into DIR (new or empty)",
+)
 @logged("restore")
 @json_option
 def restore(
@@ -134,9 +145,18 @@ def restore(
     no_owner: bool,
     temp_dir: Path | None,
     pg_bin_dir: str | None,
+    artifact: str | None,
+    to_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Restore a backup into a database (or a file) and check every table's exact row count."""
+    if artifact is not None or to_dir is not None:
+        if to is not None:
+            raise ConfigError("--artifact writes files: give --to-dir or --to-file, not --to")
+        _restore_artifact(
+            backup_id, latest, before, repo, identity, artifact, to_dir, to_file, as_json
+        )
+        return
     if (to is None) == (to_file is None):
         raise ConfigError("give exactly one of --to postgresql://… and --to-file FILE")
     named = sum((backup_id is not None, latest, before is not None))
@@ -260,6 +280,34 @@ def print_checks(checks: list[TableCheck], title: str) -> None:
     ]
     columns = [Column("table"), Column("backup", right=True), Column("restored", right=True)]
     print_table(STATE.out, [*columns, Column("")], rows, title=title)
+
+
+def _restore_artifact(
+    backup_id: str | None,
+    latest: bool,
+    before: str | None,
+    repo: str | None,
+    identity: Path | None,
+    artifact: str | None,
+    to_dir: Path | None,
+    to_file: Path | None,
+    as_json: bool,
+) -> None:
+    """--artifact functions|env: a project artifact (cli/supabase_cmd.py), not the database."""
+    from bika.cli.supabase_cmd import restore_artifact
+
+    if artifact is None:
+        raise ConfigError("--to-dir goes with --artifact functions")
+    if sum((backup_id is not None, latest, before is not None)) != 1:
+        raise ConfigError("name the backup once: give an id, --latest, or --before TIME")
+    settings = STATE.settings(repo=repo, identity=identity)
+    repository = open_repository(settings)
+    manifest = repository.manifest(_pick(repository, backup_id, latest, before))
+    note_backups(manifest.id, to=artifact)
+    identities = load_identities(settings.require_identity())
+    unpacked = restore_artifact(repository, manifest, identities, artifact, to_dir, to_file)
+    if as_json:
+        print_json(json_shapes.artifact_restore_result(manifest.id, unpacked))
 
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:

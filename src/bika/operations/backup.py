@@ -5,11 +5,12 @@ If anything fails before the manifest is written, the backup does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import bika
 from bika import clock
@@ -23,10 +24,30 @@ from bika.repository import Artifact, Manifest, Repository, TableStats
 from bika.repository.manifest import DumpSource, LargeObjects, Roles, Scope, TableName
 from bika.repository.repository import BACKUPS, MANIFEST, new_backup_id
 from bika.retention import periods_began, roles_of_new
-from bika.stream import CODECS, Progress, StreamStats, encode
+from bika.stream import CODECS, Progress, Readable, StreamStats, encode
+from bika.supabase.endpoints import gssapi_hint
 
 DATABASE_ARTIFACT = "database.pgdump.zst.age"
 GLOBALS_ARTIFACT = "globals.sql.zst.age"
+
+
+class Extra(Protocol):
+    """One more artifact of a backup besides the database (Edge Functions, secrets): made
+    ready before pg_dump runs, so a setting's mistake costs no dump, streamed after it."""
+
+    name: str
+    """Its name in the manifest's artifacts."""
+    file: str
+    """Its object name in the backup's folder."""
+    content: str
+
+    def open(self) -> AbstractContextManager[Readable]:
+        """The plaintext, streamed; raises on leaving if it could not be made whole."""
+        ...
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """Manifest fields describing it, once streamed."""
+        ...
 
 
 @dataclass
@@ -43,6 +64,7 @@ class BackupOptions:
     role_classes: Mapping[str, str] = field(default_factory=dict)
     """[storage] classes: a backup that will stand for its month (the month's first) is stored
     in the monthly class, one that stands for its week in the weekly class (retention.py)."""
+    extras: Sequence[Extra] = ()
 
 
 def storage_class_for(repo: Repository, options: BackupOptions, started: datetime) -> str | None:
@@ -98,7 +120,7 @@ def take_backup(
     conninfo, env = conn.libpq_args()
     threads = options.compression_threads or -1
 
-    with _removed_unless_committed(repo, backup_id):
+    with _removed_unless_committed(repo, backup_id, [extra.file for extra in options.extras]):
         tap = ArchiveTap()
         key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
         argv = pg_dump_argv(pg_dump, conninfo, options.scope)
@@ -116,9 +138,8 @@ def take_backup(
                 progress=progress,
             )
             if child.wait() != 0:
-                raise DumpError(
-                    f"pg_dump of {conn.redacted()} failed: {last_error_lines(child.stderr_text())}"
-                )
+                said = last_error_lines(child.stderr_text())
+                raise DumpError(f"pg_dump of {conn.redacted()} failed: {said}{gssapi_hint(said)}")
             summary = tap.finish()
         artifacts = {
             "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
@@ -130,6 +151,12 @@ def take_backup(
             roles_note = Roles(status="saved")
         else:
             roles_note = Roles(status="skipped", detail=roles)
+        described: dict[str, Any] = {}
+        for extra in options.extras:
+            artifacts[extra.name] = _store_extra(
+                repo, backup_id, extra, recipients, options, storage_class
+            )
+            described.update(extra.manifest_fields())
 
         manifest = Manifest(
             tool=f"bika {bika.__version__}",
@@ -165,6 +192,7 @@ def take_backup(
             roles=roles_note,
             scope=_scope(options.scope, access),
             recipients=repo.recipients,
+            **described,
         )
         # locked before the manifest makes the backup exist, the manifest right after
         repo.lock_objects([a.key for a in artifacts.values()], started)
@@ -174,13 +202,15 @@ def take_backup(
 
 
 @contextmanager
-def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None]:
+def _removed_unless_committed(
+    repo: Repository, backup_id: str, extra_files: Sequence[str] = ()
+) -> Iterator[None]:
     """A backup that fails or is interrupted before its manifest is written leaves none of
     its artifacts (nor, on local disk, their folder) behind."""
     try:
         yield
     except BaseException:
-        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, MANIFEST):
+        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, *extra_files, MANIFEST):
             with suppress(Exception):
                 repo.storage.delete(repo.artifact_key(backup_id, name))
         raise
@@ -220,6 +250,21 @@ def _artifact(
         plain_sha256=stats.plain_sha256,
         data_offsets=data_offsets,
     )
+
+
+def _store_extra(
+    repo: Repository,
+    backup_id: str,
+    extra: Extra,
+    recipients: list[object],
+    options: BackupOptions,
+    storage_class: str | None,
+) -> Artifact:
+    key = repo.artifact_key(backup_id, extra.file)
+    # the sink outside: a source that fails on leaving aborts the object it was filling
+    with repo.storage.create(key, storage_class=storage_class) as sink, extra.open() as source:
+        stats = encode(source, sink, recipients, level=options.compression_level)
+    return _artifact(key, extra.content, stats)
 
 
 class _RolesRefused(Exception):

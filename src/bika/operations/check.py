@@ -19,6 +19,7 @@ from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, latest_drills
 from bika.repository.events import Event, pending, read_events
 from bika.retention import Backup, Policy, decide, missing_roles
+from bika.supabase.api import PlatformBackups
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def read_history(
     copy: Callable[[], Repository] | None = None,
     policy: Policy | None = None,
     escrow_recipient: str | None = None,
+    platform: Callable[[], PlatformBackups] | None = None,
 ) -> tuple[History, list[Finding]]:
     """The repository's history, and an "unknown" finding for each part that could not be read.
 
@@ -117,8 +119,15 @@ def read_history(
             copy_ids = frozenset(second.backup_ids())
         except BikaError as exc:
             problems.append(Finding("unknown", "copy", f"cannot read the second repository: {exc}"))
+    platform_backups: PlatformBackups | None = None
+    if platform is not None:
+        try:
+            platform_backups = platform()
+        except BikaError as exc:
+            problems.append(Finding("unknown", "platform", str(exc)))
     history = History(
         now=now,
+        platform=platform_backups,
         manifests=manifests,
         drills=drills,
         runs=runs,
@@ -141,6 +150,7 @@ def check_repository(
     copy: Callable[[], Repository] | None = None,
     policy: Policy | None = None,
     escrow_recipient: str | None = None,
+    platform: Callable[[], PlatformBackups] | None = None,
 ) -> CheckReport:
     history, problems = read_history(
         repository,
@@ -149,6 +159,7 @@ def check_repository(
         copy=copy,
         policy=policy,
         escrow_recipient=escrow_recipient,
+        platform=platform,
     )
     return CheckReport(repository.url, history.now, history, evaluate(history) + problems)
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bika.errors import ConfigError, PostgresError
+from bika.supabase.endpoints import gssapi_hint, with_supabase_defaults
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ConnInfo:
                 " postgresql://user@host:port/dbname (a password goes after the user, as"
                 " user:password, with @ : / % # ? in it percent-encoded: @ as %40)"
             ) from None
-        return cls(url)
+        return cls(with_supabase_defaults(url))
 
     @property
     def params(self) -> dict[str, Any]:
@@ -73,8 +74,9 @@ class ConnInfo:
         try:
             return psycopg.connect(self.url, connect_timeout=15, application_name="bika", **kwargs)
         except psycopg.OperationalError as exc:
+            said = first_lines(scrub(str(exc), self))
             raise PostgresError(
-                f"cannot connect to {self.redacted()}: {first_lines(scrub(str(exc), self))}"
+                f"cannot connect to {self.redacted()}: {said}{gssapi_hint(said)}"
             ) from None
 
     def scrub(self, text: str) -> str:

@@ -14,6 +14,10 @@ FORMAT_VERSION = 1
 KINDS = ("manual", "daily", "weekly", "monthly", "pre-migration")
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -126,6 +130,48 @@ class LargeObjects(_Model):
     bytes: int = 0
 
 
+class FunctionsSource(_Model):
+    """Where the `functions` artifact (a tar of the Supabase project's functions) came from."""
+
+    source: Literal["git", "folder"] = Field(
+        description="git: `git archive` of the commit; folder: the files as they were on disk"
+    )
+    commit: str | None = Field(default=None, description="git: the commit archived (HEAD)")
+    uncommitted: bool = Field(
+        default=False, description="git: the folder had changes not in that commit"
+    )
+    paths: list[str] = Field(description="archived paths, relative to the archive's root")
+    files: int = 0
+
+
+class SecretEntry(_Model):
+    name: str
+    source: str = Field(description="`env` or the env file the value came from")
+    hash: str = Field(description="keyed hash of the value (FORMAT.md), never the value")
+
+
+class SecretsInventory(_Model):
+    """What the `env` artifact holds, without any value: names and keyed hashes."""
+
+    key_id: str = Field(description="names the key of the hashes; hashes compare only within one")
+    entries: list[SecretEntry] = Field(default_factory=list)
+    unset: list[str] = Field(
+        default_factory=list, description="[secrets] env names that were not set at backup time"
+    )
+
+
+class ProjectConfig(_Model):
+    """What the `project` artifact (a Management API snapshot) holds, by name."""
+
+    project_ref: str
+    parts: list[str] = Field(default_factory=list, description="API parts read")
+    functions: int = 0
+    secrets: int = Field(default=0, description="secret names (the API gives no values)")
+    unreadable: list[str] = Field(
+        default_factory=list, description="parts the token could not read"
+    )
+
+
 class Manifest(_Model):
     format_version: int = FORMAT_VERSION
     tool: str
@@ -149,6 +195,10 @@ class Manifest(_Model):
     rekeyed_at: datetime | None = Field(
         default=None, description="when `bika rekey` last re-encrypted the artifacts"
     )
+    # a Supabase project's artifacts: absent (not null) from a manifest without them
+    functions: FunctionsSource | None = Field(default=None, exclude_if=_absent)
+    secrets: SecretsInventory | None = Field(default=None, exclude_if=_absent)
+    project_config: ProjectConfig | None = Field(default=None, exclude_if=_absent)
 
     @property
     def stored_size(self) -> int:
