@@ -141,6 +141,7 @@ class Manifest(_Model):
     large_objects: LargeObjects = LargeObjects()
     roles: Roles
     scope: Scope = Scope()
+    profile: Literal["postgres", "supabase"] = "postgres"
 
     @property
     def stored_size(self) -> int:
