@@ -200,7 +200,8 @@ GRANT SELECT ON public.loans TO app_reporter;
 CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = '' AS $$
     BEGIN
-      INSERT INTO public.profiles (id, username) VALUES (new.id, new.raw_user_meta_data ->> 'username');
+      INSERT INTO public.profiles (id, username)
+      VALUES (new.id, new.raw_user_meta_data ->> 'username');
       RETURN new;
     END $$;
 CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users

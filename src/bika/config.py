@@ -27,7 +27,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,

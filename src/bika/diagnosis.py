@@ -82,6 +82,9 @@ class DatabaseFacts:
     unreadable: str = ""
     """Which of them the role cannot read, and why; empty when it can read them all."""
     unreadable_fix: str = ""
+    profile: str = ""
+    """`postgres` or `supabase`, and how it was decided (profile_how)."""
+    profile_how: str = ""
 
 
 @dataclass(frozen=True)
@@ -498,6 +501,17 @@ def database_checks(facts: DatabaseFacts) -> list[Check]:
                 f" restores need pg_restore {_major(facts.pg_dump_version)}+",
             )
         )
+    if facts.profile == "supabase":
+        checks.append(
+            Check(
+                "profile",
+                "ok",
+                f"supabase ({facts.profile_how}): backups hold the project's own schemas, the"
+                " user's rows in auth/storage/…, and custom roles; restore with --profile supabase",
+            )
+        )
+    elif facts.profile:
+        checks.append(Check("profile", "ok", f"postgres ({facts.profile_how})"))
     if facts.tables_in_scope is not None:
         if facts.unreadable:
             checks.append(Check("table access", "fail", facts.unreadable, facts.unreadable_fix))

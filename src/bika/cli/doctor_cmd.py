@@ -88,7 +88,9 @@ def _database_checks(settings: Settings) -> list[Check]:
                     "none configured; give --db or set BIKA_DATABASE_URL to check it",
                 )
             ]
-        facts = database_facts(url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope())
+        facts = database_facts(
+            url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope(), settings.profile
+        )
     except BikaError as exc:
         return [Check("database", "fail", str(exc))]
     return diagnose(None, facts)

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.text import Text
 
 from bika.cli import json_shapes
+from bika.cli import supabase_restore_view as supabase
 from bika.cli.app import (
     STATE,
     app,
@@ -112,6 +113,11 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     metavar="DIR",
     help="where --jobs puts its temporary file",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["postgres", "supabase"]),
+    help="supabase: into a Supabase project, only the user's objects (default: the backup's)",
+)
 @pg_bin_option
 @logged("restore")
 @json_option
@@ -135,6 +141,7 @@ def restore(
     jobs: int,
     no_owner: bool,
     temp_dir: Path | None,
+    profile: str | None,
     pg_bin_dir: str | None,
     as_json: bool,
 ) -> None:
@@ -153,6 +160,18 @@ def restore(
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
     note_backups(manifest.id)
     identities = load_identities(settings.require_identity())
+    if (profile or _profile(settings.profile, manifest)) == "supabase":
+        supabase.refuse_options(
+            to_file=to_file, create=create, force=force, dry_run=dry_run, schema=schema,
+            table=table, exclude_table=exclude_table, schema_only=schema_only,
+            data_only=data_only, jobs=jobs > 1, no_owner=no_owner,
+        )  # fmt: skip
+        assert to is not None
+        supabase.restore_supabase(
+            repository, manifest, ConnInfo.parse(to), identities, clean=clean,
+            pg_bin_dir=settings.pg_bin_dir, as_json=as_json,
+        )  # fmt: skip
+        return
     options = RestoreOptions(
         jobs=jobs,
         clean=clean,
@@ -262,6 +281,12 @@ def print_checks(checks: list[TableCheck], title: str) -> None:
     ]
     columns = [Column("table"), Column("backup", right=True), Column("restored", right=True)]
     print_table(STATE.out, [*columns, Column("")], rows, title=title)
+
+
+def _profile(setting: str, manifest: Manifest) -> str:
+    """The profile a restore takes when --profile is not given: the setting's, else the
+    backup's."""
+    return setting if setting != "auto" else manifest.profile
 
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:

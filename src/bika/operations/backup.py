@@ -188,7 +188,12 @@ def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None
     try:
         yield
     except BaseException:
-        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, supabase_backup.CATALOG_ARTIFACT, MANIFEST):
+        for name in (
+            DATABASE_ARTIFACT,
+            GLOBALS_ARTIFACT,
+            supabase_backup.CATALOG_ARTIFACT,
+            MANIFEST,
+        ):
             with suppress(Exception):
                 repo.storage.delete(repo.artifact_key(backup_id, name))
         raise

@@ -114,9 +114,7 @@ def restore_into_project(
 
 
 def _refuse_unless_fresh(project: pg_supabase.ProjectFacts, target: ConnInfo) -> None:
-    mine = sorted(
-        f"{s}.{n}" for (s, n) in project.relations if not profile.is_managed_schema(s)
-    )
+    mine = sorted(f"{s}.{n}" for (s, n) in project.relations if not profile.is_managed_schema(s))
     if mine:
         shown = ", ".join(mine[:3]) + (f" and {len(mine) - 3} more" if len(mine) > 3 else "")
         raise RestoreError(
@@ -145,9 +143,7 @@ class _Memory:
 
 
 @contextmanager
-def _archive_file(
-    repo: Repository, manifest: Manifest, identities: list[object]
-) -> Iterator[Path]:
+def _archive_file(repo: Repository, manifest: Manifest, identities: list[object]) -> Iterator[Path]:
     """The archive decrypted into a private file (pg_restore -L reads it twice), checked."""
     archive = StoredArchive.of(repo, manifest, identities)
     folder = Path(tempfile.mkdtemp(prefix="supabase-restore-", dir=scratch.folder()))
@@ -189,7 +185,7 @@ def _load(
     if clean and chosen.managed_data:
         prelude += pg_supabase.delete_rows_sql(selection.reverse_tables(chosen.managed_data))
     clean_args = ["--clean", "--if-exists"] if clean else []
-    argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}"]
+    argv: list[str | Path] = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}"]
     with run(argv, conn=target, env=env, stdin=True, stdout=False) as session:
         try:
             session.stdin.write(prelude.encode())
@@ -207,7 +203,8 @@ def _load(
             said = _psql_error(session.stderr_text())
             raise RestoreFailed(
                 f"restore into {target.redacted()} failed and was rolled back, nothing"
-                f" changed: {said}"
+                f" changed: {said}",
+                [said],
             )
 
 
@@ -218,7 +215,8 @@ def _pipe(pg_restore: Path, options: list[str], archive: Path, out: IO[bytes]) -
             # servers before 17 reject pg_restore 17+'s transaction_timeout
             out.write(PORTABLE_TRANSACTION_TIMEOUT if line == TRANSACTION_TIMEOUT else line)
         if child.wait() != 0:
-            raise RestoreFailed(f"pg_restore could not read the archive: {child.stderr_text()}")
+            said = child.stderr_text().strip()
+            raise RestoreFailed(f"pg_restore could not read the archive: {said}", [said])
 
 
 def _psql_error(stderr: str) -> str:

@@ -124,7 +124,7 @@ def project_facts(conn: ConnInfo) -> ProjectFacts:
 
 
 def _one(db: psycopg.Connection[Any], statement: str) -> Any:
-    row = db.execute(statement).fetchone()  # type: ignore[arg-type]
+    row = db.execute(statement).fetchone()
     assert row is not None
     return row[0]
 
@@ -179,7 +179,8 @@ BEGIN
     FOR grantee IN SELECT DISTINCT e.grantee FROM aclexplode(obj.acl) e
                     WHERE e.grantee <> obj.owner LOOP
       EXECUTE format('REVOKE ALL ON %s %s FROM %s', obj.kw, obj.name,
-                     CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(grantee::regrole::text) END);
+                     CASE WHEN grantee = 0 THEN 'PUBLIC'
+                          ELSE quote_ident(grantee::regrole::text) END);
     END LOOP;
     IF obj.public_privilege <> '' THEN
       EXECUTE format('GRANT %s ON %s %s TO PUBLIC', obj.public_privilege, obj.kw, obj.name);
@@ -205,7 +206,7 @@ def run_statements(conn: ConnInfo, statements: Iterable[str]) -> list[StatementR
     with conn.connect(autocommit=True) as db:
         for statement in statements:
             try:
-                db.execute(statement)  # type: ignore[arg-type]
+                db.execute(statement)
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()
                 results.append(StatementResult(statement, message[0] if message else "failed"))
@@ -304,7 +305,7 @@ def catalog_snapshot(conn: ConnInfo) -> Snapshot:
     try:
         with conn.connect() as db:
             for category, query in _SNAPSHOT_QUERIES.items():
-                rows = db.execute(query, {"skip": _SKIPPED}).fetchall()  # type: ignore[arg-type]
+                rows = db.execute(query, {"skip": _SKIPPED}).fetchall()
                 snapshot[category] = sorted([str(a), str(b), str(c)] for a, b, c in rows)
     except psycopg.Error as exc:
         raise PostgresError(

@@ -58,9 +58,7 @@ def compare(source: Snapshot, before: Snapshot, after: Snapshot) -> list[Finding
             continue
         if new.get(key) == src[key]:
             continue
-        out_of_scope = profile.is_managed_schema(key[1]) and not profile.is_user_data_schema(
-            key[1]
-        )
+        out_of_scope = profile.is_managed_schema(key[1]) and not profile.is_user_data_schema(key[1])
         if out_of_scope and key not in new:
             findings.append(
                 Finding(
@@ -93,8 +91,7 @@ def _differs(key: Key, whose: str, expected: str, got: str | None, *, platform: 
     else:
         message = f"{_name(key)} differs from {whose}: {got} (expected {expected})"
     fix = (
-        "the restore changed a platform object: ask Supabase support, or restore into a new"
-        " project"
+        "the restore changed a platform object: ask Supabase support, or restore into a new project"
         if platform
         else ""
     )

@@ -104,9 +104,7 @@ def _judge(entry: TocEntry, project: ProjectFacts, *, clean: bool) -> str | None
         if profile.is_platform_role(entry.owner):
             return _PLATFORM
         return "event triggers need a superuser, which a project does not give: create it again"
-    if desc.startswith("PUBLICATION") and entry.tag.startswith(
-        profile.PLATFORM_PUBLICATION_PREFIX
-    ):
+    if desc.startswith("PUBLICATION") and entry.tag.startswith(profile.PLATFORM_PUBLICATION_PREFIX):
         return _PLATFORM
     if desc == "EXTENSION":
         if entry.tag in project.extensions:
@@ -133,7 +131,9 @@ def _judge(entry: TocEntry, project: ProjectFacts, *, clean: bool) -> str | None
 
 
 def _judge_schema(name: str, project: ProjectFacts, *, clean: bool) -> str | None:
-    if name == "public" or (profile.is_managed_schema(name) and not _new_user_schema(name, project)):
+    if name == "public" or (
+        profile.is_managed_schema(name) and not _new_user_schema(name, project)
+    ):
         return _PLATFORM
     if name in project.schemas and not clean:
         return _PLATFORM  # the preflight refused a project that has the user's objects
@@ -175,22 +175,21 @@ def _judge_managed(
     if desc == "TRIGGER":
         return _judge_trigger(entry, schema, project, clean=clean)
     if desc == "POLICY":
-        table, _, name = entry.tag.partition(" ")
+        on, _, name = entry.tag.partition(" ")
+        table_name: Table = (schema, on)
         if _PLATFORM_POLICY.match(name):
             return _PLATFORM
-        if (schema, table, name) in project.policies and not clean:
+        if (schema, on, name) in project.policies and not clean:
             return _PLATFORM
-        if (schema, table) not in project.relations:
-            return f"the project has no table {schema}.{table}"
-        if (schema, table) not in project.may_alter:
+        if table_name not in project.relations:
+            return f"the project has no table {schema}.{on}"
+        if table_name not in project.may_alter:
             return (
-                f"{project.user} may not add a policy to {schema}.{table} (only its owner"
+                f"{project.user} may not add a policy to {schema}.{on} (only its owner"
                 " may): run this CREATE POLICY as the table's owner"
             )
         return None
-    if desc in ("FUNCTION", "PROCEDURE", "AGGREGATE") and not profile.is_platform_role(
-        entry.owner
-    ):
+    if desc in ("FUNCTION", "PROCEDURE", "AGGREGATE") and not profile.is_platform_role(entry.owner):
         return None
     return _PLATFORM
 
@@ -212,7 +211,9 @@ def _judge_trigger(
     return None
 
 
-def parents_first(data: Iterable[TocEntry], foreign_keys: Iterable[tuple[Table, Table]]) -> list[TocEntry]:
+def parents_first(
+    data: Iterable[TocEntry], foreign_keys: Iterable[tuple[Table, Table]]
+) -> list[TocEntry]:
     """Data entries ordered so that a referenced table's rows load before its referencing
     table's (otherwise as given): without session_replication_role the project's foreign
     keys are checked row by row."""
