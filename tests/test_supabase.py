@@ -312,6 +312,26 @@ def test_doctor_shows_the_detected_profile(platform: Platform, keyed_repo: Keyed
     assert "supabase (detected)" in result.stdout, result.stdout + result.stderr
 
 
+def test_a_projects_backup_passes_a_drill(platform: Platform, keyed_repo: KeyedRepo) -> None:
+    """A throwaway server has none of the platform's roles: the drill makes them."""
+    manifest = _backup(keyed_repo, platform.app())
+    result = run_bika("drill", manifest["id"], env=_env(keyed_repo, "postgresql://unused/x"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "event trigger(s) of the Supabase platform not restored" in result.stderr
+
+
+def test_profile_set_to_postgres_backs_up_a_project_whole(
+    platform: Platform, keyed_repo: KeyedRepo
+) -> None:
+    url = platform.app()
+    result = run_bika("backup", env={**_env(keyed_repo, url), "BIKA_PROFILE": "postgres"})
+    assert result.returncode == 0, result.stderr
+    backup_id = keyed_repo.list()[-1]["id"]
+    manifest = json.loads((keyed_repo.repo / "backups" / backup_id / "manifest.json").read_text())
+    assert manifest["profile"] == "postgres"
+    assert any(t["schema"] == "realtime" for t in manifest["tables"])
+
+
 def test_plain_database_is_not_taken_for_a_project(pg18: Cluster, keyed_repo: KeyedRepo) -> None:
     url = pg18.create_database(_name("plain"))
     manifest = _backup(keyed_repo, url)

@@ -45,6 +45,7 @@ from bika.operations.restore import (
     restore_backup,
 )
 from bika.postgres import binaries, catalog, fingerprint
+from bika.postgres import supabase as pg_supabase
 from bika.postgres.archive import ArchiveToc, TocEntry
 from bika.postgres.cluster import Cluster, start_cluster
 from bika.postgres.connection import ConnInfo, first_line
@@ -268,6 +269,16 @@ def _drill(
         e.tag for e in toc.entries if e.desc == "EXTENSION" and e.tag not in available
     )
     skipped = dependents(toc.entries, run.missing_extensions)
+    if manifest.profile == "supabase":
+        # the platform's event triggers call functions in schemas a backup of a project
+        # leaves out (extensions); the project has its own
+        platform = {e.dump_id: "" for e in toc.entries if e.desc == "EVENT TRIGGER"}
+        skipped.update(platform)
+        if platform:
+            findings.notes.append(
+                f"{len(platform)} event trigger(s) of the Supabase platform not restored: their"
+                " functions are in schemas the backup leaves out"
+            )
     jobs = options.jobs
     say(
         f"restoring {manifest.id} into {scratch.target.kind} PostgreSQL"
@@ -528,6 +539,8 @@ def _restore_roles(
     with repo.storage.open(artifact.key) as source:
         decode(source, plain, identities, name=f"{manifest.id}/globals")
     script = without_role(plain.getvalue(), cluster.superuser)
+    if manifest.profile == "supabase":  # its roles artifact holds the custom roles only
+        script = pg_supabase.platform_roles_sql().encode() + script
     psql = binaries.tool("psql", bin_dir)
     conn = ConnInfo.parse(cluster.url("postgres"))
     conninfo, env = conn.libpq_args()

@@ -4,6 +4,8 @@ chosen objects need and bring, and the drop statements --clean runs for them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bika.operations.restore_plan import (
     ATTACHED_KINDS,
     CHECKED_KINDS,
@@ -309,13 +311,18 @@ def clean_sql(plan: RestorePlan) -> str:
 
     pg_restore --clean also drops each constraint and index of a table it then drops; on a
     partition that fails ("cannot drop inherited constraint"), so bika leaves those out."""
-    chosen = {e.dump_id for e in plan.selection.entries}
-    by_id = plan.toc.by_id()
+    return drop_sql(plan.toc, plan.selection.entries)
+
+
+def drop_sql(toc: ArchiveToc, entries: Sequence[TocEntry]) -> str:
+    """clean_sql for any choice of the archive's entries (in archive order)."""
+    chosen = {e.dump_id for e in entries}
+    by_id = toc.by_id()
     lines = [
         "-- bika restore --clean: the backup's objects, dropped if the target has them",
         "SET client_min_messages = warning;",
     ]
-    for entry in reversed(plan.selection.entries):
+    for entry in reversed(entries):
         if entry.desc in SETUP_KINDS:
             continue
         if entry.desc == "BLOB METADATA" or entry.desc == "BLOB":

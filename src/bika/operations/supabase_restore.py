@@ -25,6 +25,7 @@ from bika.operations.restore_run import (
     TRANSACTION_TIMEOUT,
     StoredArchive,
 )
+from bika.operations.restore_selection import drop_sql
 from bika.operations.supabase_backup import CATALOG_CONTENT
 from bika.postgres import binaries, catalog
 from bika.postgres import supabase as pg_supabase
@@ -89,7 +90,8 @@ def restore_into_project(
 
     bin_dir = binaries.find_bin_dir(pg_bin_dir)
     with _archive_file(repo, manifest, identities) as archive:
-        _load(archive, chosen, before, target, bin_dir, clean=clean)
+        drops = drop_sql(toc, chosen.main) if clean else ""
+        _load(archive, chosen, before, target, bin_dir, drops)
 
     restored = {(e.namespace or "", e.tag) for e in chosen.main if e.desc == "TABLE DATA"}
     tables = [t for t in manifest.tables if (t.schema_, t.name) in restored]
@@ -157,6 +159,10 @@ def _archive_file(repo: Repository, manifest: Manifest, identities: list[object]
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# pg_dump's sections (teSection): 1 none, 2 pre-data, 3 data, 4 post-data
+_DATA_SECTION = 3
+
+
 def _list_file(folder: Path, name: str, entries: list[TocEntry]) -> Path:
     path = folder / name
     path.write_text("".join(f"{e.dump_id};\n" for e in entries))
@@ -169,27 +175,44 @@ def _load(
     project: pg_supabase.ProjectFacts,
     target: ConnInfo,
     bin_dir: Path,
-    *,
-    clean: bool,
+    drops: str,
 ) -> None:
     """One psql session, one transaction: the objects and rows, the privileges reset to the
     built-in defaults, the source's privileges; COMMIT only if every statement succeeded."""
     pg_restore = binaries.tool("pg_restore", bin_dir)
     psql = binaries.tool("psql", bin_dir)
     conninfo, env = target.libpq_args()
-    main = _list_file(archive.parent, "main.list", chosen.main)
+    # Two parts: the definitions and the managed tables' rows, then the user's rows and the
+    # rest. Without replica, a trigger the project keeps (on auth.users, say) fires while the
+    # managed rows load and may write the user's tables: those rows go before the user's own.
+    managed = set(chosen.managed_data)
+    first = [
+        e for e in chosen.main if e.section < _DATA_SECTION or (e.namespace or "", e.tag) in managed
+    ]
+    firsts = {e.dump_id for e in first}
+    rest = [e for e in chosen.main if e.dump_id not in firsts]
+    users = [t for t in chosen.data if t not in managed]
+    main = _list_file(archive.parent, "main.list", first)
+    later = _list_file(archive.parent, "later.list", rest)
     acl = _list_file(archive.parent, "acl.list", chosen.acl)
     prelude = "BEGIN;\n"
     if project.replica_allowed:
         prelude += pg_supabase.REPLICA
-    if clean and chosen.managed_data:
-        prelude += pg_supabase.delete_rows_sql(selection.reverse_tables(chosen.managed_data))
-    clean_args = ["--clean", "--if-exists"] if clean else []
+    if drops and chosen.managed_data:
+        # the user's rows in managed tables go, children first; the user's own tables too,
+        # before they are dropped, or a cascade from auth.users would stop at their keys
+        present = [t for t in chosen.data if t in project.relations]
+        prelude += pg_supabase.delete_rows_sql(selection.reverse_tables(present))
     argv: list[str | Path] = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}"]
     with run(argv, conn=target, env=env, stdin=True, stdout=False) as session:
         try:
             session.stdin.write(prelude.encode())
-            _pipe(pg_restore, ["-L", str(main), *clean_args], archive, session.stdin)
+            session.stdin.write(drops.encode())
+            _pipe(pg_restore, ["-L", str(main)], archive, session.stdin)
+            if not project.replica_allowed and users:
+                rows = pg_supabase.delete_rows_sql(selection.reverse_tables(users))
+                session.stdin.write(rows.encode())
+            _pipe(pg_restore, ["-L", str(later)], archive, session.stdin)
             if chosen.user_schemas:
                 session.stdin.write(b"RESET ALL;\nSET search_path = '';\n")
                 session.stdin.write(pg_supabase.acl_reset_sql(chosen.user_schemas).encode())

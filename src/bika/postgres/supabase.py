@@ -143,6 +143,21 @@ def _may_set_replica(db: psycopg.Connection[Any]) -> bool:
 REPLICA = "SET session_replication_role = replica;\n"
 
 
+def platform_roles_sql() -> str:
+    """Create the platform's roles that do not exist yet (NOLOGIN): for a throwaway server
+    that restores a project's backup, whose objects they own or are granted to."""
+    names = ", ".join(sql_literal(r) for r in profile.PLATFORM_ROLES)
+    return (
+        "DO $bika_roles$ DECLARE r text; BEGIN\n"
+        f"  FOREACH r IN ARRAY ARRAY[{names}] LOOP\n"
+        "    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN\n"
+        "      EXECUTE format('CREATE ROLE %I NOLOGIN', r);\n"
+        "    END IF;\n"
+        "  END LOOP;\n"
+        "END $bika_roles$;\n"
+    )
+
+
 def acl_reset_sql(schemas: Iterable[str]) -> str:
     """Give every table, sequence, routine and type in `schemas`, and each schema, its
     built-in default privileges (acldefault), dropping what the project's default privileges

@@ -92,6 +92,29 @@ RESERVED_ROLES: tuple[str, ...] = (
     "pgtle_admin",
 )
 
+# The platform's roles by name (the reserved patterns above, spelled out as a project has them):
+# a drill of a supabase-profile backup creates them in its throwaway server, since the backup's
+# roles artifact holds only the custom ones and the objects refer to these.
+PLATFORM_ROLES: tuple[str, ...] = (
+    "anon",
+    "authenticated",
+    "service_role",
+    "authenticator",
+    "dashboard_user",
+    "pgbouncer",
+    "supabase_admin",
+    "supabase_auth_admin",
+    "supabase_storage_admin",
+    "supabase_functions_admin",
+    "supabase_realtime_admin",
+    "supabase_replication_admin",
+    "supabase_read_only_user",
+    "pgsodium_keyholder",
+    "pgsodium_keyiduser",
+    "pgsodium_keymaker",
+    "pgtle_admin",
+)
+
 # The role a project's user connects as; it owns the user's objects.
 PROJECT_ROLE = "postgres"
 

@@ -48,6 +48,8 @@ class Selection:
     """Entries left out because they are the platform's and the project has its own."""
     managed_data: list[Table] = field(default_factory=list)
     """Managed tables (auth.users, storage.objects, …) whose rows are restored, parents first."""
+    data: list[Table] = field(default_factory=list)
+    """Every table whose rows are restored, parents first (by the project's foreign keys)."""
     user_schemas: set[str] = field(default_factory=set)
     """The user's own schemas the archive holds objects of."""
 
@@ -60,8 +62,15 @@ def label(entry: TocEntry) -> str:
 def select(entries: Sequence[TocEntry], project: ProjectFacts, *, clean: bool) -> Selection:
     chosen = Selection()
     data: list[TocEntry] = []
+    kept = _kept_trigger_functions(entries, project, clean=clean)
     for entry in entries:
         verdict = _judge(entry, project, clean=clean)
+        function = f"{entry.namespace}.{entry.tag.split('(')[0]}"
+        if verdict is None and entry.desc == "FUNCTION" and function in kept:
+            verdict = (
+                f"kept as the project has it: trigger {kept[function]}, which {project.user}"
+                " may not replace, calls it"
+            )
         if verdict is None:
             if entry.desc in _ACL:
                 chosen.acl.append(entry)
@@ -82,12 +91,31 @@ def select(entries: Sequence[TocEntry], project: ProjectFacts, *, clean: bool) -
     # (post-data), as pg_restore would put them
     post = [e for e in chosen.main if e.section == _POST_DATA]
     chosen.main = [e for e in chosen.main if e.section != _POST_DATA] + ordered + post
-    chosen.managed_data = [
-        (e.namespace, e.tag)
-        for e in ordered
-        if e.desc == "TABLE DATA" and e.namespace and profile.is_managed_schema(e.namespace)
-    ]
+    chosen.data = [(e.namespace or "", e.tag) for e in ordered if e.desc == "TABLE DATA"]
+    chosen.managed_data = [t for t in chosen.data if profile.is_managed_schema(t[0])]
     return chosen
+
+
+def _kept_trigger_functions(
+    entries: Sequence[TocEntry], project: ProjectFacts, *, clean: bool
+) -> dict[str, str]:
+    """schema.function → the trigger on a managed table that --clean cannot replace (so it
+    stays, and the function it calls cannot be dropped and made again either)."""
+    kept: dict[str, str] = {}
+    if not clean:
+        return kept
+    for entry in entries:
+        schema = entry.namespace or ""
+        if entry.desc != "TRIGGER" or not profile.is_managed_schema(schema):
+            continue
+        table, _, name = entry.tag.partition(" ")
+        present = (schema, table, name) in project.triggers
+        if present and (schema, table) not in project.may_alter:
+            function = _TRIGGER_FUNCTION.search(entry.defn or "")
+            if function:
+                called = function.group(1).replace('"', "")
+                kept[called] = f"{name} on {schema}.{table}"
+    return kept
 
 
 # pg_dump's sections (pg_backup_archiver.h teSection): 1 none, 2 pre-data, 3 data, 4 post-data
@@ -202,8 +230,14 @@ def _judge_trigger(
     function_schema = function.group(1).split(".")[0].strip('"') if function else schema
     if profile.is_managed_schema(function_schema):
         return _PLATFORM  # the platform's trigger, calling the platform's function
-    if (schema, table, name) in project.triggers and not clean:
-        return _PLATFORM
+    if (schema, table, name) in project.triggers:
+        if not clean:
+            return _PLATFORM
+        if (schema, table) not in project.may_alter:
+            return (
+                f"the project has trigger {name} already and {project.user} may not replace it"
+                f" (dropping a trigger needs the owner of {schema}.{table}): left as it is"
+            )
     if (schema, table) not in project.relations:
         return f"the project has no table {schema}.{table}"
     if (schema, table) not in project.may_trigger:
