@@ -167,8 +167,10 @@ def restore(
             data_only=data_only, jobs=jobs > 1, no_owner=no_owner,
         )  # fmt: skip
         assert to is not None
+        project = ConnInfo.parse(to)
+        note_backups(to="database", target_host_hash=project.host_hash(), profile="supabase")
         supabase.restore_supabase(
-            repository, manifest, ConnInfo.parse(to), identities, clean=clean,
+            repository, manifest, project, identities, clean=clean,
             pg_bin_dir=settings.pg_bin_dir, as_json=as_json,
         )  # fmt: skip
         return
