@@ -27,7 +27,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -337,6 +337,10 @@ class Settings(_Deferred):
     backups are not encrypted to it."""
     pg_bin_dir: str | None = None
     """Folder of pg_dump/pg_restore to use."""
+    profile: Literal["auto", "postgres", "supabase"] = "auto"
+    """What the database is: `supabase` backs up a project's own objects and data, not the
+    platform's; `auto` takes it from the host (*.supabase.co, *.supabase.com) or from the
+    platform's schemas and roles being there."""
     compression_level: int = Field(3, ge=1, le=22)
     """zstd level."""
     compression_threads: int = Field(0, ge=0)

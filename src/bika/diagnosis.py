@@ -62,6 +62,9 @@ class DatabaseFacts:
     unreadable: str = ""
     """Which of them the role cannot read, and why; empty when it can read them all."""
     unreadable_fix: str = ""
+    profile: str = ""
+    """`postgres` or `supabase`, and how it was decided (profile_how)."""
+    profile_how: str = ""
 
 
 def diagnose(storage: StorageFacts | None, database: DatabaseFacts | None) -> list[Finding]:
@@ -470,6 +473,17 @@ def database_checks(facts: DatabaseFacts) -> list[Finding]:
                 f" restores need pg_restore {_major(facts.pg_dump_version)}+",
             )
         )
+    if facts.profile == "supabase":
+        checks.append(
+            Finding(
+                "ok",
+                "profile",
+                f"supabase ({facts.profile_how}): backups hold the project's own schemas, the"
+                " user's rows in auth/storage/…, and custom roles; restore with --profile supabase",
+            )
+        )
+    elif facts.profile:
+        checks.append(Finding("ok", "profile", f"postgres ({facts.profile_how})"))
     if facts.tables_in_scope is not None:
         if facts.unreadable:
             checks.append(Finding("error", "table access", facts.unreadable, facts.unreadable_fix))

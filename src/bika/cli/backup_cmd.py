@@ -149,6 +149,7 @@ def backed_up(
         pg_bin_dir=settings.pg_bin_dir,
         storage_class=settings.storage.storage_class(kind),
         scope=settings.backup.scope(),
+        profile=settings.profile,
         role_classes=settings.storage.classes,
         extras=project_extras(settings),
     )
@@ -156,7 +157,9 @@ def backed_up(
     expected = expected_dump_size(repository, conn) if STATE.interactive else None
     with stream_progress("dumped", "stored", expected_plain=expected) as progress:
         manifest = take_backup(repository, conn, options, progress)
-    if not manifest.scope.whole:
+    if manifest.profile == "supabase":
+        STATE.say("profile: supabase (the project's own schemas, data and custom roles)")
+    elif not manifest.scope.whole:
         STATE.say(f"scope: {' '.join(manifest.scope.options())}")
     note_backups(manifest.id, kind=kind, stored_bytes=manifest.stored_size)
     if manifest.functions is not None:

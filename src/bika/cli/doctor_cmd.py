@@ -173,7 +173,9 @@ def _database_checks(settings: Settings) -> list[Finding]:
                     "none configured; give --db or set BIKA_DATABASE_URL to check it",
                 )
             ]
-        facts = database_facts(url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope())
+        facts = database_facts(
+            url.get_secret_value(), settings.pg_bin_dir, settings.backup.scope(), settings.profile
+        )
     except BikaError as exc:
         return [Finding("error", "database", str(exc))]
     return diagnose(None, facts)

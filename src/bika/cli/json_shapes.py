@@ -23,6 +23,7 @@ from bika.operations.prune import PruneReport
 from bika.operations.rekey import RekeyResult
 from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.supabase_artifacts import Unpacked
+from bika.operations.supabase_restore import SupabaseRestoreReport
 from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.audit import AuditReport
@@ -435,3 +436,25 @@ def supabase_diff_result(
         "differences": [{"part": d.part, "item": d.item, "change": d.change} for d in found],
         "not_compared": sorted({*(stored.get("errors") or {}), *(live.get("errors") or {})}),
     }
+
+
+def supabase_restore_result(report: SupabaseRestoreReport) -> Json:
+    """`bika restore --profile supabase --json`: the roles applied or skipped, the archive
+    entries left out and why, the rows restored, and each difference from the source."""
+    return {
+        "ok": report.ok,
+        "backup_id": report.backup_id,
+        "destination": report.target,
+        "profile": "supabase",
+        "replica": report.replica,
+        "roles": [{"statement": r.statement, "error": r.error} for r in report.roles],
+        "skipped": [{"what": s.what, "why": s.why} for s in report.skipped],
+        "platform_entries_left": report.platform,
+        "tables": report.tables,
+        "rows": report.rows,
+        "findings": [
+            {"level": f.level, "what": f.what, "message": f.message, "fix": f.fix,
+             "facts": f.facts}
+            for f in report.findings
+        ],
+    }  # fmt: skip

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.text import Text
 
 from bika.cli import json_shapes
+from bika.cli import supabase_restore_view as supabase
 from bika.cli.app import (
     STATE,
     app,
@@ -110,6 +111,11 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     metavar="DIR",
     help="where --jobs puts its temporary file",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["postgres", "supabase"]),
+    help="supabase: into a Supabase project, only the user's objects (default: the backup's)",
+)
 @pg_bin_option
 @click.option(
     "--artifact",
@@ -144,6 +150,7 @@ def restore(
     jobs: int,
     no_owner: bool,
     temp_dir: Path | None,
+    profile: str | None,
     pg_bin_dir: str | None,
     artifact: str | None,
     to_dir: Path | None,
@@ -171,6 +178,20 @@ def restore(
     manifest = repository.manifest(_pick(repository, backup_id, latest, before))
     note_backups(manifest.id)
     identities = load_identities(settings.require_identity())
+    if (profile or _profile(settings.profile, manifest)) == "supabase":
+        supabase.refuse_options(
+            to_file=to_file, create=create, force=force, dry_run=dry_run, schema=schema,
+            table=table, exclude_table=exclude_table, schema_only=schema_only,
+            data_only=data_only, jobs=jobs > 1, no_owner=no_owner,
+        )  # fmt: skip
+        assert to is not None
+        project = ConnInfo.parse(to)
+        note_backups(to="database", target_host_hash=project.host_hash(), profile="supabase")
+        supabase.restore_supabase(
+            repository, manifest, project, identities, clean=clean,
+            pg_bin_dir=settings.pg_bin_dir, as_json=as_json,
+        )  # fmt: skip
+        return
     options = RestoreOptions(
         jobs=jobs,
         clean=clean,
@@ -308,6 +329,12 @@ def _restore_artifact(
     unpacked = restore_artifact(repository, manifest, identities, artifact, to_dir, to_file)
     if as_json:
         print_json(json_shapes.artifact_restore_result(manifest.id, unpacked))
+
+
+def _profile(setting: str, manifest: Manifest) -> str:
+    """The profile a restore takes when --profile is not given: the setting's, else the
+    backup's."""
+    return setting if setting != "auto" else manifest.profile
 
 
 def _pick(repository: Repository, backup_id: str | None, latest: bool, before: str | None) -> str:

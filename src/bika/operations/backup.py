@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import bika
 from bika import clock
 from bika.errors import BikaError, DumpError
+from bika.operations import supabase_backup
 from bika.postgres import binaries, catalog
 from bika.postgres.archive import ArchiveTap
 from bika.postgres.connection import ConnInfo
@@ -61,6 +62,8 @@ class BackupOptions:
     """Storage class (S3, GCS) or access tier (Azure) of the artifacts; the manifest keeps the
     bucket's default so that listing and monitoring stay cheap and never need a restore."""
     scope: DumpScope = field(default_factory=DumpScope)
+    profile: str = "auto"
+    """`postgres`, `supabase` or `auto` (supabase_backup.resolve_profile)."""
     role_classes: Mapping[str, str] = field(default_factory=dict)
     """[storage] classes: a backup that will stand for its month (the month's first) is stored
     in the monthly class, one that stands for its week in the weekly class (retention.py)."""
@@ -111,8 +114,10 @@ def take_backup(
     pg_dump = binaries.tool("pg_dump", bin_dir)
     started = clock.now()
     facts = catalog.server_facts(conn)
+    profile = supabase_backup.resolve_profile(options.profile, conn)
+    scope = options.scope if profile == "postgres" else supabase_backup.scope(options.scope)
     # before dumping: pg_dump stops at the first table it may not read, after streaming the rest
-    access = catalog.scope_access(conn, options.scope)
+    access = catalog.scope_access(conn, scope)
     if (problem := access.problem()) is not None:
         raise DumpError(f"cannot back up {conn.redacted()}: {problem}")
     backup_id = new_backup_id(options.kind, started)
@@ -123,7 +128,7 @@ def take_backup(
     with _removed_unless_committed(repo, backup_id, [extra.file for extra in options.extras]):
         tap = ArchiveTap()
         key = repo.artifact_key(backup_id, DATABASE_ARTIFACT)
-        argv = pg_dump_argv(pg_dump, conninfo, options.scope)
+        argv = pg_dump_argv(pg_dump, conninfo, scope)
         with (
             run(argv, conn=conn, env=env) as child,
             repo.storage.create(key, storage_class=storage_class) as sink,
@@ -145,7 +150,9 @@ def take_backup(
             "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
         }
 
-        roles = _dump_roles(repo, conn, bin_dir, backup_id, recipients, options, storage_class)
+        roles = _dump_roles(
+            repo, conn, bin_dir, backup_id, recipients, options, storage_class, profile
+        )
         if isinstance(roles, Artifact):
             artifacts["globals"] = roles
             roles_note = Roles(status="saved")
@@ -157,6 +164,11 @@ def take_backup(
                 repo, backup_id, extra, recipients, options, storage_class
             )
             described.update(extra.manifest_fields())
+        if profile == "supabase":
+            key = repo.artifact_key(backup_id, supabase_backup.CATALOG_ARTIFACT)
+            with repo.storage.create(key, storage_class=storage_class) as sink:
+                stats = encode(supabase_backup.catalog_json(conn), sink, recipients)
+            artifacts["catalog"] = _artifact(key, supabase_backup.CATALOG_CONTENT, stats)
 
         manifest = Manifest(
             tool=f"bika {bika.__version__}",
@@ -190,7 +202,8 @@ def take_backup(
                 count=summary.large_objects, bytes=summary.large_object_bytes
             ),
             roles=roles_note,
-            scope=_scope(options.scope, access),
+            scope=_scope(scope, access),
+            profile="supabase" if profile == "supabase" else "postgres",
             recipients=repo.recipients,
             **described,
         )
@@ -210,7 +223,13 @@ def _removed_unless_committed(
     try:
         yield
     except BaseException:
-        for name in (DATABASE_ARTIFACT, GLOBALS_ARTIFACT, *extra_files, MANIFEST):
+        for name in (
+            DATABASE_ARTIFACT,
+            GLOBALS_ARTIFACT,
+            supabase_backup.CATALOG_ARTIFACT,
+            *extra_files,
+            MANIFEST,
+        ):
             with suppress(Exception):
                 repo.storage.delete(repo.artifact_key(backup_id, name))
         raise
@@ -279,13 +298,24 @@ def _dump_roles(
     recipients: list[object],
     options: BackupOptions,
     storage_class: str | None,
+    profile: str = "postgres",
 ) -> Artifact | str:
-    """The cluster's roles without passwords, or why the server would not give them."""
+    """The cluster's roles without passwords, or why the server would not give them; with
+    the supabase profile only the project's custom roles (supabase_backup.custom_roles)."""
     pg_dumpall = binaries.tool("pg_dumpall", bin_dir)
     conninfo, env = conn.libpq_args()
     key = repo.artifact_key(backup_id, GLOBALS_ARTIFACT)
     argv = roles_argv(pg_dumpall, conninfo)
     try:
+        if profile == "supabase":
+            with run(argv, conn=conn, env=env) as child:
+                dump = child.stdout.read()
+                if child.wait() != 0:
+                    raise _RolesRefused(last_error_lines(child.stderr_text()))
+            with repo.storage.create(key, storage_class=storage_class) as sink:
+                source = supabase_backup.custom_roles(dump)
+                stats = encode(source, sink, recipients, level=options.compression_level)
+            return _artifact(key, "sql", stats)
         with (
             run(argv, conn=conn, env=env) as child,
             repo.storage.create(key, storage_class=storage_class) as sink,

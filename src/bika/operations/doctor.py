@@ -18,6 +18,7 @@ from typing import Literal
 
 from bika.diagnosis import Backend, DatabaseFacts, StorageFacts
 from bika.errors import BikaError, RepositoryError
+from bika.operations import supabase_backup
 from bika.postgres import binaries, catalog
 from bika.postgres.connection import ConnInfo
 from bika.postgres.dump import DumpScope
@@ -82,10 +83,10 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
 
 
 def database_facts(
-    url: str, pg_bin_dir: str | None, scope: DumpScope | None = None
+    url: str, pg_bin_dir: str | None, scope: DumpScope | None = None, profile: str = "auto"
 ) -> DatabaseFacts:
     """What the database and pg_dump say; with a scope, also whether the role can read every
-    table a backup of that scope dumps."""
+    table a backup of that scope dumps (with the profile's exclusions)."""
     conn = ConnInfo.parse(url)
     where = conn.redacted()
     pg_dump_version, pg_dump_error = None, ""
@@ -101,6 +102,10 @@ def database_facts(
             server = str(row[0]).split()[0] if row else None
             ssl = db.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
             local = _is_local(db.info.host)
+        resolved = supabase_backup.resolve_profile(profile, conn)
+        how = "set in the configuration" if profile != "auto" else "detected"
+        if scope is not None and resolved == "supabase":
+            scope = supabase_backup.scope(scope)
         access = catalog.scope_access(conn, scope) if scope is not None else None
     except BikaError as exc:
         return DatabaseFacts(
@@ -122,6 +127,8 @@ def database_facts(
         tables_in_scope=len(access.tables) if access else None,
         unreadable=access.describe() if access and access.unreadable else "",
         unreadable_fix=access.fix() if access and access.unreadable else "",
+        profile=resolved,
+        profile_how=how,
     )
 
 

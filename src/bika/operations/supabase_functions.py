@@ -72,7 +72,7 @@ class FunctionsExtra:
         self._files = len(
             _git(git.top, "ls-tree", "-r", "--name-only", tree, "--", *git.committed).splitlines()
         )
-        argv = ["git", "-C", str(git.top), "archive", "--format=tar", tree, "--", *git.committed]
+        argv = ["git", "-C", str(git.top), "archive", tree, "--", *git.committed]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
             assert child.stdout is not None and child.stderr is not None
             yield child.stdout

@@ -321,6 +321,7 @@ def start_cluster(
     password: str | None = None,
     fast: bool = True,
     settings: dict[str, str] | None = None,
+    superuser: str = "postgres",
 ) -> Cluster:
     """Create a cluster in a new folder in this process's scratch folder under `parent`
     (default: the system temp dir; see bika.scratch: the server is stopped and the folder
@@ -328,7 +329,8 @@ def start_cluster(
 
     With `password`, the superuser `postgres` needs it (scram-sha-256), else anyone local may
     connect (trust). `fast` trades durability for speed (see FAST_SETTINGS); `settings` are
-    further postgresql.conf settings, applied last.
+    further postgresql.conf settings, applied last. `superuser` names the bootstrap superuser
+    (a Supabase-shaped cluster's is supabase_admin, and its `postgres` is not a superuser).
     """
     bin_dir = binaries.find_bin_dir(bin_dir)
     binaries.tool("initdb", bin_dir)
@@ -378,6 +380,7 @@ def start_cluster(
             settings=extra,
             os_user=os_user,
         )
+        cluster.superuser = superuser
         _initdb(cluster, initdb, fast=fast)
         with (cluster.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(f"\ninclude = '{_SETTINGS_FILE}'\n")

@@ -752,3 +752,33 @@ def without_role(script: bytes, role: str) -> bytes:
             continue
         kept.append(line)
     return b"".join(kept)
+
+
+@contextmanager
+def psql_session(psql: Path, target: ConnInfo) -> Iterator[Child]:
+    """psql reading a script from its stdin, stopping at the first error (ON_ERROR_STOP)."""
+    conninfo, env = target.libpq_args()
+    argv: list[str | Path] = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}"]
+    with run(argv, conn=target, env=env, stdin=True, stdout=False) as session:
+        yield session
+
+
+def pipe_script(pg_restore: Path, use_list: Path, archive: Path, out: IO[bytes]) -> None:
+    """The SQL script of the archive's entries in use_list, written to out; the statement
+    pg_restore 17+ writes that older servers reject (transaction_timeout) made portable."""
+    argv: list[str | Path] = [pg_restore, "-L", str(use_list), "--file=-", str(archive)]
+    with run(argv) as child:
+        for line in child.stdout:
+            out.write(PORTABLE_TRANSACTION_TIMEOUT if line == TRANSACTION_TIMEOUT else line)
+        if child.wait() != 0:
+            said = child.stderr_text().strip()
+            raise RestoreFailed(f"pg_restore could not read the archive: {said}", [said])
+
+
+def first_psql_error(stderr: str) -> str:
+    """The first ERROR psql reported, or its last line."""
+    errors = [line.strip() for line in stderr.splitlines() if "ERROR" in line]
+    if errors:
+        return errors[0].split("ERROR:", 1)[-1].strip()
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "psql stopped"

@@ -199,6 +199,7 @@ class Manifest(_Model):
     functions: FunctionsSource | None = Field(default=None, exclude_if=_absent)
     secrets: SecretsInventory | None = Field(default=None, exclude_if=_absent)
     project_config: ProjectConfig | None = Field(default=None, exclude_if=_absent)
+    profile: Literal["postgres", "supabase"] = "postgres"
 
     @property
     def stored_size(self) -> int:

@@ -199,6 +199,16 @@ class _Drill:
             e.tag for e in toc.entries if e.desc == "EXTENSION" and e.tag not in available
         )
         skipped = dependents(toc.entries, timings.missing_extensions)
+        if manifest.profile == "supabase":
+            # the platform's event triggers call functions in schemas a backup of a project
+            # leaves out (extensions); the project has its own
+            platform = {e.dump_id: "" for e in toc.entries if e.desc == "EVENT TRIGGER"}
+            skipped.update(platform)
+            if platform:
+                findings.notes.append(
+                    f"{len(platform)} event trigger(s) of the Supabase platform not restored:"
+                    " their functions are in schemas the backup leaves out"
+                )
         jobs = options.jobs
         self.say(
             f"restoring {manifest.id} into {scratch.target.kind} PostgreSQL"
@@ -268,7 +278,8 @@ class _Drill:
                 if entry.dump_id in skipped:
                     by_extension[skipped[entry.dump_id]].append(entry.dump_id)
             for extension, ids in sorted(by_extension.items()):
-                plan = exclude_entries(plan, ids, f"needs extension {extension}")
+                why = f"needs extension {extension}" if extension else "the Supabase platform's"
+                plan = exclude_entries(plan, ids, why)
             # the drill counts and hashes every table itself: skip the restore's own count(*)
             plan.tables = []
             restore_backup(

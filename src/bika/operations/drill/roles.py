@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from bika.postgres import catalog
+from bika.postgres import supabase as pg_supabase
 from bika.postgres.archive import ArchiveToc
 from bika.postgres.cluster import Cluster
 from bika.postgres.connection import ConnInfo
@@ -75,4 +76,6 @@ def _restore_roles(
     with repo.storage.open(artifact.key) as source:
         decode(source, plain, identities, name=f"{manifest.id}/globals")
     script = without_role(plain.getvalue(), cluster.superuser)
+    if manifest.profile == "supabase":  # its roles artifact holds the custom roles only
+        script = pg_supabase.platform_roles_sql().encode() + script
     return load_roles(bin_dir, ConnInfo.parse(cluster.url("postgres")), script)
