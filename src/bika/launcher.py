@@ -1,0 +1,19 @@
+"""The `bika` command: `wal push` and `wal fetch` go straight to their lean path, the rest to
+the full command line (click, pydantic, psycopg), which takes ten times as long to import."""
+
+from __future__ import annotations
+
+import sys
+
+LEAN = ("push", "fetch")
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) >= 2 and args[0] == "wal" and args[1] in LEAN:
+        from bika.wal.command import main
+
+        sys.exit(main(args[1:]))
+    from bika.cli.main import run as run_cli
+
+    run_cli(args)
