@@ -102,6 +102,11 @@ def backup_result(repository: Repository, manifest: Manifest) -> Json:
     return {"ok": True, "repository": repository.url, "backup": backup_summary(manifest)}
 
 
+def physical_backup_result(repository: Repository, manifest: BaseModel) -> Json:
+    """`bika backup --physical --json`: the physical manifest as stored (FORMAT.md)."""
+    return {"ok": True, "repository": repository.url, "backup": _model(manifest)}
+
+
 def show_result(manifest: Manifest, drills: Sequence[DrillRecord]) -> Json:
     """The manifest's own fields, plus the backup's drill records, oldest first."""
     return {"ok": True, **_model(manifest), "drills": [_model(d) for d in drills]}
