@@ -18,6 +18,7 @@ from bika.diagnosis import Check
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
+from bika.operations.pitr import PhysicalRestore
 from bika.operations.prune import PruneReport
 from bika.operations.restore import ExportReport, RestoreReport
 from bika.operations.restore import Finding as PreflightFinding
@@ -105,6 +106,30 @@ def backup_result(repository: Repository, manifest: Manifest) -> Json:
 def physical_backup_result(repository: Repository, manifest: BaseModel) -> Json:
     """`bika backup --physical --json`: the physical manifest as stored (FORMAT.md)."""
     return {"ok": True, "repository": repository.url, "backup": _model(manifest)}
+
+
+def physical_restore_result(done: PhysicalRestore) -> Json:
+    """`bika restore --physical --json`."""
+    recovered = done.recovered
+    return {
+        "ok": True,
+        "backup": done.plan.backup.id,
+        "data_dir": str(done.data_dir),
+        "timeline": done.plan.timeline,
+        "target": {
+            "time": done.plan.target.time,
+            "lsn": done.plan.target.lsn,
+            "xid": done.plan.target.xid,
+            "latest": done.plan.target.latest,
+        },
+        "recovered": None
+        if recovered is None
+        else {
+            "timeline": recovered.timeline,
+            "last_transaction": recovered.last_transaction,
+            "redo_done_at": recovered.redo_done_at,
+        },
+    }
 
 
 def show_result(manifest: Manifest, drills: Sequence[DrillRecord]) -> Json:

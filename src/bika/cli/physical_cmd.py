@@ -3,15 +3,28 @@ backups and point-in-time recovery (operations/physical.py, operations/pitr.py d
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
-from bika.cli.app import STATE, note_backups, open_repository
+import click
+
+from bika.cli import json_shapes
+from bika.cli.app import STATE, logged, note_backups, open_repository
 from bika.cli.progress import stream_progress
+from bika.cli.render import print_json
+from bika.crypto import load_identities
 from bika.operations.physical import PhysicalOptions, take_physical_backup
+from bika.operations.pitr import plan_recovery, restore_physical
 from bika.postgres.connection import ConnInfo
+from bika.postgres.recovery import Target
 from bika.repository import Repository
 from bika.repository.physical import PhysicalManifest
 from bika.units import size
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def physical_backup(
@@ -38,3 +51,143 @@ def physical_backup(
         backup_id=manifest.id,
     )
     return repository, manifest
+
+
+def physical_restore_options(func: F) -> F:
+    """`bika restore`'s point-in-time options; with --physical the command restores a base
+    backup plus WAL instead of a logical backup (the decorated body is not run)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        mine = {name: kwargs.pop(name) for name in _PHYSICAL_OPTIONS}
+        if not mine["physical"]:
+            given = [n for n in _PHYSICAL_OPTIONS if n != "physical" and mine[n]]
+            if given:
+                raise click.UsageError(f"--{given[0].replace('_', '-')} needs --physical")
+            return func(*args, **kwargs)
+        return logged("restore")(physical_restore)(**mine, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--physical",
+                is_flag=True,
+                help="restore a physical backup and replay archived WAL (point-in-time)",
+            ),
+            click.option("--time", "target_time", metavar="TIME", help="recover to this time"),
+            click.option("--lsn", "target_lsn", metavar="LSN", help="recover to this WAL LSN"),
+            click.option("--xid", "target_xid", metavar="XID", help="recover to this txid"),
+            click.option(
+                "--to-dir",
+                type=click.Path(path_type=Path),
+                metavar="DIR",
+                help="the new data directory (empty or absent)",
+            ),
+            click.option(
+                "--timeline",
+                type=click.IntRange(min=1),
+                metavar="N",
+                help="the timeline to recover along (asked for when the history forks)",
+            ),
+            click.option("--start", is_flag=True, help="run the server until it has promoted"),
+            click.option(
+                "--restore-command",
+                metavar="CMD",
+                help="the command the server runs per WAL file (default: bika wal fetch …)",
+            ),
+        ]
+    ):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+_PHYSICAL_OPTIONS = (
+    "physical",
+    "target_time",
+    "target_lsn",
+    "target_xid",
+    "to_dir",
+    "timeline",
+    "start",
+    "restore_command",
+)
+
+
+def physical_restore(
+    *,
+    physical: bool,
+    target_time: str | None,
+    target_lsn: str | None,
+    target_xid: str | None,
+    to_dir: Path | None,
+    timeline: int | None,
+    start: bool,
+    restore_command: str | None,
+    backup_id: str | None,
+    latest: bool,
+    repo: str | None,
+    identity: Path | None,
+    pg_bin_dir: str | None,
+    as_json: bool,
+    **logical: Any,
+) -> None:
+    targets = sum(x is not None for x in (target_time, target_lsn, target_xid)) + latest
+    if targets != 1:
+        raise click.UsageError("give one recovery target: --time, --lsn, --xid or --latest")
+    if to_dir is None:
+        raise click.UsageError("--physical needs --to-dir DIR, the new data directory")
+    used = [name for name, value in logical.items() if value and name not in ("jobs",)]
+    if used:
+        raise click.UsageError(f"--{used[0].replace('_', '-')} is for logical restores")
+    settings = STATE.settings(repo=repo, identity=identity, pg_bin_dir=pg_bin_dir)
+    repository = open_repository(settings)
+    key = settings.require_identity().expanduser().absolute()
+    identities = load_identities(key)
+    target = Target(time=target_time, lsn=target_lsn, xid=target_xid)
+    plan = plan_recovery(repository, identities, target, timeline=timeline, backup_id=backup_id)
+    note_backups(plan.backup.id)
+    command = restore_command or (
+        f"bika wal fetch --repo {shlex.quote(repository.url)} --identity {shlex.quote(str(key))}"
+        " %f %p"
+    )
+    STATE.say(
+        f"restoring physical backup {plan.backup.id} (PostgreSQL"
+        f" {plan.backup.source.server_version}) into {to_dir}, then WAL on timeline"
+        f" {plan.timeline} to {_target_text(target)}"
+    )
+    done = restore_physical(
+        repository,
+        identities,
+        plan,
+        to_dir.absolute(),
+        restore_command=command,
+        start=start,
+        pg_bin_dir=settings.pg_bin_dir,
+    )
+    recovered = done.recovered
+    if recovered is not None:
+        STATE.say(
+            f"recovered to {recovered.last_transaction or 'the backup'} (last transaction) and"
+            f" promoted to timeline {recovered.timeline}; {to_dir} is ready to start"
+            " (archive_mode is off in its postgresql.auto.conf: archive into a new repository)"
+        )
+    else:
+        STATE.say(
+            f"{to_dir} is ready: start PostgreSQL {plan.backup.source.server_version} on it and"
+            " it recovers (restore_command, recovery target and timeline are in"
+            " postgresql.auto.conf)"
+        )
+    if as_json:
+        print_json(json_shapes.physical_restore_result(done))
+    else:
+        STATE.out.print(str(to_dir))
+
+
+def _target_text(target: Target) -> str:
+    if target.time:
+        return target.time
+    if target.lsn:
+        return f"LSN {target.lsn}"
+    if target.xid:
+        return f"transaction {target.xid}"
+    return "the end of the archived WAL"

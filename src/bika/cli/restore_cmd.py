@@ -31,6 +31,7 @@ from bika.cli.app import (
     pg_bin_option,
     repo_option,
 )
+from bika.cli.physical_cmd import physical_restore_options
 from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
 from bika.errors import ConfigError
@@ -113,6 +114,7 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     help="where --jobs puts its temporary file",
 )
 @pg_bin_option
+@physical_restore_options
 @logged("restore")
 @json_option
 def restore(

@@ -1,0 +1,137 @@
+"""Point-in-time recovery end to end: a base backup (`bika backup --physical`), WAL archived by
+`bika wal push`, and `bika restore --physical --time T --start`, on PostgreSQL 15 and 18.
+
+A marker row is committed once a second; recovering to a time between two markers must bring
+back every marker up to it and none after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from archiving import ArchivingServer, archiving_server, server_user
+from conftest import PG15_BIN
+
+from bika.postgres import binaries
+from bika.postgres.cluster import Cluster, _free_port
+
+from helpers import run_bika
+
+pytestmark = pytest.mark.server
+
+MARKERS = 6
+
+
+@pytest.fixture(params=["pg18", "pg15"], scope="module")
+def source(request: pytest.FixtureRequest) -> Iterator[ArchivingServer]:
+    bin_dir = None if request.param == "pg18" else PG15_BIN
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        archiving_server(bin_dir, monkeypatch) as server,
+    ):
+        yield server
+
+
+def _fetch_key(server: ArchivingServer) -> Path:
+    """The identity, where the server's OS user (which runs restore_command) can read it."""
+    key = server.home / "fetch-key.txt"
+    if not key.exists():
+        shutil.copy(server.key, key)
+        user = server_user()
+        if user is not None:
+            os.chown(key, user.pw_uid, user.pw_gid)
+    return key
+
+
+def _restored(server: ArchivingServer, data_dir: Path) -> Cluster:
+    """Start the recovered data directory as a server of the source's version."""
+    bin_dir = server.cluster.bin_dir
+    socket_dir = server.home / f"socket-{data_dir.name}"
+    socket_dir.mkdir()
+    user = server_user()
+    if user is not None:
+        os.chown(socket_dir, user.pw_uid, user.pw_gid)
+    cluster = Cluster(
+        bin_dir,
+        data_dir,
+        _free_port("127.0.0.1"),
+        version=binaries.tool_version(bin_dir / "postgres"),
+        socket_dir=socket_dir,
+        os_user=user,
+    )
+    cluster.start()
+    return cluster
+
+
+def test_restore_to_a_second_brings_back_every_marker_up_to_it_and_none_after(
+    source: ArchivingServer,
+) -> None:
+    db = source.cluster.url()
+    source.cluster.execute("CREATE TABLE marker (n int PRIMARY KEY, at timestamptz)")
+    backup = run_bika("backup", "--physical", "--db", db, "--json", env=source.env())
+    assert backup.returncode == 0, backup.stderr
+    manifest = json.loads(backup.stdout)["backup"]
+    assert manifest["kind"] == "physical"
+    sysid = source.cluster.query("SELECT system_identifier::text FROM pg_control_system()")
+    assert manifest["source"]["system_identifier"] == sysid[0][0]
+    times = []
+    for n in range(1, MARKERS + 1):
+        source.cluster.execute(f"INSERT INTO marker VALUES ({n}, clock_timestamp())")
+        times.append(source.cluster.query(f"SELECT at FROM marker WHERE n = {n}")[0][0])
+        time.sleep(1)
+    source.switch_and_wait()
+    cut = 3
+    target = times[cut - 1] + timedelta(milliseconds=500)
+    data_dir = source.home / "restored"
+    done = run_bika(
+        "restore",
+        "--physical",
+        "--time",
+        target.isoformat(),
+        "--to-dir",
+        str(data_dir),
+        "--start",
+        "--json",
+        env=source.env(BIKA_IDENTITY=str(_fetch_key(source))),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["backup"] == manifest["id"]
+    assert result["timeline"] == 1
+    assert result["recovered"]["timeline"] == 2
+    restored = _restored(source, data_dir)
+    try:
+        rows = restored.query("SELECT n FROM marker ORDER BY n")
+        assert [r[0] for r in rows] == list(range(1, cut + 1))
+        assert restored.query("SELECT pg_is_in_recovery()")[0][0] is False
+        assert restored.query("SHOW archive_mode")[0][0] == "off"
+    finally:
+        restored.remove()
+
+
+def test_a_target_outside_the_archive_is_refused_naming_the_window(
+    source: ArchivingServer,
+) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), env=env)
+    assert backup.returncode == 0, backup.stderr
+    source.switch_and_wait()
+    for when, said in (
+        ("2000-01-01 00:00:00+00", "before the oldest physical backup"),
+        ("2999-01-01 00:00:00+00", "after the last archived WAL"),
+    ):
+        done = run_bika(
+            "restore", "--physical", "--time", when, "--to-dir", str(source.home / "x"), env=env
+        )
+        assert done.returncode != 0
+        assert said in done.stderr, done.stderr
+        assert "recoverable" in done.stderr
+        assert not (source.home / "x").exists()
