@@ -135,3 +135,61 @@ def test_a_target_outside_the_archive_is_refused_naming_the_window(
         assert said in done.stderr, done.stderr
         assert "recoverable" in done.stderr
         assert not (source.home / "x").exists()
+
+
+def test_a_missing_middle_segment_is_named_by_status_and_restore(source: ArchivingServer) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    stop = json.loads(backup.stdout)["backup"]["wal"]["stop_segment"]
+    ok = run_bika("wal", "status", "--json", env=env)
+    assert ok.returncode == 0, ok.stdout
+    source.switch_and_wait(3)
+    later = sorted(p for p in source.wal_objects() if p.name[:24] > stop and "." not in p.name[:25])
+    middle = later[len(later) // 2]
+    middle.unlink()
+    missing = middle.name[:24]
+    status = run_bika("wal", "status", "--json", env=env)
+    assert status.returncode == 2, status.stdout
+    state = json.loads(status.stdout)
+    assert state["backups"][-1]["missing_segment"] == missing
+    assert state["findings"][0]["level"] == "error"
+    shown = run_bika("wal", "status", env=env)
+    assert missing in shown.stdout
+    check = run_bika("check", "--json", env=env)
+    wal = [f for f in json.loads(check.stdout)["findings"] if f["what"] == "wal"]
+    assert wal and wal[-1]["level"] == "error" and missing in wal[-1]["message"]
+    refused = run_bika(
+        "restore", "--physical", "--latest", "--to-dir", str(source.home / "gap"), env=env
+    )
+    assert refused.returncode != 0
+    assert f"segment {missing} is missing" in refused.stderr
+    assert "recoverable from" in refused.stderr
+
+
+def test_a_second_restore_after_a_fork_asks_for_the_timeline(source: ArchivingServer) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), env=env)
+    assert backup.returncode == 0, backup.stderr
+    source.switch_and_wait()
+    first = source.home / "first"
+    done = run_bika("restore", "--physical", "--latest", "--to-dir", str(first), "--start", env=env)
+    assert done.returncode == 0, done.stderr
+    # the promoted copy's timeline history reaches the repository (a copy started with
+    # archiving on, as happens): timeline 1 now has a child
+    history = first / "pg_wal" / "00000002.history"
+    pushed = run_bika("wal", "push", str(history), env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    second = source.home / "second"
+    refused = run_bika("restore", "--physical", "--latest", "--to-dir", str(second), env=env)
+    assert refused.returncode != 0
+    assert "forked later into timeline 2" in refused.stderr
+    assert "--timeline" in refused.stderr
+    chosen = run_bika(
+        "restore", "--physical", "--latest", "--timeline", "1", "--to-dir", str(second), env=env
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    settings = (second / "postgresql.auto.conf").read_text()
+    assert "recovery_target_timeline = '1'" in settings
+    assert "'latest'" not in settings
+    assert (second / "recovery.signal").exists()

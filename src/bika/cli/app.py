@@ -268,7 +268,7 @@ app.sections = (
     ("Back up", ("init", "backup", "run", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report")),
-    ("Restore", ("restore", "runbook")),
+    ("Restore", ("restore", "runbook", "wal")),
     ("Set up and check", ("key", "config", "doctor", "demo", "completion")),
 )
 app.lazy = {
@@ -284,6 +284,7 @@ app.lazy = {
         "drill": ("drill",),
         "check": ("check", "checklist", "report"),
         "restore": ("restore",),
+        "wal": ("wal",),
         "runbook": ("runbook",),
         "key": ("key", "init"),
         "config": ("config",),

@@ -26,6 +26,7 @@ from bika.operations.verify import Subset, VerifyResult
 from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.drills import DrillRecord
 from bika.units import timestamp
+from bika.wal.inventory import WalState
 
 Json = dict[str, Any]
 
@@ -129,6 +130,42 @@ def physical_restore_result(done: PhysicalRestore) -> Json:
             "last_transaction": recovered.last_transaction,
             "redo_done_at": recovered.redo_done_at,
         },
+    }
+
+
+def wal_status_result(
+    repository: Repository, state: WalState | None, findings: Sequence[Finding], now: datetime
+) -> Json:
+    """`bika wal status --json`."""
+
+    def when(moment: datetime | None) -> str | None:
+        return timestamp(moment) if moment is not None else None
+
+    return {
+        "ok": exit_code(findings) == 0,
+        "repository": repository.url,
+        "newest_segment": state.newest_segment if state else None,
+        "newest_archived_at": when(state.newest_at) if state else None,
+        "rpo_seconds": (now - state.newest_at).total_seconds()
+        if state and state.newest_at
+        else None,
+        "timelines": {
+            str(tli): [{"first": a, "last": b, "last_archived_at": when(t)} for a, b, t in runs]
+            for tli, runs in (state.timelines.items() if state else ())
+        },
+        "backups": [
+            {
+                "id": r.backup_id,
+                "timeline": r.timeline,
+                "recoverable_from": when(r.finished_at),
+                "recoverable_to": when(r.reach.last_archived_at),
+                "last_segment": r.reach.last or None,
+                "consistent": r.consistent,
+                "missing_segment": r.gap or (None if r.consistent else r.stop_segment),
+            }
+            for r in (state.backups if state else ())
+        ],
+        "findings": [_check_finding(f) for f in findings],
     }
 
 

@@ -63,7 +63,8 @@ def physical_restore_options(func: F) -> F:
         if not mine["physical"]:
             given = [n for n in _PHYSICAL_OPTIONS if n != "physical" and mine[n]]
             if given:
-                raise click.UsageError(f"--{given[0].replace('_', '-')} needs --physical")
+                flag = given[0].removeprefix("target_").replace("_", "-")
+                raise click.UsageError(f"--{flag} needs --physical")
             return func(*args, **kwargs)
         return logged("restore")(physical_restore)(**mine, **kwargs)
 

@@ -11,7 +11,7 @@ import json
 import os
 import tarfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,10 +20,8 @@ from bika.postgres import binaries
 from bika.postgres.basebackup import pg_verifybackup_argv
 from bika.postgres.recovery import (
     Recovered,
-    Switch,
     Target,
     own_for_server,
-    parse_history,
     recover,
     recovery_settings,
     server_bin_dir,
@@ -34,91 +32,27 @@ from bika.repository import physical as store
 from bika.repository.physical import PhysicalManifest
 from bika.stream import decode
 from bika.wal import names
-
-
-@dataclass(frozen=True)
-class Stretch:
-    """Contiguous archived segments of one timeline."""
-
-    timeline: int
-    first: str
-    last: str
-    last_archived_at: datetime | None
-
-
-@dataclass
-class WalInventory:
-    segment_size: int
-    segments: dict[int, dict[int, datetime | None]] = field(default_factory=dict)
-    """timeline → segment number → when it was stored."""
-    histories: dict[int, list[Switch]] = field(default_factory=dict)
-
-    def stretch_from(self, timeline: int, start: names.Segment) -> tuple[Stretch, str | None]:
-        """The contiguous run of segments from `start` along `timeline`'s history (its
-        parents' segments before each switch), and the first missing segment if later ones
-        exist (a gap), else None."""
-        number = start.number
-        last: tuple[int, int] | None = None
-        while True:
-            tli = self._timeline_at(timeline, number)
-            stored = self.segments.get(tli, {})
-            if number not in stored:
-                break
-            last = (tli, number)
-            number += 1
-        missing_tli = self._timeline_at(timeline, number)
-        later = any(n > number for n in self.segments.get(missing_tli, {}))
-        later = later or any(
-            n > number for t in self.segments if t > missing_tli for n in self.segments[t]
-        )
-        gap = names.Segment(missing_tli, number).name(self.segment_size) if later else None
-        if last is None:
-            return Stretch(timeline, "", "", None), start.name(self.segment_size)
-        tli, number = last
-        first = names.Segment(self._timeline_at(timeline, start.number), start.number)
-        return (
-            Stretch(
-                timeline,
-                first.name(self.segment_size),
-                names.Segment(tli, number).name(self.segment_size),
-                self.segments[tli][number],
-            ),
-            gap,
-        )
-
-    def _timeline_at(self, timeline: int, number: int) -> int:
-        """Which timeline's segment `number` belongs to on `timeline`'s history: a switch at
-        LSN L moves to the child from L's segment on (the switch segment is on both)."""
-        history = self.histories.get(timeline, [])
-        for switch in history:
-            if number < switch.lsn // self.segment_size:
-                return switch.parent
-        return timeline
-
-    def descendants(self, timeline: int, after_lsn: int) -> list[int]:
-        """Timelines that fork from `timeline` after `after_lsn`."""
-        found = []
-        for tli, history in self.histories.items():
-            for switch in history:
-                if switch.parent == timeline and switch.lsn > after_lsn:
-                    found.append(tli)
-        return sorted(found)
+from bika.wal.inventory import Stretch, WalInventory, parse_history
 
 
 def inventory(repo: Repository, identities: list[object], segment_size: int) -> WalInventory:
+    """The archive's segments, and its history files read (they need the identity)."""
+    found = listing(repo, segment_size)
+    for info in repo.storage.list(names.HISTORY_FOLDER):
+        parsed = names.parse_object(info.key)
+        if parsed is not None:
+            text = _plain(repo, info.key, identities).decode("utf-8", "replace")
+            found.histories[int(parsed[0][:8], 16)] = parse_history(text)
+    return found
+
+
+def listing(repo: Repository, segment_size: int) -> WalInventory:
+    """The archive's segments and history file names: one LIST, no decryption."""
     found = WalInventory(segment_size)
     for info in repo.storage.list(names.WAL_PREFIX):
         parsed = names.parse_object(info.key)
-        if parsed is None:
-            continue
-        name, _ = parsed
-        if names.SEGMENT.fullmatch(name):
-            segment = names.parse_segment(name, segment_size)
-            found.segments.setdefault(segment.timeline, {})[segment.number] = info.modified
-        elif names.HISTORY.fullmatch(name):
-            found.histories[int(name[:8], 16)] = parse_history(
-                _plain(repo, info.key, identities).decode("utf-8", "replace")
-            )
+        if parsed is not None:
+            found.add(parsed[0], info.modified)
     return found
 
 
@@ -217,6 +151,14 @@ def plan_recovery(
                 f" ({backup.wal.timeline} = the original history)"
             )
         timeline = backup.wal.timeline
+    if target.latest and gap is not None:
+        reached = stretch.last_archived_at
+        raise RestoreError(
+            f"segment {gap} is missing from the archive, so the latest point cannot be reached;"
+            f" recoverable from {backup.finished_at:%Y-%m-%d %H:%M:%S}+00 to"
+            + (f" {reached:%Y-%m-%d %H:%M:%S}+00" if reached else " its consistency point")
+            + " (give --time up to then), or use a later base backup"
+        )
     if (
         when is not None
         and stretch.last_archived_at is not None

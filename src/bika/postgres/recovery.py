@@ -66,28 +66,6 @@ def write_recovery(data_dir: Path, settings: str) -> None:
     (data_dir / "recovery.signal").touch()
 
 
-@dataclass(frozen=True)
-class Switch:
-    """One line of a timeline history file: `parent` ended at `lsn`, for `reason`."""
-
-    parent: int
-    lsn: int
-    reason: str
-
-
-def parse_history(text: str) -> list[Switch]:
-    switches = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(None, 2)
-        high, _, low = parts[1].partition("/")
-        lsn = (int(high, 16) << 32) | int(low, 16)
-        switches.append(Switch(int(parts[0]), lsn, parts[2] if len(parts) > 2 else ""))
-    return switches
-
-
 def server_bin_dir(major: int, pg_bin_dir: str | None) -> Path:
     """Where the server of a major version is: the wheel's (18), pg_bin_dir if it holds that
     major, else Debian's folder; a clear error when none has it."""

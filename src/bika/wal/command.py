@@ -70,8 +70,10 @@ def main(args: list[str]) -> int:
         if len(positional) != (1 if command == "push" else 2):
             raise _Usage("wrong number of arguments")
     except _Usage as exc:
-        if str(exc):
-            _say(f"error: {exc}")
+        if not str(exc):  # --help
+            print(_USAGE[command])
+            return 0
+        _say(f"error: {exc}")
         print(_USAGE[command], file=sys.stderr)
         return failed if command == "fetch" else 2
     try:
