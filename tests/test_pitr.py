@@ -137,6 +137,30 @@ def test_a_target_outside_the_archive_is_refused_naming_the_window(
         assert not (source.home / "x").exists()
 
 
+def test_physical_drill_recovers_the_archive_checks_and_records(source: ArchivingServer) -> None:
+    env = source.env()
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    backup_id = json.loads(backup.stdout)["backup"]["id"]
+    source.cluster.execute("CREATE TABLE drilled AS SELECT generate_series(1, 4321) AS n")
+    source.switch_and_wait()
+    done = run_bika("drill", "--physical", backup_id, "--json", env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["ok"] and record["passed"]
+    assert record["amcheck"] == "ok"
+    assert record["timeline"] >= 2
+    assert record["rows"] >= 4321
+    assert record["rto_seconds"] >= record["restore_seconds"]
+    assert record["rpo_seconds"] is not None
+    drills = list((source.repo / "physical" / backup_id / "drills").glob("*.json"))
+    assert len(drills) == 1
+    # the drill archived nothing into the source's repository
+    assert not list((source.repo / "wal" / "history").glob("*")) or all(
+        p.name.startswith("00000001") for p in (source.repo / "wal" / "history").glob("*")
+    )
+
+
 def test_a_missing_middle_segment_is_named_by_status_and_restore(source: ArchivingServer) -> None:
     env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
     backup = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)

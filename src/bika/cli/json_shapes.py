@@ -169,6 +169,11 @@ def wal_status_result(
     }
 
 
+def physical_drill_result(record: BaseModel) -> Json:
+    """`bika drill --physical --json`: the drill record as stored, "ok" when it passed."""
+    return {"ok": bool(getattr(record, "passed", False)), **_model(record)}
+
+
 def show_result(manifest: Manifest, drills: Sequence[DrillRecord]) -> Json:
     """The manifest's own fields, plus the backup's drill records, oldest first."""
     return {"ok": True, **_model(manifest), "drills": [_model(d) for d in drills]}

@@ -138,6 +138,7 @@ def take_physical_backup(
                 system_identifier=facts.system_identifier,
                 wal_segment_size=size,
                 pg_basebackup_version=binaries.tool_version(pg_basebackup),
+                user=conn.params.get("user"),
             ),
             wal=wal,
             files=tap.files,

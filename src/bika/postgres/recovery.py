@@ -167,3 +167,55 @@ def _tail(log: Path, done: subprocess.CompletedProcess[str]) -> str:
     text = log.read_text(errors="replace") if log.exists() else ""
     lines = [line for line in (text + done.stderr).splitlines() if line.strip()]
     return " | ".join(lines[-3:]) or "no message"
+
+
+def open_for_checks(data_dir: Path) -> None:
+    """A recovered throwaway copy: local connections without a password, and bika's
+    bika.conf (port, socket) read whatever the source's postgresql.conf includes."""
+    (data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    with (data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("\ninclude_if_exists = 'bika.conf'\n")
+
+
+def pg_amcheck_argv(pg_amcheck: Path, host: str, port: int, user: str) -> list[str]:
+    return [
+        str(pg_amcheck),
+        f"--host={host}",
+        f"--port={port}",
+        f"--username={user}",
+        "--no-password",
+        "--install-missing",
+        "--all",
+    ]
+
+
+_TABLES = (
+    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+)
+
+
+def exact_counts(url: str) -> tuple[int, dict[str, dict[str, int]]]:
+    """Every database's tables and their exact row counts: (databases, {db: {table: rows}})."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    counts: dict[str, dict[str, int]] = {}
+    with psycopg.connect(url, autocommit=True) as db:
+        names = [
+            r[0]
+            for r in db.execute(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+                " ORDER BY 1"
+            )
+        ]
+    for name in names:
+        with psycopg.connect(make_conninfo(url, dbname=name), autocommit=True) as db:
+            tables = [r[0] for r in db.execute(_TABLES)]
+            counts[name] = {
+                t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in tables
+            }
+    return len(names), counts

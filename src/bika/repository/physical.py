@@ -32,6 +32,8 @@ class PhysicalSource(_Model):
     system_identifier: str
     wal_segment_size: int
     pg_basebackup_version: str
+    user: str | None = None
+    """The role that took the backup (a drill connects to the restored copy as it)."""
 
 
 class WalRange(_Model):
@@ -95,6 +97,57 @@ def read(repo: Repository, backup_id: str) -> PhysicalManifest:
     if manifest.id != backup_id:
         raise DamagedManifest(backup_id, f"its manifest names another backup, {manifest.id}")
     return manifest
+
+
+class PhysicalDrill(_Model):
+    """physical/<id>/drills/<time>.json: one drill of a physical backup."""
+
+    format_version: int = 1
+    backup_id: str
+    repository_id: str
+    passed: bool
+    started_at: datetime
+    finished_at: datetime
+    server_version: str
+    timeline: int
+    """The timeline the recovered copy was promoted to."""
+    recovered_to: str | None
+    """The last transaction replayed, as the server logged it."""
+    last_segment: str
+    restore_seconds: float
+    """Fetch, decrypt and extract the base backup, and pg_verifybackup."""
+    recovery_seconds: float
+    """WAL replay until promotion."""
+    check_seconds: float
+    rto_seconds: float
+    rpo_seconds: float | None
+    """When the newest archived segment was stored, minus the last transaction replayed."""
+    databases: int
+    tables: int
+    rows: int
+    amcheck: str
+    problems: list[str]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def record_drill(repo: Repository, record: PhysicalDrill) -> str:
+    stamp = record.finished_at
+    name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z.json"
+    key = f"{prefix(record.backup_id)}drills/{name}"
+    repo.storage.write_bytes(key, record.to_json().encode())
+    return key
+
+
+def latest_drill(repo: Repository, backup_id: str) -> PhysicalDrill | None:
+    keys = sorted(info.key for info in repo.storage.list(f"{prefix(backup_id)}drills/"))
+    if not keys:
+        return None
+    try:
+        return PhysicalDrill.model_validate_json(repo.storage.read_bytes(keys[-1]))
+    except ValidationError:
+        return None
 
 
 def scan(repo: Repository) -> list[PhysicalManifest]:
