@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -159,6 +159,37 @@ def test_physical_drill_recovers_the_archive_checks_and_records(source: Archivin
     assert not list((source.repo / "wal" / "history").glob("*")) or all(
         p.name.startswith("00000001") for p in (source.repo / "wal" / "history").glob("*")
     )
+
+
+def test_prune_keeps_the_wal_every_kept_physical_backup_needs(source: ArchivingServer) -> None:
+    env = source.env()
+    ids = []
+    for _ in range(2):
+        done = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        ids.append(json.loads(done.stdout)["backup"])
+        source.switch_and_wait()
+    later = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = {**env, "BIKA_NOW": later, "BIKA_RETENTION__PITR_WINDOW": "7d"}
+    needed = ids[-1]["wal"]["start_segment"]
+
+    def older() -> list[Path]:
+        return [p for p in source.wal_objects() if "history" not in str(p) and p.name < needed]
+
+    assert older()
+    dry = run_bika("prune", "--dry-run", "--json", env=future)
+    assert dry.returncode == 0, dry.stderr
+    assert older()
+    done = run_bika("prune", "--json", env=future)
+    assert done.returncode == 0, done.stderr
+    verdicts = {b["id"]: b["keep"] for b in json.loads(done.stdout)["backups"]}
+    assert verdicts[ids[-1]["id"]] is True
+    assert verdicts[ids[0]["id"]] is False
+    assert not (source.repo / "physical" / ids[0]["id"] / "manifest.json").exists()
+    assert (source.repo / "physical" / ids[-1]["id"] / "manifest.json").exists()
+    assert older() == []
+    status = run_bika("wal", "status", "--json", env=env)
+    assert status.returncode == 0, status.stdout
 
 
 def test_a_missing_middle_segment_is_named_by_status_and_restore(source: ArchivingServer) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from bika.monitor import History, wal_gaps
 from bika.wal import names
+from bika.wal.expiry import BaseBackup, expire
 from bika.wal.inventory import BackupReach, Switch, WalInventory, WalState, parse_history
 
 SIZE = 16 * 1024 * 1024
@@ -74,3 +75,29 @@ def test_wal_gaps_rule(reaches: list[tuple[str, int, int | None]], levels: list[
     for finding in findings:
         if finding.level != "ok":
             assert "000000010000000000000005" in finding.message
+
+
+def _base(backup_id: str, days_ago: float, start: int) -> BaseBackup:
+    return BaseBackup(backup_id, T0 - timedelta(days=days_ago), names.Segment(1, start).name(SIZE))
+
+
+def test_expiry_keeps_the_window_and_the_newest_backup_before_it() -> None:
+    backups = [_base("a", 20, 2), _base("b", 10, 8), _base("c", 3, 20), _base("d", 1, 30)]
+    plan = expire(backups, T0, timedelta(days=7))
+    assert (plan.keep, plan.drop) == (["b", "c", "d"], ["a"])
+    assert plan.oldest_needed == names.Segment(1, 8).name(SIZE)
+    wal = [names.Segment(tli, n).name(SIZE) for tli, n in ((1, 2), (1, 7), (1, 8), (2, 9))]
+    wal += ["00000002.history", names.Segment(1, 3).name(SIZE) + ".00000028.backup"]
+    doomed = plan.wal_to_delete(wal, SIZE)
+    assert sorted(doomed) == sorted(
+        [
+            names.Segment(1, 2).name(SIZE),
+            names.Segment(1, 7).name(SIZE),
+            names.Segment(1, 3).name(SIZE) + ".00000028.backup",
+        ]
+    )
+
+
+def test_without_physical_backups_no_wal_is_deleted() -> None:
+    plan = expire([], T0, timedelta(days=7))
+    assert plan.wal_to_delete([names.Segment(1, 2).name(SIZE)], SIZE) == []

@@ -233,8 +233,11 @@ class RetentionConfig(BaseModel):
     )
     manual: RuleConfig = Field(default_factory=RuleConfig, description="kept until deleted")
     keep_within: str | None = Field(default=None, description="keep everything younger: 30d")
+    pitr_window: str = Field(
+        default="7d", description="physical backups and WAL: recoverable to any point this far back"
+    )
 
-    @field_validator("keep_within")
+    @field_validator("keep_within", "pitr_window")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:

@@ -14,6 +14,9 @@ def run(argv: list[str] | None = None) -> None:
         from bika.wal.command import main
 
         sys.exit(main(args[1:]))
-    from bika.cli.main import run as run_cli
-
+    try:
+        from bika.cli.main import run as run_cli
+    except KeyboardInterrupt:  # Ctrl-C during the second it takes to import the CLI
+        print("bika: interrupted", file=sys.stderr)
+        sys.exit(130)
     run_cli(args)
