@@ -246,7 +246,12 @@ def _extract(
     with os.fdopen(read_fd, "rb") as pipe:
         try:
             with tarfile.open(fileobj=pipe, mode="r|") as tar:
-                tar.extractall(data_dir, filter="data")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(data_dir, filter="data")
+                else:  # Python 3.11 before 3.11.4: the same refusals by hand
+                    for member in tar:
+                        _check_member(member)
+                        tar.extract(member, data_dir)
         except tarfile.TarError as exc:
             if not failure:
                 raise RestoreError(f"{key} is not a readable tar: {exc}") from None
@@ -257,6 +262,20 @@ def _extract(
         raise failure[0]
     if not (data_dir / "backup_label").is_file():
         raise RestoreError(f"{key} holds no backup_label; it is not a pg_basebackup backup")
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    parts = Path(member.name).parts
+    link = Path(member.linkname).parts if member.issym() or member.islnk() else ()
+    if (
+        member.name.startswith("/")
+        or ".." in parts
+        or ".." in link
+        or (member.issym() and member.linkname.startswith("/") and member.name != "pg_wal")
+    ):
+        raise RestoreError(f"the base backup's tar holds an unsafe member {member.name!r}")
+    if not (member.isfile() or member.isdir() or member.issym()):
+        raise RestoreError(f"the base backup's tar holds a special file {member.name!r}")
 
 
 def _verify(data_dir: Path, manifest: Path) -> None:

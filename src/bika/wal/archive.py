@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,14 +166,31 @@ class Archive:
         if not following:
             return self.push(path), []
         self.recipients()  # read once, before the threads need it
-        with ThreadPoolExecutor(LOOK_AHEAD_THREADS) as pool:
-            ahead = [pool.submit(self.push, other) for other in following]
-            mine = self.push(path)
-            done = []
-            for future in ahead:
+        queue = list(following)
+        done: list[Pushed] = []
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    other = queue.pop(0)
                 # a failure here is PostgreSQL's to retry, when it asks for that file
                 with contextlib.suppress(Exception):
-                    done.append(future.result())
+                    pushed = self.push(other)
+                    with lock:
+                        done.append(pushed)
+
+        # concurrent.futures would cost more start-up than the threads save on small backlogs
+        threads = [threading.Thread(target=work) for _ in range(LOOK_AHEAD_THREADS)]
+        for thread in threads:
+            thread.start()
+        try:
+            mine = self.push(path)
+        finally:
+            for thread in threads:
+                thread.join()
         return mine, done
 
     # -- fetch -------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-from bika.crypto import load_identities
 from bika.errors import BikaError
 from bika.wal import settings
 from bika.wal.archive import Archive, NotArchived, write_file
@@ -122,6 +121,8 @@ def _push(options: dict[str, str | bool], path: Path) -> int:
 
 
 def _fetch(options: dict[str, str | bool], name: str, dest: Path) -> int:
+    from bika.crypto import load_identities  # only fetch reads a key
+
     archive, found = _archive(options)
     identities = load_identities(found.require_identity())
     try:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
 from bika.wal.settings import as_bool
@@ -104,7 +102,7 @@ class LocalWalStore:
         path = self.root / key
         if not self.root.is_dir():
             raise StorageError(f"repository {self.root} does not exist; check --repo / BIKA_REPO")
-        tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+        tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.urandom(4).hex()}")
         try:
             made = _make_folders(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -155,6 +153,8 @@ def _fsync_dir(path: Path) -> None:
 
 class S3WalStore:
     def __init__(self, url: str, storage: dict[str, Any]) -> None:
+        from urllib.parse import urlsplit
+
         from obstore.store import S3Store
 
         parts = urlsplit(url)
