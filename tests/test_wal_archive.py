@@ -290,3 +290,29 @@ def test_push_and_fetch_through_s3(
     assert out.read_bytes() == path.read_bytes()
     missing = run_bika("wal", "fetch", "--repo", url, "000000010000000F00000009", str(out), env=env)
     assert missing.returncode == 1
+
+
+def test_look_ahead_stores_the_next_ready_segments_and_leaves_a_note_for_each(
+    archiving: ArchivingServer, tmp_path: Path
+) -> None:
+    real = _segment_file(archiving, tmp_path, archiving.switch_and_wait())
+    wal = real.parent
+    (wal / "archive_status").mkdir()
+    header = real.read_bytes()[:8192]
+    segments = []
+    for number in range(1, 5):
+        path = wal / f"000000010000000D0000000{number}"
+        path.write_bytes(header + os.urandom(4096))
+        (wal / "archive_status" / f"{path.name}.ready").touch()
+        segments.append(path)
+    first = run_bika("wal", "push", str(segments[0]), env=archiving.env())
+    assert first.returncode == 0, first.stderr
+    assert all(len(_stored(archiving, p.name)) == 1 for p in segments)
+    notes = wal / "bika_archive_status"
+    assert sorted(p.name for p in notes.iterdir()) == [p.name for p in segments[1:]]
+    # PostgreSQL's later call for a noted segment: exit 0, the note consumed, nothing stored
+    before = archiving.wal_objects()
+    again = run_bika("wal", "push", str(segments[1]), env=archiving.env())
+    assert again.returncode == 0, again.stderr
+    assert not (notes / segments[1].name).exists()
+    assert archiving.wal_objects() == before

@@ -26,6 +26,10 @@ from bika.wal.store import WalStore
 WAL_LEVEL = 1  # zstd-3 is ≤ 6 % smaller on WAL at 1.5–2.3 × the CPU (research/pitr.md)
 LOOK_AHEAD = 8  # .ready files one push also stores
 LOOK_AHEAD_THREADS = 3
+# pg_wal/<this>/<name>: "stored" notes the look-ahead leaves for PostgreSQL's later call (as
+# WAL-G's walg_archive_status); a file is noted only once durably stored, and the note is
+# consumed when PostgreSQL asks for that file
+ACK_FOLDER = "bika_archive_status"
 
 
 class ArchiveConflict(BikaError):
@@ -108,6 +112,14 @@ class Archive:
 
     def push(self, path: Path) -> Pushed:
         """Store one WAL file; return only once it is durably stored (or was already)."""
+        ack = path.parent / ACK_FOLDER / path.name
+        if ack.is_file():  # the look-ahead of an earlier call stored it
+            key = ack.read_text().strip()
+            ack.unlink()
+            return Pushed(path.name, key, stored=False)
+        return self._push(path)
+
+    def _push(self, path: Path) -> Pushed:
         name = path.name
         if not names.is_archivable(name):
             raise BikaError(
@@ -158,8 +170,13 @@ class Archive:
             )
         except OSError:
             ready = []
+        acks = path.parent / ACK_FOLDER
         for name in ready:
-            if name != path.name and names.WITH_SEGMENT.fullmatch(name) and name > path.name:
+            if (
+                name > path.name
+                and names.WITH_SEGMENT.fullmatch(name)
+                and not (acks / name).exists()
+            ):
                 following.append(path.parent / name)
             if len(following) >= LOOK_AHEAD:
                 break
@@ -178,7 +195,8 @@ class Archive:
                     other = queue.pop(0)
                 # a failure here is PostgreSQL's to retry, when it asks for that file
                 with contextlib.suppress(Exception):
-                    pushed = self.push(other)
+                    pushed = self._push(other)
+                    _note_stored(acks, pushed)
                     with lock:
                         done.append(pushed)
 
@@ -229,6 +247,13 @@ class Archive:
         if hashlib.sha256(plain).hexdigest() != sha:
             raise IntegrityError(f"{item.key} is damaged: its content does not match its sha256")
         return plain
+
+
+def _note_stored(acks: Path, pushed: Pushed) -> None:
+    acks.mkdir(exist_ok=True)
+    tmp = acks / f".{pushed.name}.{os.getpid()}"
+    tmp.write_text(pushed.key + "\n")
+    os.replace(tmp, acks / pushed.name)
 
 
 def write_file(path: Path, data: bytes) -> None:
