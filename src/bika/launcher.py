@@ -14,9 +14,20 @@ def run(argv: list[str] | None = None) -> None:
         from bika.wal.command import main
 
         sys.exit(main(args[1:]))
+    import signal
+
+    # a signal during the second it takes to import the CLI (whose own handlers come after)
+    signal.signal(signal.SIGTERM, _terminated_early)
     try:
         from bika.cli.main import run as run_cli
-    except KeyboardInterrupt:  # Ctrl-C during the second it takes to import the CLI
+    except KeyboardInterrupt:
         print("bika: interrupted", file=sys.stderr)
         sys.exit(130)
     run_cli(args)
+
+
+def _terminated_early(signum: int, frame: object) -> None:
+    import os
+
+    print("bika: terminated", file=sys.stderr, flush=True)
+    os._exit(143)
