@@ -18,6 +18,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v promtool >/dev/null || need+=(prometheus)
 # the schedule's systemd export is checked with systemd-analyze
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# bench/pitr.py compares WAL archiving and physical backups with pgBackRest (not the tests)
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing ${need[*]} from Debian's packages"

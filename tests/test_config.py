@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bika import config
+from bika import config_files
 from bika.config import load_settings
 from bika.errors import ConfigError
 
@@ -23,7 +23,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     # /etc is not ours to write: the system-wide file is looked for in the test's folder
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "bika.toml")
+    monkeypatch.setattr(config_files, "SYSTEM_CONFIG", tmp_path / "etc" / "bika.toml")
     monkeypatch.chdir(tmp_path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bika import config
+from bika import config_files
 from bika.config import load_settings
 from bika.errors import ConfigError
 from bika.storage import open_storage, read_bytes, reveal, write_bytes
@@ -23,7 +23,7 @@ def in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("BIKA_") or name == "XDG_CONFIG_HOME":
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "bika.toml")
+    monkeypatch.setattr(config_files, "SYSTEM_CONFIG", tmp_path / "etc" / "bika.toml")
     monkeypatch.chdir(tmp_path)
 
 

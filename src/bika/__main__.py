@@ -1,5 +1,5 @@
 """`python -m bika`: the same as the bika command."""
 
-from bika.cli.main import run
+from bika.launcher import run
 
 run()

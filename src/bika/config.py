@@ -39,6 +39,9 @@ from pydantic import (
     field_validator,
 )
 
+# config_candidates is re-exported: the CLI names the places it looked through config
+from bika.config_files import config_candidates as config_candidates
+from bika.config_files import find_config as find_config
 from bika.errors import ConfigError, KeySettingError
 from bika.monitor import Thresholds
 from bika.postgres.connection import ConnInfo, redact, scrub
@@ -50,8 +53,6 @@ from bika.signing import parse_public
 from bika.storage import StorageSettings
 from bika.units import parse_duration
 
-CONFIG_NAME = "bika.toml"
-SYSTEM_CONFIG = Path("/etc/bika") / CONFIG_NAME
 PREFIX = "BIKA_"
 NESTING = "__"
 
@@ -289,8 +290,11 @@ class RetentionConfig(BaseModel):
     )
     manual: RuleConfig = Field(default_factory=RuleConfig, description="kept until deleted")
     keep_within: str | None = Field(default=None, description="keep everything younger: 30d")
+    pitr_window: str = Field(
+        default="7d", description="physical backups and WAL: recoverable to any point this far back"
+    )
 
-    @field_validator("keep_within")
+    @field_validator("keep_within", "pitr_window")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -496,32 +500,6 @@ def load_settings(
     for name, message in unset.items():
         _defer(settings, name.split("."), message)
     return settings
-
-
-def config_candidates(environ: Mapping[str, str]) -> list[Path]:
-    """Where bika looks for its settings file when neither --config nor BIKA_CONFIG says."""
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    if not os.path.isabs(xdg):  # the XDG spec: a relative value is to be ignored
-        home = environ.get("HOME")
-        xdg = os.path.join(home, ".config") if home else ""
-    user = [Path(xdg) / "bika" / CONFIG_NAME] if xdg else []
-    return [Path(CONFIG_NAME), *user, SYSTEM_CONFIG]
-
-
-def find_config(config: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """The settings file: --config, BIKA_CONFIG, or the first candidate that exists."""
-    if config is not None:
-        if not config.is_file():
-            raise ConfigError(f"config file {config} does not exist")
-        return config
-    named = environ.get("BIKA_CONFIG")
-    if named:
-        if not Path(named).is_file():
-            raise ConfigError(
-                f"BIKA_CONFIG names {named}, which does not exist; fix or unset the variable"
-            )
-        return Path(named)
-    return next((path for path in config_candidates(environ) if path.is_file()), None)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bika.findings import Finding
+from bika.findings import Finding, Level
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest
 from bika.supabase.api import PlatformBackups
 from bika.supabase.secrets import compare
 from bika.units import size, timestamp
+from bika.wal.inventory import WalState
 
 # a median absolute deviation times this estimates the standard deviation of normal data
 _MAD_TO_SIGMA = 1.4826
@@ -85,6 +86,8 @@ class History:
     escrow_recipient: str | None = None
     """The offline escrow key's age1… recipient every backup must be readable by; None: not
     configured."""
+    wal: WalState | None = None
+    """The WAL archive and physical backups; None when the repository has neither."""
 
 
 Rule = Callable[[History], list[Finding]]
@@ -556,6 +559,46 @@ def platform(history: History) -> list[Finding]:
     ]
 
 
+def wal_gaps(history: History) -> list[Finding]:
+    """Point-in-time recovery: a segment missing after the newest base backup makes every
+    later point unrecoverable (critical); after an older one, only that backup's window."""
+    state = history.wal
+    if state is None or not state.backups:
+        return []
+    newest = state.backups[-1]
+    findings = []
+    for reach in state.backups:
+        problem = reach.gap or (None if reach.consistent else reach.stop_segment)
+        if problem is None:
+            continue
+        level: Level = "error" if reach is newest else "warn"
+        until = _when(reach.reach.last_archived_at) if reach.reach.last_archived_at else None
+        findings.append(
+            Finding(
+                level,
+                "wal",
+                f"WAL segment {problem} is missing from the archive after physical backup"
+                f" {reach.backup_id}: "
+                + (f"recoverable only up to {until}" if until else "it cannot be recovered"),
+                fix="find out why archiving failed (pg_stat_archiver), then take a new base"
+                " backup: bika backup --physical",
+                facts={"backup_id": reach.backup_id, "missing_segment": problem},
+            )
+        )
+    if not findings:
+        end = newest.reach.last_archived_at
+        findings.append(
+            Finding(
+                "ok",
+                "wal",
+                f"WAL archived without a gap from physical backup {newest.backup_id} to"
+                f" {newest.reach.last}" + (f" ({_when(end)})" if end else ""),
+                facts={"backup_id": newest.backup_id, "last_segment": newest.reach.last},
+            )
+        )
+    return findings
+
+
 RULES: tuple[Rule, ...] = (
     freshness,
     last_run,
@@ -568,4 +611,5 @@ RULES: tuple[Rule, ...] = (
     escrow,
     secrets,
     platform,
+    wal_gaps,
 )

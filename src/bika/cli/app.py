@@ -288,7 +288,7 @@ app.sections = (
     ("Back up", ("init", "backup", "run", "copy", "prune", "schedule", "daemon")),
     ("Look", ("list", "show")),
     ("Prove and watch", ("verify", "drill", "check", "checklist", "report", "audit")),
-    ("Restore", ("restore", "runbook")),
+    ("Restore", ("restore", "runbook", "wal")),
     ("Supabase", ("supabase", "secrets")),
     ("Set up and check", ("key", "rekey", "config", "doctor", "demo", "completion")),
 )
@@ -306,6 +306,7 @@ app.lazy = {
         "check": ("check", "checklist", "report"),
         "audit": ("audit",),
         "restore": ("restore",),
+        "wal": ("wal",),
         "runbook": ("runbook",),
         "init": ("init",),
         "key": ("key",),

@@ -98,17 +98,46 @@ def backup_options(default_kind: str) -> Callable[[F], F]:
 
 @app.command("backup")
 @backup_options(default_kind="manual")
+@click.option(
+    "--physical",
+    is_flag=True,
+    help="the whole cluster with pg_basebackup, for point-in-time recovery (needs"
+    " archive_command = 'bika wal push %p')",
+)
 @json_option
-def backup(as_json: bool, **options: Any) -> None:
+def backup(as_json: bool, physical: bool, **options: Any) -> None:
     """Back up a database: pg_dump → zstd → age → repository.
 
     The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
     are recorded in the manifest, so that drills and monitoring know what was left out."""
+    if physical:
+        _physical(as_json, **options)
+        return
     repository, manifest = backed_up(**options)
     if as_json:
         print_json(json_shapes.backup_result(repository, manifest))
     else:
         STATE.out.print(manifest.id)
+
+
+def _physical(as_json: bool, **options: Any) -> None:
+    from bika.cli.physical_cmd import physical_backup
+
+    scoped = [name for name in _SCOPE if options.get(name)]
+    if scoped or options.get("kind") != "manual" or options.get("compression_level"):
+        given = (scoped or ["kind" if options.get("kind") != "manual" else "compression_level"])[0]
+        raise click.UsageError(
+            f"--physical backs up the whole cluster; --{given.replace('_', '-')} is for"
+            " logical backups"
+        )
+    repository, manifest = logged("backup")(physical_backup)(**options)
+    if as_json:
+        print_json(json_shapes.physical_backup_result(repository, manifest))
+    else:
+        STATE.out.print(manifest.id)
+
+
+_SCOPE = ("schema", "exclude_schema", "table", "exclude_table", "exclude_table_data")
 
 
 @logged("backup")

@@ -21,6 +21,7 @@ from bika.cli.app import (
     pg_bin_option,
     repo_option,
 )
+from bika.cli.physical_cmd import physical_drill_option
 from bika.cli.progress import stream_progress
 from bika.cli.render import print_json
 from bika.crypto import load_identities
@@ -34,6 +35,7 @@ SHOWN_PROBLEMS = 10
 
 @app.command("drill")
 @click.argument("backup_id", required=False, metavar="[ID]")
+@physical_drill_option
 @click.option("--latest", is_flag=True, help="drill the newest backup (the default)")
 @click.option(
     "--target",

@@ -19,6 +19,7 @@ from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
 from bika.operations.check import CheckReport
 from bika.operations.copy import CopyReport
 from bika.operations.keys import KeyCheck, RecipientEntry
+from bika.operations.pitr import PhysicalRestore
 from bika.operations.prune import PruneReport
 from bika.operations.rekey import RekeyResult
 from bika.operations.restore import ExportReport, RestoreReport
@@ -32,6 +33,7 @@ from bika.repository.drills import DrillRecord
 from bika.supabase.api import PlatformBackups
 from bika.supabase.project import Difference
 from bika.units import timestamp
+from bika.wal.inventory import WalState
 
 Json = dict[str, Any]
 
@@ -107,6 +109,76 @@ def list_result(
 
 def backup_result(repository: Repository, manifest: Manifest) -> Json:
     return {"ok": True, "repository": repository.url, "backup": backup_summary(manifest)}
+
+
+def physical_backup_result(repository: Repository, manifest: BaseModel) -> Json:
+    """`bika backup --physical --json`: the physical manifest as stored (FORMAT.md)."""
+    return {"ok": True, "repository": repository.url, "backup": _model(manifest)}
+
+
+def physical_restore_result(done: PhysicalRestore) -> Json:
+    """`bika restore --physical --json`."""
+    recovered = done.recovered
+    return {
+        "ok": True,
+        "backup": done.plan.backup.id,
+        "data_dir": str(done.data_dir),
+        "timeline": done.plan.timeline,
+        "target": {
+            "time": done.plan.target.time,
+            "lsn": done.plan.target.lsn,
+            "xid": done.plan.target.xid,
+            "latest": done.plan.target.latest,
+        },
+        "recovered": None
+        if recovered is None
+        else {
+            "timeline": recovered.timeline,
+            "last_transaction": recovered.last_transaction,
+            "redo_done_at": recovered.redo_done_at,
+        },
+    }
+
+
+def wal_status_result(
+    repository: Repository, state: WalState | None, findings: Sequence[Finding], now: datetime
+) -> Json:
+    """`bika wal status --json`."""
+
+    def when(moment: datetime | None) -> str | None:
+        return timestamp(moment) if moment is not None else None
+
+    return {
+        "ok": exit_code(findings) == 0,
+        "repository": repository.url,
+        "newest_segment": state.newest_segment if state else None,
+        "newest_archived_at": when(state.newest_at) if state else None,
+        "rpo_seconds": (now - state.newest_at).total_seconds()
+        if state and state.newest_at
+        else None,
+        "timelines": {
+            str(tli): [{"first": a, "last": b, "last_archived_at": when(t)} for a, b, t in runs]
+            for tli, runs in (state.timelines.items() if state else ())
+        },
+        "backups": [
+            {
+                "id": r.backup_id,
+                "timeline": r.timeline,
+                "recoverable_from": when(r.finished_at),
+                "recoverable_to": when(r.reach.last_archived_at),
+                "last_segment": r.reach.last or None,
+                "consistent": r.consistent,
+                "missing_segment": r.gap or (None if r.consistent else r.stop_segment),
+            }
+            for r in (state.backups if state else ())
+        ],
+        "findings": [_check_finding(f) for f in findings],
+    }
+
+
+def physical_drill_result(record: BaseModel) -> Json:
+    """`bika drill --physical --json`: the drill record as stored, "ok" when it passed."""
+    return {"ok": bool(getattr(record, "passed", False)), **_model(record)}
 
 
 def show_result(manifest: Manifest, drills: Sequence[DrillRecord]) -> Json:

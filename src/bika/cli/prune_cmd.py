@@ -66,6 +66,7 @@ def prune_backups(
         dry_run=dry_run,
         break_lock=break_lock,
         storage_classes=settings.storage.classes,
+        pitr_window=parse_duration(settings.retention.pitr_window),
     )
     STATE.say(
         "policy: "

@@ -32,6 +32,7 @@ from bika.cli.app import (
     pg_bin_option,
     repo_option,
 )
+from bika.cli.physical_cmd import physical_restore_options
 from bika.cli.render import Cell, Column, cell, print_json, print_table, text
 from bika.crypto import load_identities
 from bika.errors import ConfigError, RestoreFailed
@@ -128,6 +129,7 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     metavar="DIR",
     help="--artifact functions: unpack into DIR (new or empty)",
 )
+@physical_restore_options
 @logged("restore")
 @json_option
 def restore(

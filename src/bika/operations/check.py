@@ -15,11 +15,13 @@ from bika.errors import BikaError
 from bika.findings import Finding
 from bika.monitor import History, RunEvent, Thresholds, evaluate, last_run, last_status
 from bika.operations.runlog import recorded
+from bika.operations.wal_status import wal_state
 from bika.repository import Manifest, Repository
 from bika.repository.drills import DrillRecord, latest_drills
 from bika.repository.events import Event, pending, read_events
 from bika.retention import Backup, Policy, decide, missing_roles
 from bika.supabase.api import PlatformBackups
+from bika.wal.inventory import WalState
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,11 @@ def read_history(
         runs = run_events(repository, now - RUN_LOG_WINDOW)
     except BikaError as exc:
         problems.append(Finding("unknown", "last-run", f"cannot read the run log: {exc}"))
+    wal: WalState | None = None
+    try:
+        wal = wal_state(repository)
+    except BikaError as exc:
+        problems.append(Finding("unknown", "wal", f"cannot read the WAL archive: {exc}"))
     copy_url: str | None = None
     copy_ids: frozenset[str] | None = None
     if copy is not None:
@@ -138,6 +145,7 @@ def read_history(
         missing_roles=missing_roles(_backups(manifests), policy, now) if policy else (),
         thresholds=thresholds or Thresholds(),
         escrow_recipient=escrow_recipient,
+        wal=wal,
     )
     return history, problems
 

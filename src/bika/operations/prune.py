@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bika import clock
-from bika.repository import Repository
+from bika.repository import Repository, physical
 from bika.repository.drills import DRILLS
 from bika.repository.locks import exclusive_lock
 from bika.repository.manifest import Manifest
@@ -24,6 +24,8 @@ from bika.retention import MONTHLY, Backup, Policy, decide
 from bika.storage import ObjectInfo
 from bika.storage.classes import minimum_days
 from bika.units import size
+from bika.wal import names
+from bika.wal.expiry import DEFAULT_WINDOW, BaseBackup, expire
 
 LEFTOVER_AGE = timedelta(days=1)
 
@@ -35,6 +37,8 @@ class PruneOptions:
     break_lock: bool = False
     storage_classes: Mapping[str, str] = field(default_factory=dict)
     """[storage] classes: kind → class, to say what deleting early costs."""
+    pitr_window: timedelta = DEFAULT_WINDOW
+    """Physical backups and WAL kept so that any point this far back can be recovered."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ def prune(
     report = PruneReport(repo.url, now, options.dry_run)
     if options.dry_run:
         _plan(repo, options, report)
+        _prune_physical(repo, options, report, None)
         return report
     with exclusive_lock(repo, "prune", break_lock=options.break_lock, on_note=on_note) as lock:
         objects = _plan(repo, options, report)
@@ -101,7 +106,72 @@ def prune(
                 delete(info)
         for leftover in report.leftovers:
             delete(ObjectInfo(leftover.key, leftover.size))
+        _prune_physical(repo, options, report, delete)
     return report
+
+
+def _prune_physical(
+    repo: Repository,
+    options: PruneOptions,
+    report: PruneReport,
+    delete: Callable[[ObjectInfo], None] | None,
+) -> None:
+    """Physical backups outside the PITR window (but the newest before it), then the WAL no
+    kept physical backup needs; `delete` None: a dry run, which only reports."""
+    backups = physical.scan(repo)
+    if not backups:
+        return
+    now = report.now
+    plan = expire(
+        [BaseBackup(b.id, b.finished_at, b.wal.start_segment) for b in backups],
+        now,
+        options.pitr_window,
+    )
+    owned: dict[str, list[ObjectInfo]] = {}
+    for info in repo.storage.list(physical.PHYSICAL):
+        owned.setdefault(info.key[len(physical.PHYSICAL) :].split("/")[0], []).append(info)
+    for backup in backups:
+        keep = backup.id in plan.keep
+        report.backups.append(
+            BackupVerdict(
+                id=backup.id,
+                kind="physical",
+                started_at=backup.started_at,
+                age=now - backup.started_at,
+                keep=keep,
+                reason=f"PITR window {_days(options.pitr_window)}"
+                if keep
+                else f"older than the PITR window ({_days(options.pitr_window)})",
+                roles=(),
+                stored_size=sum(i.size for i in owned.get(backup.id, [])),
+            )
+        )
+    size_of = backups[0].source.wal_segment_size
+    wal = {
+        parsed[0]: info
+        for info in repo.storage.list(names.WAL_PREFIX)
+        if (parsed := names.parse_object(info.key)) is not None
+    }
+    doomed = plan.wal_to_delete(sorted(wal), size_of)
+    freed = sum(wal[n].size for n in doomed)
+    if doomed:
+        verb = "deleted" if delete is not None else "would delete"
+        report.notes.append(
+            f"{verb} {len(doomed)} WAL files ({size(freed)}) before {plan.oldest_needed}, which"
+            " no kept physical backup needs"
+        )
+    if delete is None:
+        return
+    for backup_id in plan.drop:
+        manifest_key = f"{physical.prefix(backup_id)}{physical.MANIFEST}"
+        for info in sorted(owned.get(backup_id, []), key=lambda i: i.key != manifest_key):
+            delete(info)
+    for name in doomed:
+        delete(wal[name])
+
+
+def _days(window: timedelta) -> str:
+    return f"{window.days}d" if window.days else f"{window.total_seconds() / 3600:.0f}h"
 
 
 def _plan(

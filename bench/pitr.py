@@ -1,0 +1,421 @@
+"""Benchmark bika's WAL archiving and physical backups against pgBackRest, in one run.
+
+Usage: python bench/pitr.py [--repeat 3] [--segments 48] [--scale 20] [--out bench/PITR.md]
+Starts its own PostgreSQL 15 (Debian's) with archive_mode = on. Needs Debian's pgbackrest
+(`apt-get install -y --no-install-recommends pgbackrest`), set up with zst level 1 and
+aes-256-cbc so that both tools compress and encrypt. Every round runs each tool once, in
+turn, so a busy machine slows them alike; the table shows medians and every run.
+
+  startup   `bika wal push --help` vs `pgbackrest version` (process start-up, ms)
+  drain     a backlog of N .ready segments, from reload of archive_command to the last archived
+            (cp, bika sync, bika look-ahead, pgBackRest sync, pgBackRest async process-max 2)
+  replay    a base backup recovering through those N segments: restore_command = cp, bika wal
+            fetch, pgBackRest archive-get; start to promotion
+  base      bika backup --physical vs pgbackrest backup --type=full --process-max=2
+  restore   bika restore --physical (files only) vs pgbackrest restore --process-max=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from bika.crypto import generate_identity
+from bika.errors import BikaError
+from bika.postgres import binaries
+from bika.postgres.cluster import OS_USER, Cluster, start_cluster
+from bika.postgres.recovery import recover
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PG15 = Path("/usr/lib/postgresql/15/bin")
+CIPHER_PASS = "bench-only-passphrase-0123456789"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--segments", type=int, default=48)
+    parser.add_argument("--scale", type=int, default=20, help="pgbench scale of the cluster")
+    parser.add_argument("--skip", action="append", default=[], help="startup, drain, …")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "PITR.md")
+    args = parser.parse_args()
+    if shutil.which("pgbackrest") is None:
+        sys.exit(
+            "pgbackrest is not installed: apt-get install -y --no-install-recommends pgbackrest"
+        )
+
+    home = Path(tempfile.mkdtemp(prefix="bika-bench-pitr-", dir="/tmp"))
+    home.chmod(0o755)
+    user = _account()
+    bika = _install_bika(home)
+    key = home / "key.txt"
+    recipient = generate_identity(key)
+    _own(key)
+    cluster = start_cluster(
+        PG15,
+        fast=False,
+        parent=home,
+        settings={
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": "",
+            "max_wal_senders": "4",
+            "max_wal_size": "4GB",
+            "checkpoint_timeout": "30min",
+        },
+    )
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+        print(f"  {name}: {value:.3f}", flush=True)
+
+    try:
+        socket = str(cluster.socket_dir)
+        _pgbench_init(cluster, args.scale)
+        pgbr = _pgbackrest_setup(home, cluster, socket)
+        for round_number in range(1, args.repeat + 1):
+            print(f"round {round_number}", flush=True)
+            repo = _bika_repo(home, f"repo-{round_number}", recipient)
+            _set_archive(cluster, f"{bika} wal push --repo {repo} %p")
+            _switch(cluster)
+            time.sleep(1)
+            if "startup" not in args.skip:
+                record("startup bika wal push (ms)", _startup([bika, "wal", "push", "--help"]))
+                record("startup pgbackrest (ms)", _startup(["pgbackrest", "version"]))
+            if "base" not in args.skip:
+                record(
+                    "base bika backup --physical (s)",
+                    _timed(
+                        [bika, "backup", "--physical", "--repo", str(repo), "--db", cluster.url()]
+                    ),
+                )
+                record(
+                    "base pgbackrest backup (s)",
+                    _as_server(
+                        pgbr.command("backup", "--type=full", "--process-max=2"), timed=True
+                    ),
+                )
+            if "restore" not in args.skip:
+                target = home / f"restore-bika-{round_number}"
+                record(
+                    "restore bika --physical files (s)",
+                    _timed(
+                        [
+                            bika,
+                            "restore",
+                            "--physical",
+                            "--latest",
+                            "--repo",
+                            str(repo),
+                            "--identity",
+                            str(key),
+                            "--to-dir",
+                            str(target),
+                        ]
+                    ),
+                )
+                shutil.rmtree(target, ignore_errors=True)
+                target = home / f"restore-pgbr-{round_number}"
+                target.mkdir(mode=0o700)
+                _own(target)
+                record(
+                    "restore pgbackrest (s)",
+                    _as_server(
+                        pgbr.command("restore", "--process-max=2", f"--pg1-path={target}"),
+                        timed=True,
+                    ),
+                )
+                shutil.rmtree(target, ignore_errors=True)
+            if "drain" in args.skip:
+                continue
+            # the replay's WAL: a base backup, then one backlog, archived by cp into plain/
+            plain = home / f"plain-{round_number}"
+            plain.mkdir()
+            _own(plain)
+            _set_archive(cluster, f"test ! -f {plain}/%f && cp %p {plain}/%f")
+            _switch(cluster)
+            base = home / f"base-{round_number}"
+            _basebackup(cluster, base)
+            _bika_repo(home, "", recipient, path=Path(f"{repo}-la"))
+            drains: list[tuple[str, str]] = [
+                ("drain cp (s)", f"test ! -f {plain}/%f && cp %p {plain}/%f"),
+                ("drain bika sync (s)", f"{bika} wal push --no-look-ahead --repo {repo} %p"),
+                ("drain bika look-ahead (s)", f"{bika} wal push --repo {repo}-la %p"),
+                ("drain pgbackrest sync (s)", " ".join(pgbr.command("archive-push", "%p"))),
+                (
+                    "drain pgbackrest async (s)",
+                    " ".join(
+                        pgbr.command("archive-push", "--archive-async", "--process-max=2", "%p")
+                    ),
+                ),
+            ]
+            for name, command in drains:
+                _set_archive(cluster, "")
+                last = _backlog(cluster, args.segments)
+                record(name, _drain(cluster, command, last))
+            _set_archive(cluster, f"{bika} wal push --repo {repo} %p")
+            if "replay" in args.skip:
+                continue
+            replay_repo = _bika_repo(home, f"replay-{round_number}", recipient)
+            for segment in sorted(plain.iterdir()):
+                subprocess.run(
+                    [
+                        bika,
+                        "wal",
+                        "push",
+                        "--no-look-ahead",
+                        "--repo",
+                        str(replay_repo),
+                        str(segment),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+                _as_server(pgbr.command("archive-push", str(segment)), check=False)
+            for item in [replay_repo, *replay_repo.rglob("*")]:
+                _own(item)
+            for name, command in (
+                ("replay cp (s)", f"cp {plain}/%f %p"),
+                (
+                    "replay bika wal fetch (s)",
+                    f"{bika} wal fetch --repo {replay_repo} --identity {key} %f %p",
+                ),
+                (
+                    "replay pgbackrest archive-get (s)",
+                    " ".join(pgbr.command("archive-get", "%f", "%p")),
+                ),
+            ):
+                try:
+                    record(name, _replay(base, command, home))
+                except BikaError as exc:  # reported, not fatal: the other rows still count
+                    print(f"  {name}: failed: {exc}", flush=True)
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(plain, ignore_errors=True)
+    finally:
+        cluster.remove()
+        _write(args, results, user is not None)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# -- the tools ------------------------------------------------------------------------------
+
+
+class PgBackRest:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+
+    def command(self, *args: str) -> list[str]:
+        return ["pgbackrest", f"--config={self.config}", "--stanza=bench", *args]
+
+
+def _pgbackrest_setup(home: Path, cluster: Cluster, socket: str) -> PgBackRest:
+    root = home / "pgbackrest"
+    for sub in ("repo", "log", "lock", "spool"):
+        (root / sub).mkdir(parents=True)
+    config = root / "pgbackrest.conf"
+    config.write_text(
+        "[global]\n"
+        f"repo1-path={root / 'repo'}\nrepo1-cipher-type=aes-256-cbc\n"
+        f"repo1-cipher-pass={CIPHER_PASS}\nrepo1-retention-full=99\n"
+        "compress-type=zst\ncompress-level=1\n"
+        f"log-path={root / 'log'}\nlock-path={root / 'lock'}\nspool-path={root / 'spool'}\n"
+        "log-level-console=warn\nlog-level-file=off\nstart-fast=y\narchive-check=n\n"
+        "[bench]\n"
+        f"pg1-path={cluster.data_dir}\npg1-port={cluster.port}\npg1-socket-path={socket}\n"
+        "pg1-user=postgres\n"
+    )
+    for path in [root, *root.rglob("*")]:
+        _own(path)
+    pgbr = PgBackRest(config)
+    _set_archive(cluster, " ".join(pgbr.command("archive-push", "%p")))
+    _as_server(pgbr.command("stanza-create"))
+    return pgbr
+
+
+def _bika_repo(home: Path, name: str, recipient: str, path: Path | None = None) -> Path:
+    repo = path or home / name
+    python = [sys.executable, "-m", "bika"]
+    subprocess.run(
+        [*python, "init", "--repo", str(repo), "--recipient", recipient],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    for item in [repo, *repo.rglob("*")]:
+        _own(item)
+    return repo
+
+
+def _install_bika(home: Path) -> str:
+    """A `bika` the server's OS user can run (as tests/archiving.py writes it)."""
+    site = sysconfig.get_paths()["purelib"]
+    python = "/usr/bin/python3" if os.geteuid() == 0 else sys.executable
+    script = home / "bika"
+    script.write_text(
+        f"#!{python}\nimport sys\nsys.path[:0] = [{str(SRC)!r}, {site!r}]\n"
+        "from bika.launcher import run\nrun()\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def _account():  # type: ignore[no-untyped-def]
+    import pwd
+
+    return pwd.getpwnam(OS_USER) if os.geteuid() == 0 else None
+
+
+def _own(path: Path) -> None:
+    account = _account()
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _as_server(argv: list[str], *, timed: bool = False, check: bool = True) -> float:
+    prefix = ["runuser", "-u", OS_USER, "--"] if os.geteuid() == 0 else []
+    began = time.monotonic()
+    done = subprocess.run([*prefix, *argv], capture_output=True, text=True, check=False, cwd="/tmp")
+    if done.returncode != 0 and check:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr or done.stdout}")
+    return time.monotonic() - began if timed else 0.0
+
+
+def _timed(argv: list[str]) -> float:
+    began = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr}")
+    return time.monotonic() - began
+
+
+def _startup(argv: list[str], times: int = 9) -> float:
+    walls = []
+    for _ in range(times):
+        began = time.monotonic()
+        subprocess.run(argv, capture_output=True, check=False)
+        walls.append((time.monotonic() - began) * 1000)
+    return statistics.median(walls)
+
+
+def _pgbench_init(cluster: Cluster, scale: int) -> None:
+    pgbench = binaries.tool("pgbench", binaries.embedded_bin_dir())
+    subprocess.run(
+        [str(pgbench), "-i", "-q", "-s", str(scale), cluster.url()], check=True, capture_output=True
+    )
+
+
+def _set_archive(cluster: Cluster, command: str) -> None:
+    quoted = command.replace("'", "''")
+    cluster.execute(f"ALTER SYSTEM SET archive_command = '{quoted}'")
+    cluster.execute("SELECT pg_reload_conf()")
+
+
+def _switch(cluster: Cluster) -> str:
+    cluster.execute("CREATE TABLE IF NOT EXISTS fill (t text)")
+    cluster.execute("INSERT INTO fill SELECT 'x'")
+    return str(cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+
+
+def _backlog(cluster: Cluster, segments: int) -> str:
+    """N segments of random-looking rows, each switched, left .ready (archive_command '')."""
+    cluster.execute("CREATE TABLE IF NOT EXISTS fill (t text)")
+    last = ""
+    for _ in range(segments):
+        cluster.execute(
+            "INSERT INTO fill SELECT md5(random()::text) || md5(random()::text)"
+            " FROM generate_series(1, 110000)"
+        )
+        last = str(cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+    cluster.execute("TRUNCATE fill")
+    return last
+
+
+def _drain(cluster: Cluster, command: str, last: str) -> float:
+    began = time.monotonic()
+    _set_archive(cluster, command)
+    while True:
+        done = cluster.query("SELECT last_archived_wal FROM pg_stat_archiver")[0][0]
+        if done is not None and done >= last:
+            return time.monotonic() - began
+        if time.monotonic() - began > 1200:
+            raise SystemExit(f"{command} did not drain the backlog in 20 minutes")
+        time.sleep(0.05)
+
+
+def _basebackup(cluster: Cluster, target: Path) -> None:
+    tool = binaries.tool("pg_basebackup", binaries.embedded_bin_dir())
+    subprocess.run(
+        [
+            str(tool),
+            f"--dbname={cluster.url()}",
+            f"--pgdata={target}",
+            "--wal-method=none",
+            "--checkpoint=fast",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _replay(base: Path, command: str, home: Path) -> float:
+    """Start to promotion of a copy of `base` recovering to the end of the archive."""
+    data = home / "replay"
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.copytree(base, data, symlinks=True)
+    data.chmod(0o700)
+    with (data / "postgresql.auto.conf").open("a") as conf:
+        conf.write(
+            f"\nrestore_command = '{command}'\narchive_mode = 'off'\n"
+            "recovery_target_timeline = '1'\n"
+        )
+    (data / "recovery.signal").touch()
+    for root, dirs, files in os.walk(data):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            _own(Path(name))
+    began = time.monotonic()
+    recover(PG15, data)
+    wall = time.monotonic() - began
+    shutil.rmtree(data, ignore_errors=True)
+    return wall
+
+
+def _write(args: argparse.Namespace, results: dict[str, list[float]], as_root: bool) -> None:
+    lines = [
+        "# PITR benchmark: bika vs pgBackRest",
+        "",
+        f"Generated by `bench/pitr.py --repeat {args.repeat} --segments {args.segments}"
+        f" --scale {args.scale}` at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())};"
+        " PostgreSQL 15 (Debian), pgBackRest"
+        f" {_version()} (zst level 1, aes-256-cbc); 2 shared cores.",
+        "",
+        "| measurement | median | runs |",
+        "|---|---:|---|",
+    ]
+    for name, values in results.items():
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| {name} | {statistics.median(values):.2f} | {runs} |")
+    args.out.write_text("\n".join(lines) + "\n")
+    print(json.dumps({k: statistics.median(v) for k, v in results.items()}, indent=2))
+
+
+def _version() -> str:
+    done = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True, check=False)
+    return done.stdout.strip().removeprefix("pgBackRest ")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`bika wal`: continuous WAL archiving. `push`/`fetch` are PostgreSQL's archive_command and
+restore_command (the launcher runs them without importing this CLI); `status` says what the
+archive holds, how far each base backup recovers, and names every gap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bika.cli import json_shapes
+from bika.cli.app import STATE, app, json_option, open_repository, repo_option
+from bika.cli.render import Column, print_json, print_table, text
+from bika.clock import now
+from bika.findings import exit_code
+from bika.monitor import History, wal_gaps
+from bika.operations.wal_status import wal_state
+from bika.units import timestamp
+
+
+@app.group("wal")
+def wal() -> None:
+    """Continuous WAL archiving for point-in-time recovery (archive_command = 'bika wal push
+    %p'; restore_command = 'bika wal fetch %f %p')."""
+
+
+_RAW = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@wal.command("push", context_settings=_RAW, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def push(args: tuple[str, ...]) -> None:
+    """archive_command: store one WAL file (and the next .ready ones); exit 0 only once
+    stored. Usage: bika wal push [--repo REPO] [--no-look-ahead] %p"""
+    from bika.wal.command import main
+
+    raise click.exceptions.Exit(main(["push", *args]))
+
+
+@wal.command("fetch", context_settings=_RAW, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fetch(args: tuple[str, ...]) -> None:
+    """restore_command: write one archived WAL file; exit 1 only if the repository has none,
+    126 on any other failure. Usage: bika wal fetch [--repo R] [--identity F] %f %p"""
+    from bika.wal.command import main
+
+    raise click.exceptions.Exit(main(["fetch", *args]))
+
+
+@wal.command("status")
+@repo_option
+@json_option
+def status(repo: str | None, as_json: bool, **_: Any) -> None:
+    """Newest archived segment, contiguous ranges per timeline, how far each physical backup
+    recovers, and missing segments (critical). Exit codes as bika check's."""
+    repository = open_repository(STATE.settings(repo=repo))
+    state = wal_state(repository)
+    findings = wal_gaps(History(now=now(), manifests=[], wal=state))
+    if as_json:
+        print_json(json_shapes.wal_status_result(repository, state, findings, now()))
+    elif state is None:
+        STATE.out.print("no WAL archived and no physical backup in this repository")
+    else:
+        line = f"newest segment {state.newest_segment}"
+        if state.newest_at is not None:
+            age = (now() - state.newest_at).total_seconds()
+            line += f", archived {timestamp(state.newest_at)} ({age:.0f} s ago)"
+        STATE.out.print(line)
+        for tli, runs in state.timelines.items():
+            spans = ", ".join(f"{first[8:]}..{last[8:]}" for first, last, _ in runs)
+            STATE.out.print(f"timeline {tli}: {spans}")
+        rows = [
+            [
+                reach.backup_id,
+                str(reach.timeline),
+                timestamp(reach.finished_at),
+                timestamp(reach.reach.last_archived_at) if reach.reach.last_archived_at else "-",
+                reach.gap or ("" if reach.consistent else reach.stop_segment),
+            ]
+            for reach in state.backups
+        ]
+        if rows:
+            print_table(
+                STATE.out,
+                [
+                    Column("physical backup"),
+                    Column("timeline"),
+                    Column("recoverable from"),
+                    Column("to"),
+                    Column("missing segment"),
+                ],
+                rows,
+            )
+        for finding in findings:
+            if finding.level != "ok":
+                STATE.out.print(text(f"{finding.level}: {finding.message}"))
+    code = exit_code(findings)
+    if code:
+        raise click.exceptions.Exit(code)

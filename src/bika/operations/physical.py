@@ -1,0 +1,208 @@
+"""Physical backups: pg_basebackup's tar → zstd → age → physical/<id>/, the server's
+backup_manifest beside it, then bika's manifest, last (a backup exists once that is written).
+
+The WAL from the backup's start to its stop must be in wal/ (archive_command = 'bika wal push
+%p'): the backup waits for it, and is refused without it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import bika
+from bika import clock
+from bika.errors import DumpError, ObjectNotFound
+from bika.postgres import binaries
+from bika.postgres.basebackup import (
+    TarTap,
+    cluster_facts,
+    parse_backup_label,
+    pg_basebackup_argv,
+    wal_ranges,
+)
+from bika.postgres.connection import ConnInfo
+from bika.postgres.process import last_error_lines, run
+from bika.repository import Artifact, Repository
+from bika.repository import physical as store
+from bika.repository.physical import (
+    BASE_ARTIFACT,
+    MANIFEST,
+    SERVER_MANIFEST_ARTIFACT,
+    PhysicalManifest,
+    PhysicalSource,
+    WalRange,
+)
+from bika.repository.repository import new_backup_id
+from bika.storage import read_bytes
+from bika.stream import CODECS, Progress, StreamStats, encode
+from bika.wal import names
+
+WAL_WAIT = 120.0  # seconds a finished backup waits for its last segment to be archived
+BASE_LEVEL = 1  # zstd level of base backups: data files compress well at 1, and fast
+
+
+@dataclass
+class PhysicalOptions:
+    label: str | None = None
+    compression_threads: int = 0
+    storage_class: str | None = None
+
+
+def take_physical_backup(
+    repo: Repository, conn: ConnInfo, options: PhysicalOptions, progress: Progress | None = None
+) -> PhysicalManifest:
+    facts = cluster_facts(conn)
+    where = conn.redacted()
+    if facts.server_version_num < 150000:
+        raise DumpError(
+            f"{where} runs PostgreSQL {facts.server_version}; physical backups need 15 or newer"
+        )
+    if facts.tablespaces:
+        raise DumpError(
+            f"{where} has tablespaces besides pg_default ({', '.join(facts.tablespaces)}):"
+            " physical backups of them are not supported yet; use a logical backup"
+        )
+    if facts.archive_mode == "off":
+        raise DumpError(
+            f"{where} does not archive its WAL (archive_mode = off), so no physical backup of it"
+            " could be restored: set archive_mode = on and archive_command = 'bika wal push %p'"
+            " (README, Point-in-time recovery), restart it, and back up again"
+        )
+    _check_cluster(repo, facts.system_identifier)
+    bin_dir = binaries.embedded_bin_dir()
+    pg_basebackup = binaries.tool("pg_basebackup", bin_dir)
+    recipients = _recipients(repo)
+    started = clock.now()
+    backup_id = new_backup_id("physical", started)
+    conninfo, env = conn.libpq_args()
+    base_key = store.prefix(backup_id) + BASE_ARTIFACT
+    with _removed_unless_committed(repo, backup_id):
+        tap = TarTap()
+        with (
+            run(pg_basebackup_argv(pg_basebackup, conninfo), conn=conn, env=env) as child,
+            repo.storage.create(base_key, storage_class=options.storage_class) as sink,
+        ):
+            stats = encode(
+                child.stdout,
+                sink,
+                recipients,
+                level=BASE_LEVEL,
+                threads=options.compression_threads or -1,
+                tap=tap.feed,
+                progress=progress,
+            )
+            if child.wait() != 0:
+                raise DumpError(
+                    f"pg_basebackup of {where} failed: {last_error_lines(child.stderr_text())}"
+                )
+        label_text = tap.members.get("backup_label")
+        server_manifest = tap.members.get("backup_manifest")
+        if label_text is None or server_manifest is None:
+            raise DumpError(
+                f"pg_basebackup of {where} wrote no backup_label or backup_manifest; is it"
+                " PostgreSQL 15 or newer?"
+            )
+        label = parse_backup_label(label_text.decode("utf-8", "replace"))
+        ranges = wal_ranges(server_manifest)
+        stop_lsn = names.parse_lsn(str(ranges[-1]["End-LSN"]))
+        size = facts.wal_segment_size
+        stop = names.segment_of_lsn(max(stop_lsn - 1, 0), int(ranges[-1]["Timeline"]), size)
+        manifest_key = store.prefix(backup_id) + SERVER_MANIFEST_ARTIFACT
+        with repo.storage.create(manifest_key) as sink:
+            manifest_stats = encode(
+                io.BytesIO(server_manifest), sink, recipients, level=3, threads=0
+            )
+        wal = WalRange(
+            timeline=label.timeline,
+            start_lsn=label.start_lsn,
+            stop_lsn=names.format_lsn(stop_lsn),
+            start_segment=label.start_segment,
+            stop_segment=stop.name(size),
+        )
+        _wait_for_wal(repo, wal.stop_segment, where)
+        manifest = PhysicalManifest(
+            tool=f"bika {bika.__version__}",
+            id=backup_id,
+            repository_id=repo.id,
+            label=options.label,
+            started_at=started,
+            finished_at=clock.now(),
+            source=PhysicalSource(
+                host_hash=conn.host_hash(),
+                server_version=facts.server_version,
+                server_version_num=facts.server_version_num,
+                system_identifier=facts.system_identifier,
+                wal_segment_size=size,
+                pg_basebackup_version=binaries.tool_version(pg_basebackup),
+                user=conn.params.get("user"),
+            ),
+            wal=wal,
+            files=tap.files,
+            artifacts={
+                "base": _artifact(base_key, "tar", stats),
+                "backup_manifest": _artifact(manifest_key, "pg-backup-manifest", manifest_stats),
+            },
+        )
+        store.commit(repo, manifest)
+    return manifest
+
+
+def _check_cluster(repo: Repository, system_identifier: str) -> None:
+    try:
+        cluster = json.loads(read_bytes(repo.storage, names.CLUSTER_KEY))
+    except ObjectNotFound:
+        return  # nothing archived yet: the backup waits for its WAL below
+    if cluster.get("system_identifier") != system_identifier:
+        raise DumpError(
+            f"this repository archives the WAL of cluster {cluster.get('system_identifier')},"
+            f" not of this one ({system_identifier}): give each cluster its own repository"
+        )
+
+
+def _wait_for_wal(repo: Repository, segment: str, where: str) -> None:
+    deadline = time.monotonic() + WAL_WAIT
+    prefix = names.listing_prefix(segment)
+    while True:
+        if any(True for _ in repo.storage.list(prefix)):
+            return
+        if time.monotonic() > deadline:
+            raise DumpError(
+                f"the backup of {where} is done but its last WAL segment {segment} was not"
+                f" archived in {WAL_WAIT:.0f} s; check that archive_command is 'bika wal push"
+                " %p' and pg_stat_archiver for failures"
+            )
+        time.sleep(0.5)
+
+
+@contextmanager
+def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        for name in (BASE_ARTIFACT, SERVER_MANIFEST_ARTIFACT, MANIFEST):
+            with suppress(Exception):
+                repo.storage.delete(store.prefix(backup_id) + name)
+        raise
+
+
+def _recipients(repo: Repository) -> list[object]:
+    from bika.crypto import parse_recipients
+
+    return parse_recipients(repo.recipients)
+
+
+def _artifact(key: str, content: str, stats: StreamStats) -> Artifact:
+    return Artifact(
+        key=key,
+        content=content,
+        codecs=CODECS,
+        stored_size=stats.stored_size,
+        stored_sha256=stats.stored_sha256,
+        plain_size=stats.plain_size,
+        plain_sha256=stats.plain_sha256,
+    )

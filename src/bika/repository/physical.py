@@ -1,0 +1,162 @@
+"""Physical backups (pg_basebackup) in the repository: physical/<id>/, manifest written last.
+
+They live beside backups/ rather than in it, so that commands reading logical manifests (list,
+verify, prune, check) see no manifest they cannot use; docs/FORMAT.md describes the fields.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bika.errors import BackupNotFound, DamagedManifest, ObjectNotFound
+from bika.repository.manifest import Artifact
+from bika.repository.repository import Repository
+from bika.storage import read_bytes, write_bytes
+
+PHYSICAL = "physical/"
+MANIFEST = "manifest.json"
+BASE_ARTIFACT = "base.tar.zst.age"
+SERVER_MANIFEST_ARTIFACT = "backup_manifest.zst.age"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class PhysicalSource(_Model):
+    host_hash: str
+    server_version: str
+    server_version_num: int
+    system_identifier: str
+    wal_segment_size: int
+    pg_basebackup_version: str
+    user: str | None = None
+    """The role that took the backup (a drill connects to the restored copy as it)."""
+
+
+class WalRange(_Model):
+    """The WAL a restore of this backup needs, at the least: start to stop, on one timeline."""
+
+    timeline: int
+    start_lsn: str
+    stop_lsn: str
+    start_segment: str
+    stop_segment: str
+
+
+class PhysicalManifest(_Model):
+    format_version: int = 1
+    tool: str
+    id: str
+    repository_id: str
+    kind: str = Field(default="physical", description="always physical")
+    label: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    """When pg_basebackup returned: the backup is consistent at or before this time."""
+    source: PhysicalSource
+    wal: WalRange
+    files: int
+    artifacts: dict[str, Artifact]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def prefix(backup_id: str) -> str:
+    return f"{PHYSICAL}{backup_id}/"
+
+
+def commit(repo: Repository, manifest: PhysicalManifest) -> None:
+    write_bytes(repo.storage, prefix(manifest.id) + MANIFEST, manifest.to_json().encode())
+
+
+def backup_ids(repo: Repository) -> list[str]:
+    ids = []
+    for info in repo.storage.list(PHYSICAL):
+        parts = info.key[len(PHYSICAL) :].split("/")
+        if len(parts) == 2 and parts[1] == MANIFEST:
+            ids.append(parts[0])
+    return sorted(ids)
+
+
+def read(repo: Repository, backup_id: str) -> PhysicalManifest:
+    key = prefix(backup_id) + MANIFEST
+    try:
+        raw = read_bytes(repo.storage, key)
+    except ObjectNotFound:
+        raise BackupNotFound(
+            f"no physical backup {backup_id!r} in {repo.url}; 'bika wal status' lists them"
+        ) from None
+    try:
+        manifest = PhysicalManifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise DamagedManifest(backup_id, f"its manifest cannot be read ({exc})") from None
+    if manifest.id != backup_id:
+        raise DamagedManifest(backup_id, f"its manifest names another backup, {manifest.id}")
+    return manifest
+
+
+class PhysicalDrill(_Model):
+    """physical/<id>/drills/<time>.json: one drill of a physical backup."""
+
+    format_version: int = 1
+    backup_id: str
+    repository_id: str
+    passed: bool
+    started_at: datetime
+    finished_at: datetime
+    server_version: str
+    timeline: int
+    """The timeline the recovered copy was promoted to."""
+    recovered_to: str | None
+    """The last transaction replayed, as the server logged it."""
+    last_segment: str
+    restore_seconds: float
+    """Fetch, decrypt and extract the base backup, and pg_verifybackup."""
+    recovery_seconds: float
+    """WAL replay until promotion."""
+    check_seconds: float
+    rto_seconds: float
+    rpo_seconds: float | None
+    """When the newest archived segment was stored, minus the last transaction replayed."""
+    databases: int
+    tables: int
+    rows: int
+    amcheck: str
+    problems: list[str]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def record_drill(repo: Repository, record: PhysicalDrill) -> str:
+    stamp = record.finished_at
+    name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z.json"
+    key = f"{prefix(record.backup_id)}drills/{name}"
+    write_bytes(repo.storage, key, record.to_json().encode())
+    return key
+
+
+def latest_drill(repo: Repository, backup_id: str) -> PhysicalDrill | None:
+    keys = sorted(info.key for info in repo.storage.list(f"{prefix(backup_id)}drills/"))
+    if not keys:
+        return None
+    try:
+        return PhysicalDrill.model_validate_json(read_bytes(repo.storage, keys[-1]))
+    except ValidationError:
+        return None
+
+
+def scan(repo: Repository) -> list[PhysicalManifest]:
+    """Every physical backup whose manifest reads, oldest first."""
+    found = []
+    for backup_id in backup_ids(repo):
+        try:
+            found.append(read(repo, backup_id))
+        except DamagedManifest:
+            continue
+    return found

@@ -1,0 +1,118 @@
+"""The few settings `wal push`/`wal fetch` read, without pydantic: the same file (config_files),
+the same variables (BIKA_REPO, BIKA_IDENTITY, BIKA_STORAGE__*), the same ${NAME} expansion."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bika.config_files import find_config
+from bika.errors import ConfigError
+
+# the [storage] settings the lean S3 backend understands; the rest are for the full CLI
+STORAGE_KEYS = (
+    "endpoint",
+    "region",
+    "path_style",
+    "allow_http",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "sse",
+    "sse_kms_key_id",
+    "connect_timeout",
+    "timeout",
+    "max_retries",
+)
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class WalSettings:
+    repo: str | None = None
+    identity: str | None = None
+    storage: dict[str, Any] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    def require_repo(self) -> str:
+        if not self.repo:
+            raise ConfigError(
+                "no repository given; pass --repo PATH, set BIKA_REPO, or put repo = … in"
+                " bika.toml (readable by the server's OS user)"
+            )
+        return self.repo
+
+    def require_identity(self) -> Path:
+        if not self.identity:
+            raise ConfigError(
+                "wal fetch needs the private key; pass --identity FILE or set BIKA_IDENTITY"
+            )
+        return Path(self.identity)
+
+
+def load(
+    *,
+    config: Path | None = None,
+    repo: str | None = None,
+    identity: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> WalSettings:
+    """Flags over variables over the file, as config.load_settings merges them."""
+    environ = os.environ if environ is None else environ
+    path = find_config(config, environ)
+    data: dict[str, Any] = {}
+    if path is not None:
+        import tomllib  # only when there is a file to read
+
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read {path}: {reason}") from None
+
+    def pick(name: str, variable: str, flag: str | None, table: dict[str, Any]) -> Any:
+        if flag:
+            return flag
+        if environ.get(variable):
+            return environ[variable]
+        if name in table:
+            return _expand(table[name], name, path, environ)
+        return None
+
+    storage_table = data.get("storage")
+    storage_table = storage_table if isinstance(storage_table, dict) else {}
+    storage = {}
+    for key in STORAGE_KEYS:
+        value = pick(key, f"BIKA_STORAGE__{key.upper()}", None, storage_table)
+        if value is not None:
+            storage[key] = value
+    return WalSettings(
+        repo=pick("repo", "BIKA_REPO", repo, data),
+        identity=pick("identity", "BIKA_IDENTITY", identity, data),
+        storage=storage,
+        config_file=path,
+    )
+
+
+def _expand(value: Any, name: str, path: Path | None, environ: Mapping[str, str]) -> Any:
+    if not isinstance(value, str):
+        return value
+    for variable in _VARIABLE.findall(value):
+        if variable not in environ:
+            raise ConfigError(
+                f"setting {name!r} in {path} refers to ${{{variable}}}, which is not set in the"
+                f" environment of the server's OS user; set {variable} or change the setting"
+            )
+    return _VARIABLE.sub(lambda m: environ[m.group(1)], value)
+
+
+def as_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,252 @@
+"""Point-in-time recovery end to end: a base backup (`bika backup --physical`), WAL archived by
+`bika wal push`, and `bika restore --physical --time T --start`, on PostgreSQL 15 and 18.
+
+A marker row is committed once a second; recovering to a time between two markers must bring
+back every marker up to it and none after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from archiving import ArchivingServer, archiving_server, server_user
+from conftest import PG15_BIN
+
+from bika.postgres import binaries
+from bika.postgres.cluster import Cluster, _free_port
+
+from helpers import run_bika
+
+pytestmark = pytest.mark.server
+
+MARKERS = 6
+
+
+@pytest.fixture(params=["pg18", "pg15"], scope="module")
+def source(request: pytest.FixtureRequest) -> Iterator[ArchivingServer]:
+    bin_dir = None if request.param == "pg18" else PG15_BIN
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        archiving_server(bin_dir, monkeypatch) as server,
+    ):
+        yield server
+
+
+def _fetch_key(server: ArchivingServer) -> Path:
+    """The identity, where the server's OS user (which runs restore_command) can read it."""
+    key = server.home / "fetch-key.txt"
+    if not key.exists():
+        shutil.copy(server.key, key)
+        user = server_user()
+        if user is not None:
+            os.chown(key, user.pw_uid, user.pw_gid)
+    return key
+
+
+def _restored(server: ArchivingServer, data_dir: Path) -> Cluster:
+    """Start the recovered data directory as a server of the source's version."""
+    bin_dir = server.cluster.bin_dir
+    socket_dir = server.home / f"socket-{data_dir.name}"
+    socket_dir.mkdir()
+    user = server_user()
+    if user is not None:
+        os.chown(socket_dir, user.pw_uid, user.pw_gid)
+    cluster = Cluster(
+        bin_dir,
+        data_dir,
+        _free_port("127.0.0.1"),
+        version=binaries.tool_version(bin_dir / "postgres"),
+        socket_dir=socket_dir,
+        os_user=user,
+    )
+    cluster.start()
+    return cluster
+
+
+def test_restore_to_a_second_brings_back_every_marker_up_to_it_and_none_after(
+    source: ArchivingServer,
+) -> None:
+    db = source.cluster.url()
+    source.cluster.execute("CREATE TABLE marker (n int PRIMARY KEY, at timestamptz)")
+    backup = run_bika("backup", "--physical", "--db", db, "--json", env=source.env())
+    assert backup.returncode == 0, backup.stderr
+    manifest = json.loads(backup.stdout)["backup"]
+    assert manifest["kind"] == "physical"
+    sysid = source.cluster.query("SELECT system_identifier::text FROM pg_control_system()")
+    assert manifest["source"]["system_identifier"] == sysid[0][0]
+    times = []
+    for n in range(1, MARKERS + 1):
+        source.cluster.execute(f"INSERT INTO marker VALUES ({n}, clock_timestamp())")
+        times.append(source.cluster.query(f"SELECT at FROM marker WHERE n = {n}")[0][0])
+        time.sleep(1)
+    source.switch_and_wait()
+    cut = 3
+    target = times[cut - 1] + timedelta(milliseconds=500)
+    data_dir = source.home / "restored"
+    done = run_bika(
+        "restore",
+        "--physical",
+        "--time",
+        target.isoformat(),
+        "--to-dir",
+        str(data_dir),
+        "--start",
+        "--json",
+        env=source.env(BIKA_IDENTITY=str(_fetch_key(source))),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["backup"] == manifest["id"]
+    assert result["timeline"] == 1
+    assert result["recovered"]["timeline"] == 2
+    restored = _restored(source, data_dir)
+    try:
+        rows = restored.query("SELECT n FROM marker ORDER BY n")
+        assert [r[0] for r in rows] == list(range(1, cut + 1))
+        assert restored.query("SELECT pg_is_in_recovery()")[0][0] is False
+        assert restored.query("SHOW archive_mode")[0][0] == "off"
+    finally:
+        restored.remove()
+
+
+def test_a_target_outside_the_archive_is_refused_naming_the_window(
+    source: ArchivingServer,
+) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), env=env)
+    assert backup.returncode == 0, backup.stderr
+    source.switch_and_wait()
+    for when, said in (
+        ("2000-01-01 00:00:00+00", "before the oldest physical backup"),
+        ("2999-01-01 00:00:00+00", "after the last archived WAL"),
+    ):
+        done = run_bika(
+            "restore", "--physical", "--time", when, "--to-dir", str(source.home / "x"), env=env
+        )
+        assert done.returncode != 0
+        assert said in done.stderr, done.stderr
+        assert "recoverable" in done.stderr
+        assert not (source.home / "x").exists()
+
+
+def test_physical_drill_recovers_the_archive_checks_and_records(source: ArchivingServer) -> None:
+    env = source.env()
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    backup_id = json.loads(backup.stdout)["backup"]["id"]
+    source.cluster.execute("CREATE TABLE drilled AS SELECT generate_series(1, 4321) AS n")
+    source.switch_and_wait()
+    done = run_bika("drill", "--physical", backup_id, "--json", env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["ok"] and record["passed"]
+    assert record["amcheck"] == "ok"
+    assert record["timeline"] >= 2
+    assert record["rows"] >= 4321
+    assert record["rto_seconds"] >= record["restore_seconds"]
+    assert record["rpo_seconds"] is not None
+    drills = list((source.repo / "physical" / backup_id / "drills").glob("*.json"))
+    assert len(drills) == 1
+    # the drill archived nothing into the source's repository
+    assert not list((source.repo / "wal" / "history").glob("*")) or all(
+        p.name.startswith("00000001") for p in (source.repo / "wal" / "history").glob("*")
+    )
+
+
+def test_prune_keeps_the_wal_every_kept_physical_backup_needs(source: ArchivingServer) -> None:
+    env = source.env()
+    ids = []
+    for _ in range(2):
+        done = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        ids.append(json.loads(done.stdout)["backup"])
+        source.switch_and_wait()
+    later = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = {**env, "BIKA_NOW": later, "BIKA_RETENTION__PITR_WINDOW": "7d"}
+    needed = ids[-1]["wal"]["start_segment"]
+
+    def older() -> list[Path]:
+        return [p for p in source.wal_objects() if "history" not in str(p) and p.name < needed]
+
+    assert older()
+    dry = run_bika("prune", "--dry-run", "--json", env=future)
+    assert dry.returncode == 0, dry.stderr
+    assert older()
+    done = run_bika("prune", "--json", env=future)
+    assert done.returncode == 0, done.stderr
+    verdicts = {b["id"]: b["keep"] for b in json.loads(done.stdout)["backups"]}
+    assert verdicts[ids[-1]["id"]] is True
+    assert verdicts[ids[0]["id"]] is False
+    assert not (source.repo / "physical" / ids[0]["id"] / "manifest.json").exists()
+    assert (source.repo / "physical" / ids[-1]["id"] / "manifest.json").exists()
+    assert older() == []
+    status = run_bika("wal", "status", "--json", env=env)
+    assert status.returncode == 0, status.stdout
+
+
+def test_a_missing_middle_segment_is_named_by_status_and_restore(source: ArchivingServer) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    stop = json.loads(backup.stdout)["backup"]["wal"]["stop_segment"]
+    ok = run_bika("wal", "status", "--json", env=env)
+    assert ok.returncode == 0, ok.stdout
+    source.switch_and_wait(3)
+    later = sorted(p for p in source.wal_objects() if p.name[:24] > stop and "." not in p.name[:25])
+    middle = later[len(later) // 2]
+    middle.unlink()
+    missing = middle.name[:24]
+    status = run_bika("wal", "status", "--json", env=env)
+    assert status.returncode == 2, status.stdout
+    state = json.loads(status.stdout)
+    assert state["backups"][-1]["missing_segment"] == missing
+    # the newest backup's gap is critical (an older backup's would only warn)
+    errors = [f for f in state["findings"] if f["level"] == "error"]
+    assert len(errors) == 1 and missing in errors[0]["message"]
+    shown = run_bika("wal", "status", env=env)
+    assert missing in shown.stdout
+    check = run_bika("check", "--json", env=env)
+    wal = [f for f in json.loads(check.stdout)["findings"] if f["what"] == "wal"]
+    assert wal and wal[-1]["level"] == "error" and missing in wal[-1]["message"]
+    refused = run_bika(
+        "restore", "--physical", "--latest", "--to-dir", str(source.home / "gap"), env=env
+    )
+    assert refused.returncode != 0
+    assert f"segment {missing} is missing" in refused.stderr
+    assert "recoverable from" in refused.stderr
+
+
+def test_a_second_restore_after_a_fork_asks_for_the_timeline(source: ArchivingServer) -> None:
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika("backup", "--physical", "--db", source.cluster.url(), env=env)
+    assert backup.returncode == 0, backup.stderr
+    source.switch_and_wait()
+    first = source.home / "first"
+    done = run_bika("restore", "--physical", "--latest", "--to-dir", str(first), "--start", env=env)
+    assert done.returncode == 0, done.stderr
+    # the promoted copy's timeline history reaches the repository (a copy started with
+    # archiving on, as happens): timeline 1 now has a child
+    history = first / "pg_wal" / "00000002.history"
+    pushed = run_bika("wal", "push", str(history), env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    second = source.home / "second"
+    refused = run_bika("restore", "--physical", "--latest", "--to-dir", str(second), env=env)
+    assert refused.returncode != 0
+    assert "forked later into timeline 2" in refused.stderr
+    assert "--timeline" in refused.stderr
+    chosen = run_bika(
+        "restore", "--physical", "--latest", "--timeline", "1", "--to-dir", str(second), env=env
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    settings = (second / "postgresql.auto.conf").read_text()
+    assert "recovery_target_timeline = '1'" in settings
+    assert "'latest'" not in settings
+    assert (second / "recovery.signal").exists()
