@@ -67,6 +67,8 @@ def physical_restore_options(func: F) -> F:
                 flag = given[0].removeprefix("target_").replace("_", "-")
                 raise click.UsageError(f"--{flag} needs --physical")
             return func(*args, **kwargs)
+        # --to-dir is restore's own option (also --artifact functions): the data directory here
+        mine["to_dir"] = kwargs.pop("to_dir")
         return logged("restore")(physical_restore)(**mine, **kwargs)
 
     for option in reversed(
@@ -79,12 +81,6 @@ def physical_restore_options(func: F) -> F:
             click.option("--time", "target_time", metavar="TIME", help="recover to this time"),
             click.option("--lsn", "target_lsn", metavar="LSN", help="recover to this WAL LSN"),
             click.option("--xid", "target_xid", metavar="XID", help="recover to this txid"),
-            click.option(
-                "--to-dir",
-                type=click.Path(path_type=Path),
-                metavar="DIR",
-                help="the new data directory (empty or absent)",
-            ),
             click.option(
                 "--timeline",
                 type=click.IntRange(min=1),
@@ -108,7 +104,6 @@ _PHYSICAL_OPTIONS = (
     "target_time",
     "target_lsn",
     "target_xid",
-    "to_dir",
     "timeline",
     "start",
     "restore_command",

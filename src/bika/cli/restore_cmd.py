@@ -127,7 +127,8 @@ _MARKS = {"ok": ("ok   ", "green"), "warn": ("warn ", "yellow"), "error": ("erro
     "--to-dir",
     type=click.Path(path_type=Path, file_okay=False),
     metavar="DIR",
-    help="--artifact functions: unpack into DIR (new or empty)",
+    help="--artifact functions: unpack into DIR (new or empty); --physical: the new data"
+    " directory (empty or absent)",
 )
 @physical_restore_options
 @logged("restore")

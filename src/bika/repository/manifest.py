@@ -193,7 +193,9 @@ class Manifest(_Model):
         " or rekey time); None in manifests written before bika recorded it",
     )
     rekeyed_at: datetime | None = Field(
-        default=None, description="when `bika rekey` last re-encrypted the artifacts"
+        default=None,
+        description="when `bika rekey` last re-encrypted the artifacts",
+        exclude_if=_absent,
     )
     # a Supabase project's artifacts: absent (not null) from a manifest without them
     functions: FunctionsSource | None = Field(default=None, exclude_if=_absent)
