@@ -34,6 +34,13 @@ def generate_identity(out: Path, passphrase: str | None = None) -> str:
     ).encode()
     if passphrase is not None:
         text = bytes(pyrage.passphrase.encrypt(text, passphrase))
+    write_key_file(out, text)
+    return public
+
+
+def write_key_file(out: Path, data: bytes) -> None:
+    """A new private key file, mode 0600 whatever the umask; an existing file is never
+    overwritten."""
     out = out.expanduser()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +50,8 @@ def generate_identity(out: Path, passphrase: str | None = None) -> str:
     except OSError as exc:
         raise IdentityError(f"cannot write key file {out}: {exc.strerror}") from exc
     with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # whatever the umask
-        handle.write(text)
-    return public
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
 
 
 def fingerprint(recipient: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bika.crypto import write_key_file
 from bika.errors import IdentityError, KeySettingError
 
 PUBLIC_PREFIX = "ed25519:"
@@ -102,16 +102,7 @@ def generate_signing_key(out: Path) -> str:
         f"# public key: {public}\n"
         f"{SECRET_PREFIX}{_b64(seed)}\n"
     )
-    out = out.expanduser()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise IdentityError(f"{out} already exists; bika never overwrites a key file") from exc
-    except OSError as exc:
-        raise IdentityError(f"cannot write key file {out}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    write_key_file(out, text.encode())
     return public
 
 

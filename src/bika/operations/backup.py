@@ -147,7 +147,7 @@ def take_backup(
                 raise DumpError(f"pg_dump of {conn.redacted()} failed: {said}{gssapi_hint(said)}")
             summary = tap.finish()
         artifacts = {
-            "database": _artifact(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
+            "database": artifact_of(key, "pg_dump-custom", stats, data_offsets=summary.data_offsets)
         }
 
         roles = _dump_roles(
@@ -168,7 +168,7 @@ def take_backup(
             key = repo.artifact_key(backup_id, supabase_backup.CATALOG_ARTIFACT)
             with repo.storage.create(key, storage_class=storage_class) as sink:
                 stats = encode(supabase_backup.catalog_json(conn), sink, recipients)
-            artifacts["catalog"] = _artifact(key, supabase_backup.CATALOG_CONTENT, stats)
+            artifacts["catalog"] = artifact_of(key, supabase_backup.CATALOG_CONTENT, stats)
 
         manifest = Manifest(
             tool=f"bika {bika.__version__}",
@@ -256,7 +256,7 @@ def _recipients(repo: Repository) -> list[object]:
     return parse_recipients(repo.recipients)
 
 
-def _artifact(
+def artifact_of(
     key: str, content: str, stats: StreamStats, *, data_offsets: dict[int, int] | None = None
 ) -> Artifact:
     return Artifact(
@@ -283,7 +283,7 @@ def _store_extra(
     # the sink outside: a source that fails on leaving aborts the object it was filling
     with repo.storage.create(key, storage_class=storage_class) as sink, extra.open() as source:
         stats = encode(source, sink, recipients, level=options.compression_level)
-    return _artifact(key, extra.content, stats)
+    return artifact_of(key, extra.content, stats)
 
 
 class _RolesRefused(Exception):
@@ -315,7 +315,7 @@ def _dump_roles(
             with repo.storage.create(key, storage_class=storage_class) as sink:
                 source = supabase_backup.custom_roles(dump)
                 stats = encode(source, sink, recipients, level=options.compression_level)
-            return _artifact(key, "sql", stats)
+            return artifact_of(key, "sql", stats)
         with (
             run(argv, conn=conn, env=env) as child,
             repo.storage.create(key, storage_class=storage_class) as sink,
@@ -325,4 +325,4 @@ def _dump_roles(
                 raise _RolesRefused(last_error_lines(child.stderr_text()))
     except _RolesRefused as refused:
         return f"pg_dumpall --roles-only refused: {refused}"
-    return _artifact(key, "sql", stats)
+    return artifact_of(key, "sql", stats)

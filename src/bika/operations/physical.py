@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import bika
 from bika import clock
 from bika.errors import DumpError, ObjectNotFound
+from bika.operations.backup import artifact_of
 from bika.postgres import binaries
 from bika.postgres.basebackup import (
     TarTap,
@@ -27,7 +28,7 @@ from bika.postgres.basebackup import (
 )
 from bika.postgres.connection import ConnInfo
 from bika.postgres.process import last_error_lines, run
-from bika.repository import Artifact, Repository
+from bika.repository import Repository
 from bika.repository import physical as store
 from bika.repository.physical import (
     BASE_ARTIFACT,
@@ -39,7 +40,7 @@ from bika.repository.physical import (
 )
 from bika.repository.repository import new_backup_id
 from bika.storage import read_bytes
-from bika.stream import CODECS, Progress, StreamStats, encode
+from bika.stream import Progress, encode
 from bika.wal import names
 
 WAL_WAIT = 120.0  # seconds a finished backup waits for its last segment to be archived
@@ -144,8 +145,8 @@ def take_physical_backup(
             wal=wal,
             files=tap.files,
             artifacts={
-                "base": _artifact(base_key, "tar", stats),
-                "backup_manifest": _artifact(manifest_key, "pg-backup-manifest", manifest_stats),
+                "base": artifact_of(base_key, "tar", stats),
+                "backup_manifest": artifact_of(manifest_key, "pg-backup-manifest", manifest_stats),
             },
         )
         store.commit(repo, manifest)
@@ -194,15 +195,3 @@ def _recipients(repo: Repository) -> list[object]:
     from bika.crypto import parse_recipients
 
     return parse_recipients(repo.recipients)
-
-
-def _artifact(key: str, content: str, stats: StreamStats) -> Artifact:
-    return Artifact(
-        key=key,
-        content=content,
-        codecs=CODECS,
-        stored_size=stats.stored_size,
-        stored_sha256=stats.stored_sha256,
-        plain_size=stats.plain_size,
-        plain_sha256=stats.plain_sha256,
-    )
