@@ -39,10 +39,9 @@ smoke:
 
 # pin every dependency (and the dev tools) again after pyproject.toml changed
 lock: $(BIN)/bika
+	# uv prefers the versions already in the file: only what changed in pyproject.toml moves
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -q \
-	  -o requirements.lock.new
-	{ sed -n '1,2p' requirements.lock; cat requirements.lock.new; } > requirements.lock
-	rm requirements.lock.new
+	  -o requirements.lock
 
 typecheck: $(BIN)/bika
 	$(BIN)/mypy
