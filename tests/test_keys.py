@@ -105,6 +105,13 @@ def test_key_add_list_remove_change_the_recipients(keyed_repo: KeyedRepo, tmp_pa
     bad = run_bika("key", "add", "age1xyz", *_repo_args(keyed_repo))
     assert_clean_error(bad, "not an age recipient")
     assert bad.returncode == 2
+    # the audit trail has each change of recipients, the refused ones too
+    events = [
+        json.loads(p.read_text()) for p in sorted((keyed_repo.repo / "events").glob("*.json"))
+    ]
+    changes = [(e["command"], e["outcome"]) for e in events if e["command"].startswith("key ")]
+    assert changes[:3] == [("key add", "ok"), ("key add", "ok"), ("key remove", "ok")]
+    assert ("key remove", "failed") in changes and ("key add", "failed") in changes
 
 
 def test_a_private_key_given_to_key_add_is_refused_and_never_echoed(keyed_repo: KeyedRepo) -> None:

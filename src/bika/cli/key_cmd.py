@@ -20,6 +20,7 @@ from bika.cli.app import (
     app,
     identity_option,
     json_option,
+    logged,
     open_repository,
     repo_option,
 )
@@ -104,6 +105,7 @@ def _new_passphrase() -> str:
 @key_app.command("add")
 @repo_option
 @click.argument("recipient", metavar="AGE1…")
+@logged("key add")
 def key_add(repo: str | None, recipient: str) -> None:
     """Encrypt future backups to one more recipient as well (e.g. an offline escrow key)."""
     repository = open_repository(STATE.settings(repo=repo))
@@ -119,6 +121,7 @@ def key_add(repo: str | None, recipient: str) -> None:
 @key_app.command("remove")
 @repo_option
 @click.argument("recipient", metavar="AGE1…|FINGERPRINT")
+@logged("key remove")
 def key_remove(repo: str | None, recipient: str) -> None:
     """Stop encrypting future backups to a recipient (refuses the last one)."""
     repository = open_repository(STATE.settings(repo=repo))
