@@ -408,11 +408,17 @@ def _retention(b: BucketFacts) -> Finding:
             b, "put-object-lock-configuration", f"--object-lock-configuration {_json(config)}"
         )
     elif b.backend == "gcs":
-        fix = f"gcloud storage buckets update gs://{b.bucket} --retention-period=7d"
+        # per object, not a bucket retention policy: that would also hold the objects bika
+        # deletes or rewrites (locks, index, bika.json)
+        fix = (
+            "gcloud storage buckets create gs://NEW-BUCKET --enable-per-object-retention"
+            " (or the console's Protection tab for this one), then bika init --object-lock 7"
+        )
     else:
-        fix = _az(
-            b,
-            f"storage container immutability-policy create --container-name {b.bucket} --period 7",
+        fix = (
+            f"az storage container-rm create --storage-account {b.account} --resource-group"
+            " RESOURCE-GROUP --name NEW-CONTAINER --enable-vlw (blob versioning on), then bika"
+            " init --object-lock 7"
         )
     return Finding(
         "info",

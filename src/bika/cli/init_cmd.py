@@ -30,15 +30,17 @@ from bika.storage.object_lock import MODES
     "lock_days",
     type=click.IntRange(1),
     metavar="DAYS",
-    help="lock every backup's objects for DAYS days from its start (S3 Object Lock; the bucket"
-    " must have it enabled): nobody can delete or overwrite them meanwhile",
+    help="lock every backup's objects for DAYS days from its start (S3 Object Lock, GCS object"
+    " retention, Azure blob immutability; the bucket must support it): nobody can delete or"
+    " overwrite them meanwhile",
 )
 @click.option(
     "--lock-mode",
     type=click.Choice(MODES),
     default="compliance",
     show_default=True,
-    help="compliance: nobody can remove the lock; governance: s3:BypassGovernanceRetention can",
+    help="compliance: nobody can remove the lock; governance: a separate right can"
+    " (s3:BypassGovernanceRetention, storage.objects.overrideUnlockedRetention, SAS i)",
 )
 @json_option
 def init(

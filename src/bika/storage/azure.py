@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from obstore.store import AzureStore
 
-from bika.errors import ConfigError
+from bika.errors import ConfigError, StorageError
 from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
@@ -43,6 +44,9 @@ DEV_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
 _TIERS = {"hot": "Hot", "cool": "Cool", "cold": "Cold", "archive": "Archive"}
 STORAGE_CLASSES = frozenset(name.upper() for name in _TIERS)
 SEALED_CLASSES = frozenset({"ARCHIVE"})  # rehydrate before reading
+# bika's object-lock modes in Azure's words: a Locked policy can only be extended; an Unlocked
+# one can be shortened or deleted by whoever may set policies (SAS permission i)
+IMMUTABILITY_MODES = {"compliance": "Locked", "governance": "Unlocked"}
 _CREDENTIALS_HINT = (
     "; check the credentials: set AZURE_STORAGE_CONNECTION_STRING, or"
     " AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN for the account"
@@ -268,6 +272,82 @@ class AzureStorage(CloudStorage):
             return base.all_unknown(one_line(exc), but_lifecycle=True)
         return container_settings(base, properties, container, probe)
 
+    # --- object lock (bika.storage.object_lock): blob immutability policies (version-level
+    # WORM), through the Azure SDK with the account key or SAS, as bucket_facts ---
+
+    def _sdk_credentials(self, what: str) -> None:
+        if not self._account_key and not self._sas:
+            raise ConfigError(
+                f"{what} in {self.url} needs an account key or a SAS (Azure AD is not used for"
+                " it): set AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or"
+                " AZURE_STORAGE_CONNECTION_STRING"
+            )
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def require_object_lock(self) -> None:
+        self._sdk_credentials("--object-lock")
+        from azure.core.exceptions import HttpResponseError
+
+        container = self._blob_service().get_container_client(self.container)
+        try:
+            properties = container.get_container_properties()
+        except HttpResponseError as exc:
+            raise StorageError(
+                f"cannot read the properties of container {self.container} ({self.url}):"
+                f" {_sdk_error(exc)}"
+            ) from None
+        except Exception as exc:
+            raise StorageError(f"cannot reach {self.url}: {one_line(exc)}") from None
+        if not properties.immutable_storage_with_versioning_enabled:
+            raise ConfigError(
+                f"container {self.container} does not have version-level immutability enabled,"
+                " so backups cannot be locked; create a container with it (with blob versioning"
+                f" on the account: az storage container-rm create --storage-account"
+                f" {self.account} --name CONTAINER --enable-vlw), migrate this one"
+                " (az storage container-rm migrate-vlw), or leave out --object-lock"
+            )
+
+    def retain(self, key: str, until: datetime, mode: str) -> None:
+        self._sdk_credentials(f"locking {key}")
+        from azure.core.exceptions import HttpResponseError
+        from azure.storage.blob import ImmutabilityPolicy
+
+        blob = self._blob_service().get_blob_client(self.container, self._name(key))
+        policy = ImmutabilityPolicy(expiry_time=until, policy_mode=IMMUTABILITY_MODES[mode])
+        try:
+            blob.set_immutability_policy(policy)
+        except HttpResponseError as exc:
+            status = int(exc.status_code or 0)
+            if status == 501:
+                hint = (
+                    "; this server does not implement blob immutability policies (azurite"
+                    " does not): use Azure itself, or leave out --object-lock"
+                )
+            elif status in (401, 403):
+                hint = (
+                    "; the SAS needs the i (set immutability policy) permission, or use the"
+                    " account key"
+                )
+            else:
+                hint = "; the container needs version-level immutability enabled"
+            failure = f"cannot lock {key} in {self.url}: {_sdk_error(exc)}"
+            raise StorageError(failure + hint) from None
+        except Exception as exc:
+            raise StorageError(f"cannot lock {key} in {self.url}: {one_line(exc)}") from None
+
+    def retained_until(self, key: str) -> datetime | None:
+        if not self._account_key and not self._sas:
+            return None
+        blob = self._blob_service().get_blob_client(self.container, self._name(key))
+        try:
+            properties = blob.get_blob_properties()
+        except Exception:
+            return None  # gone, or not readable: not judged locked
+        until = properties.immutability_policy.expiry_time
+        return until if isinstance(until, datetime) else None
+
     def _blob_service(self) -> Any:
         from azure.core.credentials import AzureNamedKeyCredential
         from azure.storage.blob import BlobServiceClient
@@ -360,7 +440,10 @@ def container_settings(base: BucketFacts, service: Any, container: Any, probe: A
             for attribute, label in (
                 ("has_immutability_policy", "time-based policy"),
                 ("has_legal_hold", "legal hold"),
-                ("immutable_storage_with_versioning_enabled", "version-level immutability"),
+                (
+                    "immutable_storage_with_versioning_enabled",
+                    "version-level immutability (bika init --object-lock can lock backups)",
+                ),
             )
             if getattr(container, attribute)
         ]
@@ -372,3 +455,10 @@ def container_settings(base: BucketFacts, service: Any, container: Any, probe: A
         logging=logging,
         retention=retention,
     )
+
+
+def _sdk_error(exc: Any) -> str:
+    """HTTP status and the service's error code of an Azure SDK error, on one line."""
+    code = getattr(exc, "error_code", None) or ""
+    message = one_line(exc)
+    return f"HTTP {exc.status_code}" + (f" {code}" if code else "") + f": {message}"

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,9 @@ from bika.storage.facts import BucketFacts, Kind, LifecycleRule, Setting
 from bika.storage.transfer import RangedReader, Upload, overwrite_refused
 
 STORAGE_CLASSES = frozenset({"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"})
+# bika's object-lock modes in GCS's words: a Locked retention can only be extended; an Unlocked
+# one can be shortened or removed by holders of storage.objects.overrideUnlockedRetention
+RETENTION_MODES = {"compliance": "Locked", "governance": "Unlocked"}
 # none sealed: GCS ARCHIVE reads at once (at a price)
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _RESUMABLE_MULTIPLE = 256 * 1024
@@ -168,6 +172,61 @@ class GCSStorage:
                 why = one_line(exc)
             return base.all_unknown(why)
         return bucket_settings(base, bucket)
+
+    # --- object lock (bika.storage.object_lock): GCS object retention (Object Retention Lock) ---
+
+    def _get_bucket(self, why: str) -> Any:
+        try:
+            return self._bucket().client.get_bucket(
+                self.bucket_name, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            status, text = _reply(exc)
+            hint = "; the credentials need storage.buckets.get" if status == 403 else ""
+            raise StorageError(f"cannot {why} of gs://{self.bucket_name}: {text}{hint}") from None
+
+    def require_object_lock(self) -> None:
+        bucket = self._get_bucket("read the object retention setting")
+        if bucket.object_retention_mode != "Enabled":
+            raise ConfigError(
+                f"bucket gs://{self.bucket_name} does not have object retention enabled, so"
+                " backups cannot be locked; create the bucket with it (gcloud storage buckets"
+                f" create gs://{self.bucket_name} --enable-per-object-retention), enable it on"
+                " the bucket's Protection tab in the console, or leave out --object-lock"
+            )
+
+    def retain(self, key: str, until: datetime, mode: str) -> None:
+        blob = self._blob(key)
+        retention = blob.retention
+        retention.mode = RETENTION_MODES[mode]
+        retention.retain_until_time = until
+        retention.pop("retentionExpirationTime", None)  # the server's to say, not ours to send
+        try:
+            blob.patch(retry=self._retry, timeout=self._timeout)
+        except Exception as exc:
+            status, text = _reply(exc)
+            hint = (
+                "; the credentials need storage.objects.setRetention and storage.objects.update,"
+                " and the bucket object retention"
+                if status in (400, 403)
+                else ""
+            )
+            raise StorageError(f"cannot lock {key} in {self.url}: {text}{hint}") from None
+
+    def retained_until(self, key: str) -> datetime | None:
+        """The object's own retention, or the bucket retention policy's expiry if later."""
+        try:
+            blob = self._find(key, "stat")
+        except StorageError:
+            return None  # not readable: not judged locked
+        if blob is None:
+            return None
+        times = [
+            t
+            for t in (blob.retention.retain_until_time, blob.retention_expiration_time)
+            if isinstance(t, datetime)
+        ]
+        return max(times) if times else None
 
     def _blob(self, key: str) -> Any:
         return self._bucket().blob(self._prefix + check_key(self.url, key))
@@ -397,12 +456,6 @@ def bucket_settings(base: BucketFacts, bucket: Any) -> BucketFacts:
         if log
         else Setting("off", "off")
     )
-    period = bucket.retention_period
-    if period:
-        locked = ", locked" if bucket.retention_policy_locked else ""
-        retention = Setting("on", f"{int(period) // 86400} days{locked}")
-    else:
-        retention = Setting("off", "no retention policy")
     return replace(
         base,
         versioning=versioning,
@@ -410,8 +463,23 @@ def bucket_settings(base: BucketFacts, bucket: Any) -> BucketFacts:
         lifecycle=lifecycle,
         rules=rules,
         logging=logging,
-        retention=retention,
+        retention=retention_setting(bucket),
     )
+
+
+def retention_setting(bucket: Any) -> Setting:
+    """Object retention (what bika's --object-lock sets per backup object) and the bucket
+    retention policy (Bucket Lock, which holds every object, bika's locks and index too)."""
+    found = []
+    if bucket.object_retention_mode == "Enabled":
+        found.append("object retention enabled (bika init --object-lock can lock backups)")
+    period = bucket.retention_period
+    if period:
+        locked = ", locked" if bucket.retention_policy_locked else ""
+        found.append(f"bucket retention policy {int(period) // 86400} days{locked}")
+    if not found:
+        return Setting("off", "no object retention, no retention policy")
+    return Setting("on", "; ".join(found))
 
 
 def _rule(index: int, rule: Any) -> LifecycleRule:

@@ -16,13 +16,14 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from obstore.store import S3Store
 
-from bika.errors import ConfigError
+from bika.errors import ConfigError, StorageError
 from bika.storage import StorageSettings, reveal
 from bika.storage.cloud import (
     CloudStorage,
@@ -281,6 +282,54 @@ class S3Storage(CloudStorage):
             if field == "lifecycle":
                 found["rules"] = lifecycle_rules(reply)
         return dataclasses.replace(base, **found)
+
+    # --- object lock (bika.storage.object_lock): S3 Object Lock retention, through boto3 ---
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def require_object_lock(self) -> None:
+        try:
+            reply = self.boto3_client().get_object_lock_configuration(Bucket=self.bucket)
+            enabled = reply.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except Exception as exc:
+            code = _error(exc)[0] or type(exc).__name__
+            if code != "ObjectLockConfigurationNotFoundError":
+                raise StorageError(
+                    f"cannot read the object lock configuration of s3://{self.bucket}: {code};"
+                    " the credentials need s3:GetBucketObjectLockConfiguration"
+                ) from None
+            enabled = False
+        if not enabled:
+            raise ConfigError(
+                f"bucket s3://{self.bucket} does not have Object Lock enabled, so backups cannot"
+                " be locked; create the bucket with it (aws s3api create-bucket"
+                " --object-lock-enabled-for-bucket) or leave out --object-lock"
+            )
+
+    def retain(self, key: str, until: datetime, mode: str) -> None:
+        try:
+            self.boto3_client().put_object_retention(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Retention={"Mode": mode.upper(), "RetainUntilDate": until},
+            )
+        except Exception as exc:
+            code = _error(exc)[0] or type(exc).__name__
+            raise StorageError(
+                f"cannot lock {key} in s3://{self.bucket}: {code}; the credentials need"
+                " s3:PutObjectRetention and the bucket Object Lock"
+            ) from None
+
+    def retained_until(self, key: str) -> datetime | None:
+        try:
+            # HEAD carries the lock (for s3:GetObjectRetention holders) and is what every
+            # S3-compatible server implements
+            reply = self.boto3_client().head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception:
+            return None  # gone, or not readable: not judged locked
+        until = reply.get("ObjectLockRetainUntilDate")
+        return until if isinstance(until, datetime) else None
 
     def _storage_class(self, storage_class: str) -> str:
         return storage_class.upper()
