@@ -93,6 +93,8 @@ def test_s3_writer_may_create_but_never_delete(tmp_path: Path) -> None:
     assert "s3:DeleteObject" not in actions("writer", "Allow")
     assert {"s3:DeleteObject", "s3:BypassGovernanceRetention"} <= actions("writer", "Deny")
     assert "s3:DeleteObject" in actions("pruner", "Allow")
+    # with --object-lock the writer locks what it writes; only a bypass could shorten a lock
+    assert "s3:PutObjectRetention" in actions("writer", "Allow") & actions("pruner", "Allow")
     assert "s3:GetObject" in actions("restore", "Allow")
     resources = [s["Resource"] for s in documents["writer"]["Statement"]]
     assert "arn:aws:s3:::bk/prod/*" in resources
@@ -105,6 +107,10 @@ def test_gcs_and_azure_writers_get_no_delete(backend: str, tmp_path: Path) -> No
     writer = result.stdout.split("# pruner")[0]
     assert "delete" not in writer.replace("no delete", "").lower()
     assert "objectUser" in result.stdout or "blobs/delete" in result.stdout
+    if backend == "gcs":  # what bika init --object-lock needs, without the override
+        granted = [line for line in writer.splitlines() if "--permissions=" in line]
+        assert granted and "storage.objects.setRetention" in granted[0]
+        assert "overrideUnlockedRetention" not in granted[0]
 
 
 def test_print_policy_for_an_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:

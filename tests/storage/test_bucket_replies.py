@@ -124,7 +124,7 @@ def test_gcs_bucket_metadata_reads_as_settings() -> None:
     facts = gcs.bucket_settings(BucketFacts("gcs", "b", ""), bucket)
     assert facts.versioning == Setting("on", "enabled")
     assert facts.encryption == Setting("on", "customer-managed key projects/p/keys/k")
-    assert facts.retention == Setting("on", "7 days, locked")
+    assert facts.retention == Setting("on", "bucket retention policy 7 days, locked")
     assert facts.logging == Setting("on", "to gs://logs/b/")
     assert facts.rules == (
         LifecycleRule("rule 1 (Delete)", "r/", deletes_current_after_days=30),
@@ -134,6 +134,13 @@ def test_gcs_bucket_metadata_reads_as_settings() -> None:
     facts = gcs.bucket_settings(BucketFacts("gcs", "b", ""), bare)
     assert (facts.versioning.state, facts.lifecycle.state, facts.retention.state) == ("off",) * 3
     assert facts.encryption == Setting("on", "Google-managed keys (always on)")
+    assert facts.retention.detail == "no object retention, no retention policy"
+    lockable = gcs_sdk.Bucket(client, "b")
+    lockable._set_properties({"name": "b", "objectRetention": {"mode": "Enabled"}})
+    retention = gcs.bucket_settings(BucketFacts("gcs", "b", ""), lockable).retention
+    assert retention == Setting(
+        "on", "object retention enabled (bika init --object-lock can lock backups)"
+    )
 
 
 def test_azure_properties_read_as_settings() -> None:
@@ -167,3 +174,8 @@ def test_azure_properties_read_as_settings() -> None:
     )
     assert plain.encryption.detail.endswith("$account-encryption-key")
     assert plain.retention == Setting("off", "off")
+    worm = ContainerProperties()
+    worm.immutable_storage_with_versioning_enabled = True
+    assert azure.container_settings(base, {}, worm, None).retention == Setting(
+        "on", "version-level immutability (bika init --object-lock can lock backups)"
+    )

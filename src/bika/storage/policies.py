@@ -14,12 +14,14 @@ _S3_READ = ["s3:GetObject"]
 _S3_LIST = ["s3:ListBucket", "s3:GetBucketLocation"]
 _S3_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 _S3_DELETE = ["s3:DeleteObject"]
+# `init --object-lock`: the writer locks what it writes (and prune reads the lock); a lock can
+# only be extended (compliance), or shortened with s3:BypassGovernanceRetention, denied below
+_S3_LOCK = ["s3:PutObjectRetention", "s3:GetObjectRetention"]
 _S3_NEVER = [
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
     "s3:BypassGovernanceRetention",
     "s3:PutBucketObjectLockConfiguration",
-    "s3:PutObjectRetention",
     "s3:PutLifecycleConfiguration",
     "s3:PutBucketPolicy",
 ]
@@ -64,8 +66,10 @@ def s3_policies(bucket: str, prefix: str = "") -> dict[str, str]:
     """IAM policies (attach each to its own user or role) for s3://bucket/prefix."""
     prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
     return {
-        "writer": _s3(bucket, prefix, "BikaWriter", _S3_READ + _S3_WRITE, _S3_NEVER),
-        "pruner": _s3(bucket, prefix, "BikaPruner", _S3_READ + _S3_WRITE + _S3_DELETE, []),
+        "writer": _s3(bucket, prefix, "BikaWriter", _S3_READ + _S3_WRITE + _S3_LOCK, _S3_NEVER),
+        "pruner": _s3(
+            bucket, prefix, "BikaPruner", _S3_READ + _S3_WRITE + _S3_LOCK + _S3_DELETE, []
+        ),
         # reads everything; writes only its run-log event and drill records
         "restore": _s3(
             bucket, prefix, "BikaRestore", _S3_READ, _S3_NEVER, write_under=("events/", "drills/")
@@ -89,19 +93,33 @@ def gcs_policies(bucket: str, prefix: str = "") -> dict[str, str]:
             f" --member=serviceAccount:{account} --role={role}"
         )
 
+    writer = "bika-writer@PROJECT.iam.gserviceaccount.com"
+    pruner = "bika-pruner@PROJECT.iam.gserviceaccount.com"
+    locker = "projects/PROJECT/roles/bikaObjectLock"
+    lock = [
+        "# with bika init --object-lock: set each backup object's retention (a Locked one can"
+        " only be extended; shortening an Unlocked one needs"
+        " storage.objects.overrideUnlockedRetention, which this role leaves out)",
+        "gcloud iam roles create bikaObjectLock --project=PROJECT"
+        " --permissions=storage.objects.setRetention,storage.objects.update",
+    ]
     return {
         "writer": "\n".join(
             [
                 "# create (bika never overwrites: ifGenerationMatch=0) and read; no delete"
                 + scoped,
-                grant("bika-writer@PROJECT.iam.gserviceaccount.com", "roles/storage.objectCreator"),
-                grant("bika-writer@PROJECT.iam.gserviceaccount.com", "roles/storage.objectViewer"),
+                grant(writer, "roles/storage.objectCreator"),
+                grant(writer, "roles/storage.objectViewer"),
+                *lock,
+                grant(writer, locker),
             ]
         ),
         "pruner": "\n".join(
             [
                 "# also delete (prune), and rewrite bika.json / manifests (key add/remove, rekey)",
-                grant("bika-pruner@PROJECT.iam.gserviceaccount.com", "roles/storage.objectUser"),
+                grant(pruner, "roles/storage.objectUser"),
+                "# with bika init --object-lock (rekey locks the objects it writes)",
+                grant(pruner, locker),
             ]
         ),
         "restore": "\n".join(
