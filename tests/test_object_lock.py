@@ -24,7 +24,7 @@ from bika.postgres.cluster import Cluster
 from bika.repository import Repository
 from bika.storage import open_storage, write_bytes
 
-from helpers import Offsite, assert_clean_error, run_bika
+from helpers import Offsite, assert_clean_error, run_bika, run_bika_json
 from storage.servers import Server, azure_settings, gcs_settings, moto_client, s3_env
 
 
@@ -97,6 +97,23 @@ def _gcs_objects(where: Offsite, prefix: str) -> list[dict[str, Any]]:
         return list(json.load(r).get("items", []))
 
 
+def _doctor_lock_check(url: str, env: dict[str, str]) -> dict[str, Any]:
+    _, report = run_bika_json("doctor", "--repo", url, env=env)
+    return next(c for c in report["checks"] if c["name"] == "backup lock")
+
+
+@pytest.mark.parametrize("backend", ["gcs", "azure"])
+def test_doctor_fails_a_locked_repository_on_a_bucket_that_cannot_lock(
+    backend: str, offsite: Callable[[str], Offsite], tmp_path: Path
+) -> None:
+    where = offsite(backend)
+    _locked_repository(where, generate_identity(tmp_path / "key.txt"), days=10)
+    lock = _doctor_lock_check(where.url, where.env)
+    assert lock["status"] == "fail"
+    assert "backups will fail until it can" in lock["detail"]
+    assert ("--enable-per-object-retention" if backend == "gcs" else "--enable-vlw") in lock["fix"]
+
+
 def test_gcs_backups_get_object_retention_and_prune_keeps_them(
     offsite: Callable[[str], Offsite],
     pg18: Cluster,
@@ -165,6 +182,8 @@ def test_locked_backups_cannot_be_deleted_and_prune_says_until_when(
     assert run_bika(*init, env=env).returncode == 0
     config = json.loads(client.get_object(Bucket=bucket, Key="prod/bika.json")["Body"].read())
     assert config["object_lock"] == {"days": 10, "mode": "compliance"}
+    lock = _doctor_lock_check(url, env)
+    assert lock["status"] == "ok" and "locked 10 days, compliance" in lock["detail"]
 
     db = new_database(pg18)
     sample.load(db, sample.SAVINGS_GROUP_SQL)

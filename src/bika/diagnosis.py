@@ -43,6 +43,8 @@ class StorageFacts:
     classes: dict[str, str] = field(default_factory=dict)
     """Configured storage class per backup kind."""
     bucket: BucketFacts | None = None
+    object_lock: str = ""
+    """bika.json's object lock ("30 days, compliance"); empty when backups are not locked."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,32 @@ def storage_checks(facts: StorageFacts) -> list[Finding]:
     checks += _class_checks(facts)
     if facts.bucket is not None:
         checks += bucket_checks(facts.bucket)
+    if facts.object_lock:
+        checks.append(_object_lock_check(facts))
     return checks
+
+
+def _object_lock_check(facts: StorageFacts) -> Finding:
+    """A repository that locks its backups, on a bucket that can (or cannot) lock them."""
+    name, wanted = "backup lock", f"every backup is locked {facts.object_lock}"
+    bucket = facts.bucket
+    if bucket is None:
+        return Finding("error", name, f"{wanted}, but a local folder cannot lock files")
+    if bucket.lockable is None:
+        return Finding(
+            "unknown",
+            name,
+            f"{wanted}; whether the bucket can lock is unknown ({bucket.retention.detail})",
+        )
+    if bucket.lockable:
+        return Finding("ok", name, f"{wanted}; {bucket.retention.detail}")
+    return Finding(
+        "error",
+        name,
+        f"{wanted}, but the bucket cannot lock objects ({bucket.retention.detail or 'off'}):"
+        " backups will fail until it can",
+        _retention(bucket).fix,
+    )
 
 
 def _repository_check(facts: StorageFacts) -> Finding:

@@ -39,13 +39,15 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
         return StorageFacts(storage.url, backend, reachable=False, reach_error=str(exc))
 
     repository: Literal["ok", "missing", "invalid", "unknown"] = "missing"
-    repository_detail, newest = "", None
+    repository_detail, newest, lock = "", None, ""
     if found is not None:
         try:
             repo = Repository.open(storage)
             ids = repo.backup_ids()
             newest = repo.manifest(ids[-1]).stored_size if ids else None
             repository = "ok"
+            if repo.object_lock is not None:
+                lock = f"{repo.object_lock.days} days, {repo.object_lock.mode}"
             repository_detail = (
                 f"format {repo.config.get('version')}, id {repo.id},"
                 f" {len(repo.recipients)} recipient(s), {len(ids)} backup(s)"
@@ -79,6 +81,7 @@ def storage_facts(storage: Storage, classes: dict[str, str]) -> StorageFacts:
         exposed=exposed,
         classes=dict(classes),
         bucket=bucket,
+        object_lock=lock,
     )
 
 

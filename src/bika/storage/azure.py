@@ -431,6 +431,7 @@ def container_settings(base: BucketFacts, service: Any, container: Any, probe: A
 
     encryption = Setting("unknown", f"HTTP {container} reading the container")
     retention = encryption
+    lockable = None
     if not isinstance(container, int):
         given = container.encryption_scope
         scope = (given and given.default_encryption_scope) or "$account-encryption-key"
@@ -448,12 +449,14 @@ def container_settings(base: BucketFacts, service: Any, container: Any, probe: A
             if getattr(container, attribute)
         ]
         retention = Setting("on", ", ".join(flags)) if flags else Setting("off", "off")
+        lockable = bool(container.immutable_storage_with_versioning_enabled)
     return replace(
         base,
         versioning=versioning,
         encryption=encryption,
         logging=logging,
         retention=retention,
+        lockable=lockable,
     )
 
 

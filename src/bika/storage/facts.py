@@ -48,6 +48,9 @@ class BucketFacts:
     rules: tuple[LifecycleRule, ...] = ()
     logging: Setting = Setting("unknown")
     retention: Setting = Setting("unknown")
+    lockable: bool | None = None
+    """Whether bika can lock each object (bika init --object-lock): S3 Object Lock enabled,
+    GCS object retention enabled, Azure version-level immutability; None: not known."""
     storage_classes: frozenset[str] = frozenset()
     """The storage classes (access tiers) this backend knows, upper-cased."""
     sealed_classes: frozenset[str] = frozenset()

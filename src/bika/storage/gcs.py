@@ -464,6 +464,7 @@ def bucket_settings(base: BucketFacts, bucket: Any) -> BucketFacts:
         rules=rules,
         logging=logging,
         retention=retention_setting(bucket),
+        lockable=bucket.object_retention_mode == "Enabled",
     )
 
 

@@ -281,6 +281,9 @@ class S3Storage(CloudStorage):
             found[field] = interpret(reply)
             if field == "lifecycle":
                 found["rules"] = lifecycle_rules(reply)
+        retention = found.get("retention")
+        if isinstance(retention, Setting) and retention.state != "unknown":
+            found["lockable"] = retention.state == "on"
         return dataclasses.replace(base, **found)
 
     # --- object lock (bika.storage.object_lock): S3 Object Lock retention, through boto3 ---
