@@ -151,6 +151,16 @@ def test_gcs_backups_get_object_retention_and_prune_keeps_them(
     listed = json.loads(run_bika("list", "--repo", where.url, "--json", env=where.env).stdout)
     assert [b["id"] for b in listed["backups"]] == ids
 
+    # GCS refuses to replace a retained object: rekey says so up front and writes nothing
+    before = {o["name"] for o in _gcs_objects(where, "backups/")}
+    rekeyed = run_bika(
+        "rekey", "--repo", where.url, older, "--force", "--identity", str(tmp_path / "key.txt"),
+        "--json", env=where.env,
+    )  # fmt: skip
+    assert rekeyed.returncode != 0
+    assert "cannot replace a locked manifest: rekey it after" in rekeyed.stdout + rekeyed.stderr
+    assert {o["name"] for o in _gcs_objects(where, "backups/")} == before
+
 
 def test_azure_backup_fails_cleanly_where_immutability_policies_are_refused(
     offsite: Callable[[str], Offsite],

@@ -238,10 +238,35 @@ def _plan(
         )
     report.notes.extend(_early_deletion(repo.url, report, manifests, options))
     unreadable = {bad.backup_id for bad in damaged}
-    report.leftovers.extend(_leftovers(repo, objects, {*manifests, *unreadable}, now))
     kept = {m: manifests[m] for m in manifests if m not in {b.id for b in report.dropped}}
-    report.leftovers.extend(_superseded(repo, objects, kept, now))
+    leftovers = [
+        *_leftovers(repo, objects, {*manifests, *unreadable}, now),
+        *_superseded(repo, objects, kept, now),
+    ]
+    report.leftovers.extend(_unlocked(repo, leftovers, now, report.notes))
     return objects
+
+
+def _unlocked(
+    repo: Repository, leftovers: list[Leftover], now: datetime, notes: list[str]
+) -> list[Leftover]:
+    """The leftovers no object lock holds (a rekey's old artifacts stay locked as long as the
+    backup; GCS and Azure refuse to delete them until then)."""
+    if repo.object_lock is None:
+        return leftovers
+    free, held = [], []
+    for leftover in leftovers:
+        until = repo.object_locked_until(leftover.key) if leftover.key.startswith(BACKUPS) else None
+        if until is not None and until > now:
+            held.append(until)
+        else:
+            free.append(leftover)
+    if held:
+        notes.append(
+            f"kept {len(held)} leftover object(s) under object lock: deletable after"
+            f" {max(held).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+    return free
 
 
 def _superseded(

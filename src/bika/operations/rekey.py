@@ -17,6 +17,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from bika import clock
 from bika.crypto import parse_recipients
@@ -88,6 +89,15 @@ def rekey(
                 and sorted(manifest.recipients) == sorted(current)
             ):
                 results.append(RekeyResult(backup_id, "current", "already to these recipients"))
+                continue
+            blocked = repo.replace_blocked_until(backup_id, clock.now())
+            if blocked is not None:
+                detail = (
+                    f"locked until {blocked.astimezone(UTC):%Y-%m-%d %H:%M} UTC, and {repo.url}"
+                    " cannot replace a locked manifest: rekey it after then"
+                )
+                results.append(RekeyResult(backup_id, "failed", detail))
+                on_note(f"{backup_id}: not rekeyed: {detail}")
                 continue
             try:
                 results.append(

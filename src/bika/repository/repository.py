@@ -180,9 +180,21 @@ class Repository:
 
     def locked_until(self, backup_id: str) -> datetime | None:
         """Until when the backup's manifest is locked (None: not locked)."""
+        return self.object_locked_until(self.artifact_key(backup_id, MANIFEST))
+
+    def object_locked_until(self, key: str) -> datetime | None:
+        """Until when one object is locked (None: not locked, or the repository locks none)."""
         if self.object_lock is None:
             return None
-        return object_lock.retained_until(self.storage, self.artifact_key(backup_id, MANIFEST))
+        return object_lock.retained_until(self.storage, key)
+
+    def replace_blocked_until(self, backup_id: str, now: datetime) -> datetime | None:
+        """Until when the backup's manifest cannot be replaced (rekey): while it is locked on a
+        storage that refuses to replace a locked object (GCS). None: it can be."""
+        if object_lock.replaces_locked(self.storage):
+            return None
+        until = self.locked_until(backup_id)
+        return until if until is not None and until > now else None
 
     @classmethod
     def init(

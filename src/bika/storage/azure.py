@@ -198,6 +198,7 @@ def resolve_azure(url: str, settings: StorageSettings, environ: Mapping[str, str
 
 class AzureStorage(CloudStorage):
     kind: Kind = "azure"
+    replaces_locked = True  # version-level immutability: an overwrite adds a version
 
     def __init__(
         self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None

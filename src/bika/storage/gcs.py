@@ -103,6 +103,7 @@ def resolve_gcs(url: str, settings: StorageSettings, environ: Mapping[str, str])
 class GCSStorage:
     url: str
     kind: Kind = "gcs"
+    replaces_locked = False  # GCS refuses to replace a retained object
 
     def __init__(
         self, url: str, settings: StorageSettings, environ: Mapping[str, str] | None = None

@@ -24,6 +24,9 @@ class Lockable(Protocol):
     """A storage that can lock an object until a time (the cloud backends)."""
 
     url: str
+    replaces_locked: bool
+    """Whether a locked object can still be overwritten (S3 and Azure keep the locked version
+    and add a new one; GCS refuses to replace a retained object)."""
 
     def require_object_lock(self) -> None:
         """Raise ConfigError (what to change, and how) unless the bucket or container can
@@ -62,3 +65,7 @@ def retain(storage: Storage, key: str, until: datetime, mode: str) -> None:
 
 def retained_until(storage: Storage, key: str) -> datetime | None:
     return storage.retained_until(key) if isinstance(storage, Lockable) else None
+
+
+def replaces_locked(storage: Storage) -> bool:
+    return isinstance(storage, Lockable) and storage.replaces_locked

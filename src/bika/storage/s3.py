@@ -186,6 +186,7 @@ def aws_profile(name: str) -> dict[str, str]:
 
 class S3Storage(CloudStorage):
     kind: Kind = "s3"
+    replaces_locked = True  # an overwrite adds a version; the locked one stays
 
     def __init__(
         self,
