@@ -7,6 +7,7 @@ back every marker up to it and none after it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,15 +15,19 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 from archiving import ArchivingServer, archiving_server, server_user
 from conftest import PG15_BIN
 
+from bika.crypto import load_identities, parse_recipients
 from bika.postgres import binaries
 from bika.postgres.cluster import Cluster, _free_port
+from bika.signing import generate_signing_key
+from bika.stream import decode, encode
 
-from helpers import run_bika
+from helpers import assert_clean_error, run_bika
 
 pytestmark = pytest.mark.server
 
@@ -222,6 +227,62 @@ def test_a_missing_middle_segment_is_named_by_status_and_restore(source: Archivi
     assert refused.returncode != 0
     assert f"segment {missing} is missing" in refused.stderr
     assert "recoverable from" in refused.stderr
+
+
+def test_physical_manifests_are_signed_and_a_pinned_host_refuses_unsigned_or_replaced_ones(
+    source: ArchivingServer, tmp_path: Path
+) -> None:
+    key = tmp_path / "signing.key"
+    public = generate_signing_key(key)
+    other = generate_signing_key(tmp_path / "other.key")
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    backup = run_bika(
+        "backup", "--physical", "--db", source.cluster.url(), "--json",
+        env={**env, "BIKA_SIGNING_KEY": str(key)},
+    )  # fmt: skip
+    assert backup.returncode == 0, backup.stderr
+    backup_id = json.loads(backup.stdout)["backup"]["id"]
+    user = server_user()
+    if user is not None:  # the backup recorded its signer in bika.json, which wal push reads
+        os.chown(source.repo / "bika.json", user.pw_uid, user.pw_gid)
+    source.switch_and_wait()
+    folder = source.repo / "physical" / backup_id
+    assert json.loads((folder / "manifest.json.sig").read_text())["signer"] == public
+    pinned = {**env, "BIKA_TRUSTED_SIGNERS": public}
+
+    def restore(into: str, environment: dict[str, str], *extra: str) -> CompletedProcess[str]:
+        to_dir = source.home / f"signed-{into}-{source.cluster.port}"
+        args = ("restore", "--physical", backup_id, "--latest", "--to-dir", str(to_dir))
+        return run_bika(*args, *extra, env=environment)
+
+    strange = restore("other", {**env, "BIKA_TRUSTED_SIGNERS": other})
+    assert_clean_error(strange, "a key this host does not trust")
+    # an edited manifest, then an unsigned one
+    manifest = folder / "manifest.json"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b'"files": ', b'"files": 1'))
+    assert_clean_error(restore("edited", pinned), "does not match its signature")
+    manifest.write_bytes(original)
+    (folder / "manifest.json.sig").rename(folder / "kept.sig")
+    assert_clean_error(restore("unsigned", pinned), "--trust-unsigned")
+    # a base backup replaced by one with the same plaintext, encrypted again: the manifest's
+    # hashes (which the signature covers) no longer match it
+    base = folder / "base.tar.zst.age"
+    plain = io.BytesIO()
+    identities = load_identities(source.key)
+    with base.open("rb") as stored:
+        decode(stored, plain, identities, name="base")
+    with (folder / "again.age").open("wb") as sink:
+        encode(io.BytesIO(plain.getvalue()), sink, parse_recipients([source.recipient]))
+    base.rename(folder / "base.kept")
+    (folder / "again.age").rename(base)
+    replaced = restore("replaced", pinned, "--trust-unsigned")
+    assert_clean_error(replaced, "does not match the backup's manifest")
+    base.unlink()
+    (folder / "base.kept").rename(base)
+    (folder / "kept.sig").rename(folder / "manifest.json.sig")
+    done = restore("ok", pinned)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_second_restore_after_a_fork_asks_for_the_timeline(source: ArchivingServer) -> None:

@@ -103,6 +103,19 @@ def test_signature_verdicts(tmp_path: Path) -> None:
     assert not lenient.accepts(judge(key, b"x", sig, accepted), signers_known=False)
 
 
+def test_a_signature_over_a_rewrite_covers_the_old_and_the_new_bytes_only(tmp_path: Path) -> None:
+    """What rekey writes before it replaces a manifest: whichever of the two is stored when
+    the run stops verifies; anything else does not."""
+    ours = load_signing_key(Path(_key(tmp_path, "ours")))
+    key, old, new = "backups/x/manifest.json", b'{"key": "a"}\n', b'{"key": "b"}\n'
+    both = signature_object(ours, key, new, previous=old)
+    accepted = frozenset({ours.public})
+    assert judge(key, old, both, accepted).status == "signed"
+    assert judge(key, new, both, accepted).status == "signed"
+    assert judge(key, b'{"key": "c"}\n', both, accepted).status == "invalid"
+    assert judge("backups/y/manifest.json", old, both, accepted).status == "invalid"
+
+
 def _key(folder: Path, name: str) -> str:
     path = folder / f"{name}.key"
     generate_signing_key(path)

@@ -12,16 +12,16 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from bika.crypto import write_key_file
 from bika.errors import IdentityError, KeySettingError
+
+# cryptography costs ~100 ms to import: only commands that sign or check a signature pay it
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 PUBLIC_PREFIX = "ed25519:"
 SECRET_PREFIX = "BIKA-SIGNING-KEY-"
@@ -36,6 +36,8 @@ def _unb64(text: str) -> bytes:
 
 
 def public_text(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     return PUBLIC_PREFIX + _b64(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
@@ -46,6 +48,8 @@ def fingerprint(public: str) -> str:
 
 def parse_public(text: str) -> Ed25519PublicKey:
     """An `ed25519:…` public key; KeySettingError (exit 2) for anything else."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     text = text.strip()
     if text.startswith(SECRET_PREFIX):
         # never echoed: it is the private key
@@ -69,6 +73,8 @@ def parse_public(text: str) -> Ed25519PublicKey:
 
 def verify(public: str, signature: bytes, message: bytes) -> bool:
     """Whether `signature` is public's signature of message (False for a malformed key)."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         parse_public(public).verify(signature, message)
     except (InvalidSignature, KeySettingError):
@@ -93,6 +99,10 @@ class SigningKey:
 
 def generate_signing_key(out: Path) -> str:
     """Write a new signing key to out (mode 0600, never overwriting); return its public text."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bika.crypto import write_key_file
+
     private = Ed25519PrivateKey.generate()
     public = public_text(private.public_key())
     seed = private.private_bytes_raw()
@@ -108,6 +118,8 @@ def generate_signing_key(out: Path) -> str:
 
 def load_signing_key(path: Path) -> SigningKey:
     """The key of a file written by generate_signing_key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     path = path.expanduser()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -269,7 +269,8 @@ class AwsUser:
 
 
 def start_moto_with_auth(log_dir: Path, bucket: str) -> tuple[Server, AwsUser]:
-    """A moto_server that checks signatures, with a bucket and an IAM user allowed s3:*.
+    """A moto_server that checks signatures, with a bucket and an IAM user allowed s3:* and
+    iam:* (so that a test can make users with narrower policies).
 
     moto answers the first INITIAL_NO_AUTH_ACTION_COUNT requests without checking them: exactly
     the four that set this up. Every later request needs the user's key.
@@ -287,7 +288,7 @@ def start_moto_with_auth(log_dir: Path, bucket: str) -> tuple[Server, AwsUser]:
         iam.create_user(UserName="bika")
         policy = {
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}],
         }
         iam.put_user_policy(UserName="bika", PolicyName="s3", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="bika")["AccessKey"]

@@ -39,6 +39,7 @@ from bika.repository.physical import (
     WalRange,
 )
 from bika.repository.repository import new_backup_id
+from bika.repository.signatures import SIG_SUFFIX
 from bika.storage import read_bytes
 from bika.stream import Progress, encode
 from bika.wal import names
@@ -185,7 +186,7 @@ def _removed_unless_committed(repo: Repository, backup_id: str) -> Iterator[None
     try:
         yield
     except BaseException:
-        for name in (BASE_ARTIFACT, SERVER_MANIFEST_ARTIFACT, MANIFEST):
+        for name in (BASE_ARTIFACT, SERVER_MANIFEST_ARTIFACT, MANIFEST, MANIFEST + SIG_SUFFIX):
             with suppress(Exception):
                 repo.storage.delete(store.prefix(backup_id) + name)
         raise

@@ -8,6 +8,7 @@ and timeline history files), read as in docs/FORMAT.md.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tarfile
 import threading
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bika.errors import ObjectNotFound, RestoreError
+from bika.errors import IntegrityError, ObjectNotFound, RestoreError
 from bika.postgres import binaries
 from bika.postgres.basebackup import pg_verifybackup_argv
 from bika.postgres.recovery import (
@@ -29,11 +30,14 @@ from bika.postgres.recovery import (
 )
 from bika.repository import Repository
 from bika.repository import physical as store
+from bika.repository.manifest import Artifact
 from bika.repository.physical import PhysicalManifest
 from bika.storage import read_bytes
-from bika.stream import decode
+from bika.stream import StreamStats, decode
 from bika.wal import names
 from bika.wal.inventory import Stretch, WalInventory, parse_history
+
+_LOG = logging.getLogger(__name__)
 
 
 def inventory(repo: Repository, identities: list[object], segment_size: int) -> WalInventory:
@@ -57,7 +61,11 @@ def listing(repo: Repository, segment_size: int) -> WalInventory:
     return found
 
 
-def _plain(repo: Repository, key: str, identities: list[object]) -> bytes:
+def _plain(
+    repo: Repository, key: str, identities: list[object], artifact: Artifact | None = None
+) -> bytes:
+    """An object's plaintext; with `artifact`, checked against what the manifest says."""
+
     class _Buffer:
         def __init__(self) -> None:
             self.data = bytearray()
@@ -68,8 +76,25 @@ def _plain(repo: Repository, key: str, identities: list[object]) -> bytes:
 
     sink = _Buffer()
     with repo.storage.open(key) as source:
-        decode(source, sink, identities, name=key)
+        stats = decode(source, sink, identities, name=key)
+    if artifact is not None:
+        _check_artifact(artifact, stats)
     return bytes(sink.data)
+
+
+def _check_artifact(artifact: Artifact, stats: StreamStats) -> None:
+    """The bytes read must be the ones the (signed) manifest describes: that is what makes a
+    signature on the manifest cover the base backup too."""
+    if (stats.stored_sha256, stats.stored_size, stats.plain_sha256, stats.plain_size) != (
+        artifact.stored_sha256,
+        artifact.stored_size,
+        artifact.plain_sha256,
+        artifact.plain_size,
+    ):
+        raise IntegrityError(
+            f"{artifact.key} does not match the backup's manifest (sha256 or size): it was"
+            " damaged or replaced; do not start the restored copy, restore another backup"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,17 @@ def plan_recovery(
     timeline: int | None = None,
     backup_id: str | None = None,
 ) -> RecoveryPlan:
-    backups = store.scan(repo)
+    backups, refused = store.scan(repo)
+    for bad in refused:
+        if backup_id is not None and bad.backup_id == backup_id:
+            raise RestoreError(f"physical backup {backup_id} cannot be used: {bad.reason}")
+        # an older usable base backup with more WAL reaches the same target
+        _LOG.warning(f"physical backup {bad.backup_id} not used: {bad.reason}")
+    if not backups and refused:
+        raise RestoreError(
+            f"no physical backup in {repo.url} can be used; {refused[-1].backup_id}:"
+            f" {refused[-1].reason}"
+        )
     cluster = _cluster(repo)
     if cluster is not None:
         backups = [b for b in backups if b.source.system_identifier == cluster["system_identifier"]]
@@ -219,7 +254,8 @@ def restore_physical(
     data_dir.chmod(0o700)
     _extract(repo, identities, backup, data_dir)
     manifest = data_dir / "backup_manifest"
-    manifest.write_bytes(_plain(repo, backup.artifacts["backup_manifest"].key, identities))
+    server_manifest = backup.artifacts["backup_manifest"]
+    manifest.write_bytes(_plain(repo, server_manifest.key, identities, server_manifest))
     _verify(data_dir, manifest)
     write_recovery(data_dir, recovery_settings(restore_command, plan.target, plan.timeline))
     own_for_server(data_dir)
@@ -233,12 +269,13 @@ def _extract(
     """Decrypt → decompress on one thread, untar on this one, through a pipe."""
     read_fd, write_fd = os.pipe()
     failure: list[BaseException] = []
-    key = backup.artifacts["base"].key
+    base = backup.artifacts["base"]
+    key = base.key
 
     def produce() -> None:
         try:
             with os.fdopen(write_fd, "wb") as sink, repo.storage.open(key) as source:
-                decode(source, sink, identities, name=key)
+                _check_artifact(base, decode(source, sink, identities, name=key))
         except BaseException as exc:
             failure.append(exc)
 

@@ -118,7 +118,11 @@ def _prune_physical(
 ) -> None:
     """Physical backups outside the PITR window (but the newest before it), then the WAL no
     kept physical backup needs; `delete` None: a dry run, which only reports."""
-    backups = physical.scan(repo)
+    backups, refused = physical.scan(repo)
+    # like a logical one: a physical backup whose manifest cannot be used is not judged and
+    # its objects stay (the WAL plan below is of the usable ones)
+    for bad in refused:
+        report.notes.append(f"kept physical backup {bad.backup_id}: {bad.reason}")
     if not backups:
         return
     now = report.now

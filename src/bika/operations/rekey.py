@@ -4,8 +4,9 @@ Each artifact streams old object → age -d → zstd -d → zstd → age → a N
 plaintext on disk; both hashes of the old object and the plaintext hash of the new one must
 equal the manifest's, and the new object is read back and hashed. Only then is the manifest
 rewritten to name the new objects, and only after that are the old ones deleted. A crash at any
-point leaves a manifest naming objects that exist (the old ones, or the new ones); what it no
-longer names is a leftover for prune (docs/FORMAT.md, "Rekey").
+point leaves a manifest naming objects that exist (the old ones, or the new ones) and that its
+signature covers (Repository.replace_manifest); what it no longer names is a leftover for prune
+(docs/FORMAT.md, "Rekey").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC
 
 from bika import clock
 from bika.crypto import parse_recipients
-from bika.errors import BikaError, IntegrityError, RepositoryError
+from bika.errors import BikaError, IntegrityError, KeySettingError, RepositoryError
 from bika.repository import Artifact, Manifest, Repository
 from bika.repository.locks import exclusive_lock
 from bika.repository.repository import MANIFEST
@@ -72,6 +73,13 @@ def rekey(
     """Re-encrypt the chosen backups; one that fails is reported and left as it was."""
     current = repo.recipients
     recipients = parse_recipients(current)
+    if repo.signers and repo.trust.signer() is None:
+        # a rewritten manifest without a new signature would be refused as edited
+        raise KeySettingError(
+            "this repository's manifests are signed (bika.json signers) and rekey rewrites"
+            " them: set signing_key to the backup host's signing key (or to a key the restoring"
+            " hosts also pin) and run it again"
+        )
     # prune's lock: no prune may delete a backup (or take a new object for a leftover) meanwhile
     with exclusive_lock(repo, "rekey", break_lock=options.break_lock, on_note=on_note) as lock:
         ids = options.backup_ids if options.backup_ids is not None else repo.backup_ids()

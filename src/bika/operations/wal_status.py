@@ -14,7 +14,7 @@ DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
 def wal_state(repo: Repository) -> WalState | None:
     """None when the repository has neither archived WAL nor physical backups."""
-    backups = store.scan(repo)
+    backups, _ = store.scan(repo)
     size = backups[0].source.wal_segment_size if backups else DEFAULT_SEGMENT_SIZE
     archive = listing(repo, size)
     if not backups and not archive.segments:

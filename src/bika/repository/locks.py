@@ -19,13 +19,13 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bika import clock
-from bika.errors import ObjectNotFound, RepositoryLocked
+from bika.errors import BikaError, ObjectNotFound, RepositoryLocked
 from bika.pids import alive
 from bika.repository.repository import Repository
 from bika.storage import read_bytes, write_bytes
@@ -173,5 +173,10 @@ def exclusive_lock(
         raise
     try:
         yield lock
-    finally:
-        lock.release()
+    except BaseException:
+        # the failure that stopped the work is the one to tell (a credential that may not
+        # delete fails on the lock too); a lock left behind expires
+        with suppress(BikaError):
+            lock.release()
+        raise
+    lock.release()

@@ -1,4 +1,5 @@
-"""Physical backups (pg_basebackup) in the repository: physical/<id>/, manifest written last.
+"""Physical backups (pg_basebackup) in the repository: physical/<id>/, manifest written last
+(signed like a logical one, repository.write_signed).
 
 They live beside backups/ rather than in it, so that commands reading logical manifests (list,
 verify, prune, check) see no manifest they cannot use; docs/FORMAT.md describes the fields.
@@ -7,14 +8,23 @@ verify, prune, check) see no manifest they cannot use; docs/FORMAT.md describes 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bika.errors import BackupNotFound, DamagedManifest, ObjectNotFound
+from bika.errors import (
+    BackupNotFound,
+    DamagedManifest,
+    ObjectNotFound,
+    UntrustedBackup,
+    UnusableBackup,
+)
 from bika.repository.manifest import Artifact
-from bika.repository.repository import Repository
-from bika.storage import read_bytes, write_bytes
+from bika.repository.repository import DamagedBackup, Repository
+from bika.storage import read_bytes
+
+_LOG = logging.getLogger(__name__)
 
 PHYSICAL = "physical/"
 MANIFEST = "manifest.json"
@@ -71,7 +81,8 @@ def prefix(backup_id: str) -> str:
 
 
 def commit(repo: Repository, manifest: PhysicalManifest) -> None:
-    write_bytes(repo.storage, prefix(manifest.id) + MANIFEST, manifest.to_json().encode())
+    """Write the manifest (create-only), its signature first when this host signs."""
+    repo.write_signed(prefix(manifest.id) + MANIFEST, manifest.to_json().encode())
 
 
 def backup_ids(repo: Repository) -> list[str]:
@@ -84,6 +95,8 @@ def backup_ids(repo: Repository) -> list[str]:
 
 
 def read(repo: Repository, backup_id: str) -> PhysicalManifest:
+    """The manifest of one physical backup; DamagedManifest when it does not parse,
+    UntrustedBackup when its signature is not one this host accepts (as for logical ones)."""
     key = prefix(backup_id) + MANIFEST
     try:
         raw = read_bytes(repo.storage, key)
@@ -97,6 +110,9 @@ def read(repo: Repository, backup_id: str) -> PhysicalManifest:
         raise DamagedManifest(backup_id, f"its manifest cannot be read ({exc})") from None
     if manifest.id != backup_id:
         raise DamagedManifest(backup_id, f"its manifest names another backup, {manifest.id}")
+    refused = repo.trusted(key, raw)
+    if refused is not None:
+        raise UntrustedBackup(backup_id, refused.reason("its manifest"))
     return manifest
 
 
@@ -137,26 +153,34 @@ def record_drill(repo: Repository, record: PhysicalDrill) -> str:
     stamp = record.finished_at
     name = f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond // 1000:03d}Z.json"
     key = f"{prefix(record.backup_id)}drills/{name}"
-    write_bytes(repo.storage, key, record.to_json().encode())
+    repo.write_signed(key, record.to_json().encode())
     return key
 
 
 def latest_drill(repo: Repository, backup_id: str) -> PhysicalDrill | None:
-    keys = sorted(info.key for info in repo.storage.list(f"{prefix(backup_id)}drills/"))
-    if not keys:
-        return None
-    try:
-        return PhysicalDrill.model_validate_json(read_bytes(repo.storage, keys[-1]))
-    except ValidationError:
-        return None
+    """The newest drill record of a backup that this host trusts (an untrusted one proves
+    nothing, so it counts as no drill)."""
+    listed = repo.storage.list(f"{prefix(backup_id)}drills/")
+    for key in sorted((i.key for i in listed if i.key.endswith(".json")), reverse=True):
+        raw = read_bytes(repo.storage, key)
+        if repo.trusted(key, raw) is not None:
+            _LOG.warning(f"{key}: ignored, its signature is not one this host trusts")
+            continue
+        try:
+            return PhysicalDrill.model_validate_json(raw)
+        except ValidationError:
+            return None
+    return None
 
 
-def scan(repo: Repository) -> list[PhysicalManifest]:
-    """Every physical backup whose manifest reads, oldest first."""
+def scan(repo: Repository) -> tuple[list[PhysicalManifest], list[DamagedBackup]]:
+    """Every usable physical backup, oldest first, and apart those whose manifest cannot be
+    used (damaged, or not signed by a key this host accepts), each with the reason."""
     found = []
+    refused = []
     for backup_id in backup_ids(repo):
         try:
             found.append(read(repo, backup_id))
-        except DamagedManifest:
-            continue
-    return found
+        except UnusableBackup as exc:
+            refused.append(DamagedBackup(backup_id, exc.reason))
+    return found, refused

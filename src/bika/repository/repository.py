@@ -256,26 +256,30 @@ class Repository:
 
     def replace_manifest(self, manifest: Manifest) -> None:
         """Rewrite an existing backup's manifest whole (`bika rekey`): only after every
-        object it names is stored and verified, so it never points at a missing one."""
+        object it names is stored and verified, so it never points at a missing one.
+
+        When this host signs, the signature is written first covering both the old and the
+        new manifest, then the manifest, then the signature of the new one alone: a run
+        killed at any point leaves a manifest its signature covers."""
         key = self.artifact_key(manifest.id, MANIFEST)
-        if self.storage.stat(key) is None:
+        try:
+            previous = read_bytes(self.storage, key)
+        except ObjectNotFound:
             raise BackupNotFound(
                 f"no backup {manifest.id!r} in {self.url}; 'bika list' shows the ids"
-            )
+            ) from None
         data = manifest.to_json().encode()
         # readers by folder take manifests from the index: out of it before the rewrite
         self.forget([manifest.id])
         signer = self.trust.signer()
-        if signer is not None:
-            # a crash between these two writes leaves manifest and signature disagreeing: the
-            # backup is then refused as invalid (never used with the wrong bytes)
-            write_bytes(
-                self.storage,
-                signature_key(key),
-                signature_object(signer, key, data),
-                overwrite=True,
-            )
+        if signer is None:
+            write_bytes(self.storage, key, data, overwrite=True)
+            return
+        sig_key = signature_key(key)
+        both = signature_object(signer, key, data, previous=previous)
+        write_bytes(self.storage, sig_key, both, overwrite=True)
         write_bytes(self.storage, key, data, overwrite=True)
+        write_bytes(self.storage, sig_key, signature_object(signer, key, data), overwrite=True)
 
     def backup_ids(self) -> list[str]:
         """Ids of complete backups (those with a manifest), oldest first."""

@@ -35,16 +35,27 @@ def signed_message(key: str, data: bytes) -> bytes:
     return _CONTEXT + key.encode() + b"\n" + signing.sha256_hex(data).encode()
 
 
-def signature_object(signer: SigningKey, key: str, data: bytes) -> bytes:
-    """The bytes of <key>.sig for the object `data` stored at `key`."""
-    document = {
+def signature_object(
+    signer: SigningKey, key: str, data: bytes, previous: bytes | None = None
+) -> bytes:
+    """The bytes of <key>.sig for the object `data` stored at `key`; with `previous`, the
+    signature also covers those bytes (the object as it is while it is being rewritten)."""
+
+    def sign(content: bytes) -> str:
+        return base64.b64encode(signer.sign(signed_message(key, content))).decode()
+
+    document: dict[str, object] = {
         "format": SIGNATURE_FORMAT,
         "version": SIGNATURE_VERSION,
         "signer": signer.public,
         "key": key,
         "sha256": signing.sha256_hex(data),
-        "signature": base64.b64encode(signer.sign(signed_message(key, data))).decode(),
+        "signature": sign(data),
     }
+    if previous is not None:
+        document["previous"] = [
+            {"sha256": signing.sha256_hex(previous), "signature": sign(previous)}
+        ]
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
@@ -83,14 +94,17 @@ def judge(key: str, data: bytes, sig: bytes | None, accepted: frozenset[str]) ->
     try:
         document = json.loads(sig)
         signer = str(document["signer"])
-        raw = base64.b64decode(str(document["signature"]), validate=True)
+        signatures = [document["signature"]]
+        signatures += [entry["signature"] for entry in document.get("previous", [])]
+        raws = [base64.b64decode(str(s), validate=True) for s in signatures]
         named = document.get("key")
     except (ValueError, KeyError, TypeError, binascii.Error):
         return Verdict("invalid")
+    message = signed_message(key, data)
     if (
         document.get("format") != SIGNATURE_FORMAT
         or named != key
-        or not signing.verify(signer, raw, signed_message(key, data))
+        or not any(signing.verify(signer, raw, message) for raw in raws)
     ):
         return Verdict("invalid", signer)
     return Verdict("signed" if signer in accepted else "untrusted", signer)

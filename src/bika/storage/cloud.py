@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 _STATUS = re.compile(r"status code: (\d{3})(?: ([A-Za-z][A-Za-z ]*))?")
 _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+# obstore's S3 delete (a DeleteObjects request) tells each key's error as "(code: AccessDenied)"
+_KEY_CODE = re.compile(r"\(code: ([A-Za-z]+)\)")
 _XML_MESSAGE = re.compile(r"<Message>([^<\n]+)")
 _JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]+)"')
 _URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
@@ -58,7 +60,7 @@ def server_reply(exc: BaseException, secrets: tuple[str, ...] = ()) -> ServerRep
     head = raw.split("\n\nDebug source:", 1)[0]
     status_match = _STATUS.search(head)
     status = int(status_match.group(1)) if status_match else None
-    code_match = _XML_CODE.search(head)
+    code_match = _XML_CODE.search(head) or _KEY_CODE.search(head)
     code = code_match.group(1).strip() if code_match else None
     message_match = _XML_MESSAGE.search(head) or _JSON_MESSAGE.search(head)
     if status_match:
