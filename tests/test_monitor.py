@@ -14,6 +14,8 @@ from bika.monitor import History, RunEvent, Thresholds
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest, Scope, SecretsInventory, TableName
 from bika.supabase.api import PlatformBackup, PlatformBackups
+from bika.wal import names
+from bika.wal.inventory import BackupReach, WalInventory, WalState
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -360,3 +362,43 @@ def platform_backups(*completed_hours: float, pitr_hours: float | None = None) -
 def test_platform_backup_older_than_a_day_warns(backups: PlatformBackups, level: str) -> None:
     assert levels(monitor.platform(History(NOW, daily(1), platform=backups)), "platform") == [level]
     assert monitor.platform(History(NOW, daily(1))) == []
+
+
+def _physical(finished_hours_ago: float, wal_hours_ago: float | None) -> WalState:
+    """One base backup whose WAL (segments 2..4) was last archived wal_hours_ago, or is
+    missing its stop segment (None)."""
+    archive = WalInventory(16 << 20)
+    last = 4 if wal_hours_ago is not None else 1
+    for number in range(2, last + 1):
+        archive.add(
+            names.Segment(1, number).name(16 << 20),
+            NOW - timedelta(hours=wal_hours_ago or 0),
+        )
+    stretch, gap = archive.stretch_from(1, names.Segment(1, 2))
+    reach = BackupReach(
+        "20261201T000000Z-physical-abcd",
+        1,
+        NOW - timedelta(hours=finished_hours_ago),
+        names.Segment(1, 3).name(16 << 20),
+        stretch,
+        gap,
+    )
+    return WalState(None, None, {}, [reach])
+
+
+@pytest.mark.parametrize(
+    ("base_hours", "wal_hours", "level"),
+    [(30, 1, "ok"), (2, 2, "ok"), (30, 26, "error"), (2, None, "error")],
+)
+def test_physical_backups_count_for_freshness_by_their_newest_recoverable_point(
+    base_hours: float, wal_hours: float | None, level: str
+) -> None:
+    findings = monitor.freshness(History(NOW, [], wal=_physical(base_hours, wal_hours)))
+    assert levels(findings, "freshness") == [level]
+    assert "holds no backups" not in findings[0].message
+
+
+def test_logical_and_physical_freshness_are_reported_apart() -> None:
+    findings = monitor.freshness(History(NOW, [manifest(30)], wal=_physical(1, 1)))
+    assert sorted(levels(findings, "freshness")) == ["error", "ok"]
+    assert any("physical" in f.message and f.level == "ok" for f in findings)

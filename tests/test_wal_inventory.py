@@ -101,3 +101,16 @@ def test_expiry_keeps_the_window_and_the_newest_backup_before_it() -> None:
 def test_without_physical_backups_no_wal_is_deleted() -> None:
     plan = expire([], T0, timedelta(days=7))
     assert plan.wal_to_delete([names.Segment(1, 2).name(SIZE)], SIZE) == []
+
+
+def test_expiry_keeps_every_backup_a_kept_incremental_builds_on() -> None:
+    full = _base("full", 20, 2)
+    first = BaseBackup("inc1", T0 - timedelta(days=15), names.Segment(1, 5).name(SIZE), ("full",))
+    older = _base("older-full", 25, 1)
+    second = BaseBackup(
+        "inc2", T0 - timedelta(days=1), names.Segment(1, 9).name(SIZE), ("full", "inc1")
+    )
+    plan = expire([older, full, first, second], T0, timedelta(days=7))
+    assert plan.keep == ["full", "inc1", "inc2"]
+    assert plan.drop == ["older-full"]
+    assert plan.oldest_needed == names.Segment(1, 2).name(SIZE)

@@ -125,8 +125,15 @@ def _when(moment: datetime) -> str:
 
 
 def freshness(history: History) -> list[Finding]:
-    """No successful backup within max_age (per database), or none at all: critical."""
+    """No successful backup within max_age (per database), or none at all: critical.
+
+    Logical backups are judged per database; the physical ones (one cluster per repository)
+    apart, by the newest point they can recover to. Each kind answers for itself: a repository
+    with both gets both findings, so a stopped dump schedule is not hidden by WAL archiving."""
     limit = history.thresholds.max_age
+    physical = _physical_freshness(history)
+    if not history.manifests and physical:
+        return physical
     if not history.manifests:
         return [
             Finding(
@@ -158,7 +165,63 @@ def freshness(history: History) -> list[Finding]:
                     "ok", "freshness", f"newest backup of {source} {_age(age)} old", facts=facts
                 )
             )
-    return findings
+    return findings + physical
+
+
+def _physical_freshness(history: History) -> list[Finding]:
+    """The newest recoverable point of the physical backups: the end of the WAL archived
+    without a gap after a base backup whose own WAL is all there (or that backup's finish
+    time, when later). An idle server writes no WAL, so a daily base backup keeps it fresh."""
+    state = history.wal
+    if state is None or not state.backups:
+        return []
+    limit = history.thresholds.max_age
+    points = [
+        (max(b.finished_at, b.reach.last_archived_at or b.finished_at), b)
+        for b in state.backups
+        if b.consistent
+    ]
+    if not points:
+        newest = state.backups[-1]
+        return [
+            Finding(
+                "error",
+                "freshness",
+                f"no physical backup can be recovered: the WAL of {newest.backup_id}"
+                f" ({newest.stop_segment}) is not all archived",
+                fix="check archive_command and pg_stat_archiver, then bika backup --physical",
+                facts={"database": "physical", "newest": newest.backup_id},
+            )
+        ]
+    point, backup = max(points, key=lambda p: p[0])
+    age = history.now - point
+    facts = {
+        "database": "physical",
+        "newest": backup.backup_id,
+        "recoverable_to": timestamp(point),
+        "age_seconds": int(age.total_seconds()),
+    }
+    if age > limit:
+        return [
+            Finding(
+                "error",
+                "freshness",
+                f"the newest recoverable point of the physical backups is {_age(age)} old"
+                f" ({_when(point)}, from {backup.backup_id}; at most {_age(limit)})",
+                fix="check WAL archiving (bika wal status, pg_stat_archiver) and schedule"
+                " bika backup --physical",
+                facts=facts,
+            )
+        ]
+    return [
+        Finding(
+            "ok",
+            "freshness",
+            f"physical backups recoverable to {_when(point)} ({_age(age)} ago,"
+            f" from {backup.backup_id})",
+            facts=facts,
+        )
+    ]
 
 
 def last_run(history: History) -> list[Finding]:
@@ -170,7 +233,9 @@ def last_run(history: History) -> list[Finding]:
     facts = {"time": timestamp(newest.time), "ok": newest.ok, "error": newest.error}
     if newest.ok:
         return [Finding("ok", "last-run", f"the last backup run succeeded at {_when(newest.time)}")]
-    succeeded_since = any(m.finished_at > newest.time for m in history.manifests)
+    succeeded_since = any(m.finished_at > newest.time for m in history.manifests) or any(
+        b.finished_at > newest.time for b in (history.wal.backups if history.wal else ())
+    )
     if succeeded_since:
         return [
             Finding("ok", "last-run", "a backup succeeded after the last failed run", facts=facts)
