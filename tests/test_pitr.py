@@ -278,10 +278,21 @@ def test_an_incremental_restores_combined_with_its_full_to_a_point(
         assert restored.query("SELECT count(*), max(n) FROM counted")[0] == (1200, 1200)
     finally:
         restored.remove()
+    drilled = run_bika("drill", "--physical", incremental["id"], "--json", env=env, timeout=600)
+    assert drilled.returncode == 0, drilled.stderr
+    assert json.loads(drilled.stdout)["rows"] >= 1500
     # list, show and check know physical backups
     listed = json.loads(run_bika("list", "--json", env=env).stdout)
-    kinds = {b["id"]: (b["kind"], b["parent"]) for b in listed["physical"]}
-    assert kinds[incremental["id"]] == ("incremental", full["id"])
+    entries = {b["id"]: b for b in listed["physical"]}
+    assert (entries[incremental["id"]]["kind"], entries[incremental["id"]]["parent"]) == (
+        "incremental",
+        full["id"],
+    )
+    assert entries[incremental["id"]]["drill"]["passed"] is True
+    assert entries[full["id"]]["drill"] is None
+    table = run_bika("list", env={**env, "COLUMNS": "250"})
+    assert table.returncode == 0, table.stderr
+    assert "physical backups in" in table.stdout and f"incremental of {full['id']}" in table.stdout
     shown = run_bika("show", incremental["id"][:-2], env=env)
     assert shown.returncode == 0, shown.stderr
     assert f"builds on   {full['id']}" in shown.stdout

@@ -111,6 +111,7 @@ def plan_recovery(
     cluster = _cluster(repo)
     if cluster is not None:
         backups = [b for b in backups if b.source.system_identifier == cluster["system_identifier"]]
+    present = {b.id for b in backups}
     if backup_id is not None:
         backups = [b for b in backups if b.id == backup_id]
         if not backups:
@@ -136,11 +137,9 @@ def plan_recovery(
     if not chosen:
         raise RestoreError(f"the target is before the oldest physical backup; {_window(plans)}")
     backup, stretch, gap = chosen[-1]
-    missing = store.missing_from_chain(backup, {b.id for b in backups})
+    missing = store.missing_from_chain(backup, present)
     if missing:
-        older = [
-            p[0].id for p in chosen if not store.missing_from_chain(p[0], {b.id for b in backups})
-        ]
+        older = [p[0].id for p in chosen if not store.missing_from_chain(p[0], present)]
         instead = (
             f"; restore an older backup instead: bika restore --physical {older[-1]} …"
             if older
@@ -235,7 +234,7 @@ def restore_physical(
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     if backup.chain:
-        _combine(repo, identities, backup, data_dir)
+        _combine(repo, identities, backup, data_dir, _combine_tool(major, pg_bin_dir))
     else:
         _extract(repo, identities, backup, data_dir)
         _write_server_manifest(repo, identities, backup, data_dir)
@@ -254,8 +253,25 @@ def _write_server_manifest(
     (folder / "backup_manifest").write_bytes(_plain(repo, key, identities))
 
 
+def _combine_tool(major: int, pg_bin_dir: str | None) -> Path:
+    """pg_combinebackup of the backup's major version when installed (its checks of pg_control
+    are version-bound), else the bundled 18."""
+    try:
+        folder = server_bin_dir(major, pg_bin_dir)
+    except BikaError:
+        folder = binaries.embedded_bin_dir()
+    tool = folder / "pg_combinebackup"
+    return (
+        tool if tool.is_file() else binaries.tool("pg_combinebackup", binaries.embedded_bin_dir())
+    )
+
+
 def _combine(
-    repo: Repository, identities: list[object], backup: PhysicalManifest, data_dir: Path
+    repo: Repository,
+    identities: list[object],
+    backup: PhysicalManifest,
+    data_dir: Path,
+    tool: Path,
 ) -> None:
     """An incremental: extract the full backup and every incremental of the chain (each with
     its backup_manifest) beside data_dir, pg_combinebackup them into it, delete the inputs."""
@@ -277,7 +293,6 @@ def _combine(
             _extract(repo, identities, part, folder)
             _write_server_manifest(repo, identities, part, folder)
             inputs.append(folder)
-        tool = binaries.tool("pg_combinebackup", binaries.embedded_bin_dir())
         done = subprocess.run(
             [str(a) for a in pg_combinebackup_argv(tool, inputs, data_dir)],
             capture_output=True,
@@ -286,7 +301,13 @@ def _combine(
         )
         if done.returncode != 0:
             said = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-            raise RestoreError(f"pg_combinebackup could not combine {backup.id}'s chain: {said}")
+            version = binaries.tool_version(tool)
+            raise RestoreError(
+                f"pg_combinebackup {version} could not combine {backup.id}'s chain: {said}"
+                f" (a PostgreSQL {backup.source.server_version} backup wants its own major's"
+                " pg_combinebackup: install it, e.g. apt-get install postgresql-"
+                f"{backup.source.server_version_num // 10000}, or set pg_bin_dir)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
