@@ -7,11 +7,13 @@ verify, prune, check) see no manifest they cannot use; docs/FORMAT.md describes 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import BackupNotFound, DamagedManifest, ObjectNotFound
+from bika.repository.index import FETCH_THREADS
 from bika.repository.manifest import Artifact
 from bika.repository.repository import Repository
 from bika.storage import read_bytes, write_bytes
@@ -179,13 +181,19 @@ def scan_with_drills(repo: Repository) -> tuple[list[PhysicalManifest], dict[str
             manifests.append(parts[0])
         elif len(parts) == 3 and parts[1] == "drills" and parts[2].endswith(".json"):
             drills[parts[0]] = max(drills.get(parts[0], ""), info.key)
-    found = []
-    for backup_id in sorted(manifests):
+
+    def manifest(backup_id: str) -> PhysicalManifest | None:
         try:
-            found.append(read(repo, backup_id))
+            return read(repo, backup_id)
         except (DamagedManifest, BackupNotFound):
-            continue
-    latest = {m.id: d for m in found if m.id in drills and (d := _drill(repo, drills[m.id]))}
+            return None
+
+    # concurrently: on a cloud store each read is a round trip
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        found = [m for m in pool.map(manifest, sorted(manifests)) if m is not None]
+        wanted = [m.id for m in found if m.id in drills]
+        read_drills = pool.map(lambda backup_id: _drill(repo, drills[backup_id]), wanted)
+        latest = {i: d for i, d in zip(wanted, read_drills, strict=True) if d is not None}
     return found, latest
 
 
