@@ -13,6 +13,7 @@ from bika.findings import Finding, exit_code, worst
 from bika.monitor import History, RunEvent, Thresholds
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest, Scope, SecretsInventory, TableName
+from bika.repository.physical import PhysicalDrill
 from bika.supabase.api import PlatformBackup, PlatformBackups
 from bika.wal import names
 from bika.wal.inventory import BackupReach, WalInventory, WalState
@@ -402,3 +403,45 @@ def test_logical_and_physical_freshness_are_reported_apart() -> None:
     findings = monitor.freshness(History(NOW, [manifest(30)], wal=_physical(1, 1)))
     assert sorted(levels(findings, "freshness")) == ["error", "ok"]
     assert any("physical" in f.message and f.level == "ok" for f in findings)
+
+
+def _physical_drill(days_ago: float, passed: bool = True) -> PhysicalDrill:
+    finished = NOW - timedelta(days=days_ago)
+    return PhysicalDrill(
+        backup_id="20261201T000000Z-physical-abcd",
+        repository_id="r",
+        passed=passed,
+        started_at=finished - timedelta(minutes=1),
+        finished_at=finished,
+        server_version="18.1",
+        timeline=2,
+        recovered_to=None,
+        last_segment="000000010000000000000004",
+        restore_seconds=1.0,
+        recovery_seconds=1.0,
+        check_seconds=1.0,
+        rto_seconds=2.0,
+        rpo_seconds=None,
+        databases=1,
+        tables=1,
+        rows=1,
+        amcheck="ok" if passed else "corrupt",
+        problems=[] if passed else ["pg_amcheck: corrupt"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("drills", "found"),
+    [([], ["warn"]), ([_physical_drill(3)], ["ok"]), ([_physical_drill(40)], ["warn"])],
+)
+def test_physical_drills_answer_for_a_repository_of_physical_backups(
+    drills: list[PhysicalDrill], found: list[str]
+) -> None:
+    history = History(NOW, [], wal=_physical(1, 1), physical_drills=drills)
+    findings = monitor.drills(history)
+    assert levels(findings, "drill") == found
+    assert all("--physical" in (f.fix or "") for f in findings if f.level != "ok")
+    both = monitor.drills(History(NOW, [manifest(1)], wal=_physical(1, 1), physical_drills=drills))
+    assert len(both) == 2  # the logical backups' own finding, and the physical one
+    failed = History(NOW, [], wal=_physical(1, 1), physical_drills=[_physical_drill(1, False)])
+    assert levels(monitor.drills(failed), "drill") == ["error"]

@@ -300,6 +300,8 @@ def test_an_incremental_restores_combined_with_its_full_to_a_point(
     check = json.loads(run_bika("check", "--json", env=env).stdout)
     fresh = [f for f in check["findings"] if f["what"] == "freshness"]
     assert [f["level"] for f in fresh] == ["ok"] and "physical" in fresh[0]["message"]
+    drill = [f for f in check["findings"] if f["what"] == "drill"]
+    assert [f["level"] for f in drill] == ["ok"] and "physical drill" in drill[0]["message"]
 
 
 def test_an_incremental_whose_full_backup_is_gone_is_refused(source: ArchivingServer) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from bika.findings import Finding, Level
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest
+from bika.repository.physical import PhysicalDrill
 from bika.supabase.api import PlatformBackups
 from bika.supabase.secrets import compare
 from bika.units import size, timestamp
@@ -88,6 +89,8 @@ class History:
     configured."""
     wal: WalState | None = None
     """The WAL archive and physical backups; None when the repository has neither."""
+    physical_drills: Sequence[PhysicalDrill] = ()
+    """The newest drill of each physical backup."""
 
 
 Rule = Callable[[History], list[Finding]]
@@ -361,7 +364,67 @@ def rows(history: History) -> list[Finding]:
 
 
 def drills(history: History) -> list[Finding]:
-    """No passed drill within drill_max_age: warning; the newest drill failed: critical."""
+    """No passed drill within drill_max_age: warning; the newest drill failed: critical.
+
+    Logical and physical drills prove different backups, so each kind is judged by its own:
+    a repository holding only physical backups is not told to drill a logical one."""
+    physical = _physical_drills(history)
+    if physical and not history.manifests and not history.drills:
+        return physical
+    return _logical_drills(history) + physical
+
+
+def _physical_drills(history: History) -> list[Finding]:
+    if history.wal is None or not history.wal.backups:
+        return []
+    limit = history.thresholds.drill_max_age
+    if not history.physical_drills:
+        return [
+            Finding(
+                "warn",
+                "drill",
+                "no physical backup has ever been drilled: nothing proves a point-in-time"
+                " restore works",
+                fix="bika drill --physical",
+            )
+        ]
+    newest = max(history.physical_drills, key=lambda d: d.finished_at)
+    facts = {"backup": newest.backup_id, "time": timestamp(newest.finished_at), "physical": True}
+    if not newest.passed:
+        why = newest.problems[0] if newest.problems else "see bika show"
+        return [
+            Finding(
+                "error",
+                "drill",
+                f"the newest physical drill ({newest.backup_id}, {_when(newest.finished_at)})"
+                f" failed: {why}",
+                fix=f"bika show {newest.backup_id}; then bika drill --physical again",
+                facts=facts,
+            )
+        ]
+    if history.now - newest.finished_at > limit:
+        return [
+            Finding(
+                "warn",
+                "drill",
+                f"no physical drill passed within {limit.days} days (last pass:"
+                f" {_when(newest.finished_at)})",
+                fix="bika drill --physical",
+                facts=facts,
+            )
+        ]
+    return [
+        Finding(
+            "ok",
+            "drill",
+            f"the newest physical drill passed ({newest.backup_id}, RTO"
+            f" {newest.rto_seconds:.0f} s)",
+            facts=facts,
+        )
+    ]
+
+
+def _logical_drills(history: History) -> list[Finding]:
     limit = history.thresholds.drill_max_age
     if not history.drills:
         return [
