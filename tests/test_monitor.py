@@ -13,7 +13,10 @@ from bika.findings import Finding, exit_code, worst
 from bika.monitor import History, RunEvent, Thresholds
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest, Scope, SecretsInventory, TableName
+from bika.repository.physical import PhysicalDrill
 from bika.supabase.api import PlatformBackup, PlatformBackups
+from bika.wal import names
+from bika.wal.inventory import BackupReach, WalInventory, WalState
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -360,3 +363,85 @@ def platform_backups(*completed_hours: float, pitr_hours: float | None = None) -
 def test_platform_backup_older_than_a_day_warns(backups: PlatformBackups, level: str) -> None:
     assert levels(monitor.platform(History(NOW, daily(1), platform=backups)), "platform") == [level]
     assert monitor.platform(History(NOW, daily(1))) == []
+
+
+def _physical(finished_hours_ago: float, wal_hours_ago: float | None) -> WalState:
+    """One base backup whose WAL (segments 2..4) was last archived wal_hours_ago, or is
+    missing its stop segment (None)."""
+    archive = WalInventory(16 << 20)
+    last = 4 if wal_hours_ago is not None else 1
+    for number in range(2, last + 1):
+        archive.add(
+            names.Segment(1, number).name(16 << 20),
+            NOW - timedelta(hours=wal_hours_ago or 0),
+        )
+    stretch, gap = archive.stretch_from(1, names.Segment(1, 2))
+    reach = BackupReach(
+        "20261201T000000Z-physical-abcd",
+        1,
+        NOW - timedelta(hours=finished_hours_ago),
+        names.Segment(1, 3).name(16 << 20),
+        stretch,
+        gap,
+    )
+    return WalState(None, None, {}, [reach])
+
+
+@pytest.mark.parametrize(
+    ("base_hours", "wal_hours", "level"),
+    [(30, 1, "ok"), (2, 2, "ok"), (30, 26, "error"), (2, None, "error")],
+)
+def test_physical_backups_count_for_freshness_by_their_newest_recoverable_point(
+    base_hours: float, wal_hours: float | None, level: str
+) -> None:
+    findings = monitor.freshness(History(NOW, [], wal=_physical(base_hours, wal_hours)))
+    assert levels(findings, "freshness") == [level]
+    assert "holds no backups" not in findings[0].message
+
+
+def test_logical_and_physical_freshness_are_reported_apart() -> None:
+    findings = monitor.freshness(History(NOW, [manifest(30)], wal=_physical(1, 1)))
+    assert sorted(levels(findings, "freshness")) == ["error", "ok"]
+    assert any("physical" in f.message and f.level == "ok" for f in findings)
+
+
+def _physical_drill(days_ago: float, passed: bool = True) -> PhysicalDrill:
+    finished = NOW - timedelta(days=days_ago)
+    return PhysicalDrill(
+        backup_id="20261201T000000Z-physical-abcd",
+        repository_id="r",
+        passed=passed,
+        started_at=finished - timedelta(minutes=1),
+        finished_at=finished,
+        server_version="18.1",
+        timeline=2,
+        recovered_to=None,
+        last_segment="000000010000000000000004",
+        restore_seconds=1.0,
+        recovery_seconds=1.0,
+        check_seconds=1.0,
+        rto_seconds=2.0,
+        rpo_seconds=None,
+        databases=1,
+        tables=1,
+        rows=1,
+        amcheck="ok" if passed else "corrupt",
+        problems=[] if passed else ["pg_amcheck: corrupt"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("drills", "found"),
+    [([], ["warn"]), ([_physical_drill(3)], ["ok"]), ([_physical_drill(40)], ["warn"])],
+)
+def test_physical_drills_answer_for_a_repository_of_physical_backups(
+    drills: list[PhysicalDrill], found: list[str]
+) -> None:
+    history = History(NOW, [], wal=_physical(1, 1), physical_drills=drills)
+    findings = monitor.drills(history)
+    assert levels(findings, "drill") == found
+    assert all("--physical" in (f.fix or "") for f in findings if f.level != "ok")
+    both = monitor.drills(History(NOW, [manifest(1)], wal=_physical(1, 1), physical_drills=drills))
+    assert len(both) == 2  # the logical backups' own finding, and the physical one
+    failed = History(NOW, [], wal=_physical(1, 1), physical_drills=[_physical_drill(1, False)])
+    assert levels(monitor.drills(failed), "drill") == ["error"]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
 from archiving import ArchivingServer, archiving_server, server_user
@@ -37,9 +38,11 @@ MARKERS = 6
 @pytest.fixture(params=["pg18", "pg15"], scope="module")
 def source(request: pytest.FixtureRequest) -> Iterator[ArchivingServer]:
     bin_dir = None if request.param == "pg18" else PG15_BIN
+    # 18 summarizes its WAL, for incremental backups
+    settings = {"summarize_wal": "on"} if request.param == "pg18" else {}
     with (
         pytest.MonkeyPatch.context() as monkeypatch,
-        archiving_server(bin_dir, monkeypatch) as server,
+        archiving_server(bin_dir, monkeypatch, **settings) as server,
     ):
         yield server
 
@@ -283,6 +286,124 @@ def test_physical_manifests_are_signed_and_a_pinned_host_refuses_unsigned_or_rep
     (folder / "kept.sig").rename(folder / "manifest.json.sig")
     done = restore("ok", pinned)
     assert done.returncode == 0, done.stderr
+
+
+def _backup(source: ArchivingServer, *extra: str) -> dict[str, Any]:
+    db = source.cluster.url()
+    done = run_bika("backup", "--physical", "--db", db, *extra, "--json", env=source.env())
+    assert done.returncode == 0, done.stderr
+    manifest: dict[str, Any] = json.loads(done.stdout)["backup"]
+    return manifest
+
+
+def test_an_incremental_restores_combined_with_its_full_to_a_point(
+    source: ArchivingServer,
+) -> None:
+    if source.cluster.version.startswith("15"):
+        refused = run_bika(
+            "backup", "--physical", "--incremental", "--db", source.cluster.url(), env=source.env()
+        )
+        assert refused.returncode != 0, refused.stderr
+        assert "incremental backups need 17 or newer" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        return
+    full = _backup(source)
+    source.cluster.execute("CREATE TABLE counted AS SELECT generate_series(1, 1000) AS n")
+    incremental = _backup(source, "--incremental")
+    assert (incremental["kind"], incremental["parent"]) == ("incremental", full["id"])
+    assert incremental["chain"] == [full["id"]]
+    assert incremental["artifacts"]["base"]["plain_size"] < full["artifacts"]["base"]["plain_size"]
+    source.cluster.execute("INSERT INTO counted SELECT generate_series(1001, 1200)")
+    lsn = source.cluster.query("SELECT pg_current_wal_lsn()::text")[0][0]
+    source.cluster.execute("INSERT INTO counted SELECT generate_series(1201, 1500)")
+    source.switch_and_wait()
+    env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+    data_dir = source.home / "combined"
+    done = run_bika(
+        "restore",
+        "--physical",
+        "--lsn",
+        lsn,
+        "--to-dir",
+        str(data_dir),
+        "--start",
+        "--json",
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backup"] == incremental["id"]
+    assert not list(source.home.glob(".bika-combine-*"))
+    restored = _restored(source, data_dir)
+    try:
+        assert restored.query("SELECT count(*), max(n) FROM counted")[0] == (1200, 1200)
+    finally:
+        restored.remove()
+    drilled = run_bika("drill", "--physical", incremental["id"], "--json", env=env, timeout=600)
+    assert drilled.returncode == 0, drilled.stderr
+    assert json.loads(drilled.stdout)["rows"] >= 1500
+    # list, show and check know physical backups
+    listed = json.loads(run_bika("list", "--json", env=env).stdout)
+    entries = {b["id"]: b for b in listed["physical"]}
+    assert (entries[incremental["id"]]["kind"], entries[incremental["id"]]["parent"]) == (
+        "incremental",
+        full["id"],
+    )
+    assert entries[incremental["id"]]["drill"]["passed"] is True
+    assert entries[full["id"]]["drill"] is None
+    table = run_bika("list", env={**env, "COLUMNS": "250"})
+    assert table.returncode == 0, table.stderr
+    assert "physical backups in" in table.stdout and f"incremental of {full['id']}" in table.stdout
+    shown = run_bika("show", incremental["id"][:-2], env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"builds on   {full['id']}" in shown.stdout
+    assert incremental["wal"]["start_lsn"] in shown.stdout
+    check = json.loads(run_bika("check", "--json", env=env).stdout)
+    fresh = [f for f in check["findings"] if f["what"] == "freshness"]
+    assert [f["level"] for f in fresh] == ["ok"] and "physical" in fresh[0]["message"]
+    drill = [f for f in check["findings"] if f["what"] == "drill"]
+    assert [f["level"] for f in drill] == ["ok"] and "physical drill" in drill[0]["message"]
+
+
+def test_an_incremental_whose_full_backup_is_gone_is_refused(source: ArchivingServer) -> None:
+    if source.cluster.version.startswith("15"):
+        pytest.skip("PostgreSQL 15 takes no incremental backups")
+    full = _backup(source)
+    incremental = _backup(source, "--incremental")
+    manifest = source.repo / "physical" / full["id"] / "manifest.json"
+    aside = manifest.with_name("aside.json")
+    manifest.rename(aside)
+    try:
+        env = source.env(BIKA_IDENTITY=str(_fetch_key(source)))
+        target = source.home / "orphan"
+        refused = run_bika("restore", "--physical", "--latest", "--to-dir", str(target), env=env)
+        assert refused.returncode != 0
+        assert f"{incremental['id']} builds on {full['id']}" in refused.stderr
+        assert "not in the repository" in refused.stderr
+        assert not target.exists()
+        again = run_bika(
+            "backup", "--physical", "--incremental", "--db", source.cluster.url(), env=env
+        )
+        assert again.returncode != 0
+        assert "take a full backup" in again.stderr
+    finally:
+        aside.rename(manifest)
+
+
+def test_a_cluster_with_tablespaces_is_refused_naming_them(source: ArchivingServer) -> None:
+    location = source.home / "spare-space"
+    location.mkdir()
+    user = server_user()
+    if user is not None:
+        os.chown(location, user.pw_uid, user.pw_gid)
+    source.cluster.execute(f"CREATE TABLESPACE spare LOCATION '{location}'")
+    try:
+        done = run_bika("backup", "--physical", "--db", source.cluster.url(), env=source.env())
+        assert done.returncode != 0
+        assert "tablespaces besides pg_default (spare)" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        source.cluster.execute("DROP TABLESPACE spare")
 
 
 def test_a_second_restore_after_a_fork_asks_for_the_timeline(source: ArchivingServer) -> None:

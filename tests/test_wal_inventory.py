@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bika.monitor import History, wal_gaps
+from bika.postgres.basebackup import ClusterFacts, incremental_refusal
 from bika.wal import names
 from bika.wal.expiry import BaseBackup, expire
 from bika.wal.inventory import BackupReach, Switch, WalInventory, WalState, parse_history
@@ -101,3 +102,37 @@ def test_expiry_keeps_the_window_and_the_newest_backup_before_it() -> None:
 def test_without_physical_backups_no_wal_is_deleted() -> None:
     plan = expire([], T0, timedelta(days=7))
     assert plan.wal_to_delete([names.Segment(1, 2).name(SIZE)], SIZE) == []
+
+
+def test_expiry_keeps_every_backup_a_kept_incremental_builds_on() -> None:
+    full = _base("full", 20, 2)
+    first = BaseBackup("inc1", T0 - timedelta(days=15), names.Segment(1, 5).name(SIZE), ("full",))
+    older = _base("older-full", 25, 1)
+    second = BaseBackup(
+        "inc2", T0 - timedelta(days=1), names.Segment(1, 9).name(SIZE), ("full", "inc1")
+    )
+    plan = expire([older, full, first, second], T0, timedelta(days=7))
+    assert plan.keep == ["full", "inc1", "inc2"]
+    assert plan.drop == ["older-full"]
+    assert plan.oldest_needed == names.Segment(1, 2).name(SIZE)
+
+
+def _facts(version_num: int, summarize_wal: str | None) -> ClusterFacts:
+    return ClusterFacts(
+        server_version=f"{version_num // 10000}.2",
+        server_version_num=version_num,
+        system_identifier="1",
+        timeline=1,
+        wal_segment_size=SIZE,
+        archive_mode="on",
+        archive_command="bika wal push %p",
+        tablespaces=[],
+        summarize_wal=summarize_wal,
+    )
+
+
+def test_incremental_backups_need_17_and_summarize_wal() -> None:
+    assert "need 17 or newer" in (incremental_refusal(_facts(160004, None)) or "")
+    off = incremental_refusal(_facts(170002, "off")) or ""
+    assert "set summarize_wal = on" in off and "take a full backup first" in off
+    assert incremental_refusal(_facts(180001, "on")) is None

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from bika.findings import Finding, Level
 from bika.repository.drills import DrillRecord
 from bika.repository.manifest import Manifest
+from bika.repository.physical import PhysicalDrill
 from bika.supabase.api import PlatformBackups
 from bika.supabase.secrets import compare
 from bika.units import size, timestamp
@@ -88,6 +89,8 @@ class History:
     configured."""
     wal: WalState | None = None
     """The WAL archive and physical backups; None when the repository has neither."""
+    physical_drills: Sequence[PhysicalDrill] = ()
+    """The newest drill of each physical backup."""
 
 
 Rule = Callable[[History], list[Finding]]
@@ -125,8 +128,15 @@ def _when(moment: datetime) -> str:
 
 
 def freshness(history: History) -> list[Finding]:
-    """No successful backup within max_age (per database), or none at all: critical."""
+    """No successful backup within max_age (per database), or none at all: critical.
+
+    Logical backups are judged per database; the physical ones (one cluster per repository)
+    apart, by the newest point they can recover to. Each kind answers for itself: a repository
+    with both gets both findings, so a stopped dump schedule is not hidden by WAL archiving."""
     limit = history.thresholds.max_age
+    physical = _physical_freshness(history)
+    if not history.manifests and physical:
+        return physical
     if not history.manifests:
         return [
             Finding(
@@ -158,7 +168,63 @@ def freshness(history: History) -> list[Finding]:
                     "ok", "freshness", f"newest backup of {source} {_age(age)} old", facts=facts
                 )
             )
-    return findings
+    return findings + physical
+
+
+def _physical_freshness(history: History) -> list[Finding]:
+    """The newest recoverable point of the physical backups: the end of the WAL archived
+    without a gap after a base backup whose own WAL is all there (or that backup's finish
+    time, when later). An idle server writes no WAL, so a daily base backup keeps it fresh."""
+    state = history.wal
+    if state is None or not state.backups:
+        return []
+    limit = history.thresholds.max_age
+    points = [
+        (max(b.finished_at, b.reach.last_archived_at or b.finished_at), b)
+        for b in state.backups
+        if b.consistent
+    ]
+    if not points:
+        newest = state.backups[-1]
+        return [
+            Finding(
+                "error",
+                "freshness",
+                f"no physical backup can be recovered: the WAL of {newest.backup_id}"
+                f" ({newest.stop_segment}) is not all archived",
+                fix="check archive_command and pg_stat_archiver, then bika backup --physical",
+                facts={"database": "physical", "newest": newest.backup_id},
+            )
+        ]
+    point, backup = max(points, key=lambda p: p[0])
+    age = history.now - point
+    facts = {
+        "database": "physical",
+        "newest": backup.backup_id,
+        "recoverable_to": timestamp(point),
+        "age_seconds": int(age.total_seconds()),
+    }
+    if age > limit:
+        return [
+            Finding(
+                "error",
+                "freshness",
+                f"the newest recoverable point of the physical backups is {_age(age)} old"
+                f" ({_when(point)}, from {backup.backup_id}; at most {_age(limit)})",
+                fix="check WAL archiving (bika wal status, pg_stat_archiver) and schedule"
+                " bika backup --physical",
+                facts=facts,
+            )
+        ]
+    return [
+        Finding(
+            "ok",
+            "freshness",
+            f"physical backups recoverable to {_when(point)} ({_age(age)} ago,"
+            f" from {backup.backup_id})",
+            facts=facts,
+        )
+    ]
 
 
 def last_run(history: History) -> list[Finding]:
@@ -170,7 +236,9 @@ def last_run(history: History) -> list[Finding]:
     facts = {"time": timestamp(newest.time), "ok": newest.ok, "error": newest.error}
     if newest.ok:
         return [Finding("ok", "last-run", f"the last backup run succeeded at {_when(newest.time)}")]
-    succeeded_since = any(m.finished_at > newest.time for m in history.manifests)
+    succeeded_since = any(m.finished_at > newest.time for m in history.manifests) or any(
+        b.finished_at > newest.time for b in (history.wal.backups if history.wal else ())
+    )
     if succeeded_since:
         return [
             Finding("ok", "last-run", "a backup succeeded after the last failed run", facts=facts)
@@ -296,7 +364,67 @@ def rows(history: History) -> list[Finding]:
 
 
 def drills(history: History) -> list[Finding]:
-    """No passed drill within drill_max_age: warning; the newest drill failed: critical."""
+    """No passed drill within drill_max_age: warning; the newest drill failed: critical.
+
+    Logical and physical drills prove different backups, so each kind is judged by its own:
+    a repository holding only physical backups is not told to drill a logical one."""
+    physical = _physical_drills(history)
+    if physical and not history.manifests and not history.drills:
+        return physical
+    return _logical_drills(history) + physical
+
+
+def _physical_drills(history: History) -> list[Finding]:
+    if history.wal is None or not history.wal.backups:
+        return []
+    limit = history.thresholds.drill_max_age
+    if not history.physical_drills:
+        return [
+            Finding(
+                "warn",
+                "drill",
+                "no physical backup has ever been drilled: nothing proves a point-in-time"
+                " restore works",
+                fix="bika drill --physical",
+            )
+        ]
+    newest = max(history.physical_drills, key=lambda d: d.finished_at)
+    facts = {"backup": newest.backup_id, "time": timestamp(newest.finished_at), "physical": True}
+    if not newest.passed:
+        why = newest.problems[0] if newest.problems else "see bika show"
+        return [
+            Finding(
+                "error",
+                "drill",
+                f"the newest physical drill ({newest.backup_id}, {_when(newest.finished_at)})"
+                f" failed: {why}",
+                fix=f"bika show {newest.backup_id}; then bika drill --physical again",
+                facts=facts,
+            )
+        ]
+    if history.now - newest.finished_at > limit:
+        return [
+            Finding(
+                "warn",
+                "drill",
+                f"no physical drill passed within {limit.days} days (last pass:"
+                f" {_when(newest.finished_at)})",
+                fix="bika drill --physical",
+                facts=facts,
+            )
+        ]
+    return [
+        Finding(
+            "ok",
+            "drill",
+            f"the newest physical drill passed ({newest.backup_id}, RTO"
+            f" {newest.rto_seconds:.0f} s)",
+            facts=facts,
+        )
+    ]
+
+
+def _logical_drills(history: History) -> list[Finding]:
     limit = history.thresholds.drill_max_age
     if not history.drills:
         return [

@@ -104,15 +104,23 @@ def backup_options(default_kind: str) -> Callable[[F], F]:
     help="the whole cluster with pg_basebackup, for point-in-time recovery (needs"
     " archive_command = 'bika wal push %p')",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="with --physical: only what changed since the newest physical backup (PostgreSQL 17+"
+    " with summarize_wal = on); restore combines the chain",
+)
 @json_option
-def backup(as_json: bool, physical: bool, **options: Any) -> None:
+def backup(as_json: bool, physical: bool, incremental: bool, **options: Any) -> None:
     """Back up a database: pg_dump → zstd → age → repository.
 
     The scope options are repeatable, take pg_dump's patterns (also [backup] in bika.toml) and
     are recorded in the manifest, so that drills and monitoring know what was left out."""
     if physical:
-        _physical(as_json, **options)
+        _physical(as_json, incremental=incremental, **options)
         return
+    if incremental:
+        raise click.UsageError("--incremental needs --physical (logical backups are whole)")
     repository, manifest = backed_up(**options)
     if as_json:
         print_json(json_shapes.backup_result(repository, manifest))

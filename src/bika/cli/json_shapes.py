@@ -30,6 +30,7 @@ from bika.repository import DamagedBackup, Manifest, Repository
 from bika.repository.audit import AuditReport
 from bika.repository.audit import Entry as AuditEntry
 from bika.repository.drills import DrillRecord
+from bika.repository.physical import PhysicalDrill, PhysicalManifest
 from bika.supabase.api import PlatformBackups
 from bika.supabase.project import Difference
 from bika.units import timestamp
@@ -97,14 +98,58 @@ def list_result(
     manifests: Sequence[Manifest],
     drills: Mapping[str, DrillRecord],
     damaged: Sequence[DamagedBackup] = (),
+    physical: Sequence[PhysicalManifest] = (),
+    physical_drills: Mapping[str, PhysicalDrill] | None = None,
 ) -> Json:
-    """`bika list --json`: the usable backups, and those whose manifest cannot be used."""
+    """`bika list --json`: the usable backups, and those whose manifest cannot be used; the
+    physical base backups apart (they restore with restore --physical, not by id)."""
+    physical_drills = physical_drills or {}
     return {
         "ok": True,
         "repository": repository.url,
         "backups": [backup_summary(m, drills.get(m.id)) for m in manifests],
         "damaged": [{"id": d.backup_id, "reason": d.reason} for d in damaged],
+        "physical": [physical_summary(m, physical_drills.get(m.id)) for m in physical],
     }
+
+
+def physical_summary(manifest: PhysicalManifest, drill: PhysicalDrill | None = None) -> Json:
+    """One physical base backup of `list`."""
+    base = manifest.artifacts["base"]
+    return {
+        "id": manifest.id,
+        "kind": manifest.kind,
+        "physical": True,
+        "label": manifest.label,
+        "parent": manifest.parent,
+        "chain": list(manifest.chain),
+        "started_at": timestamp(manifest.started_at),
+        "finished_at": timestamp(manifest.finished_at),
+        "duration_seconds": round((manifest.finished_at - manifest.started_at).total_seconds(), 3),
+        "server_version": manifest.source.server_version,
+        "system_identifier": manifest.source.system_identifier,
+        "timeline": manifest.wal.timeline,
+        "start_lsn": manifest.wal.start_lsn,
+        "stop_lsn": manifest.wal.stop_lsn,
+        "start_segment": manifest.wal.start_segment,
+        "stop_segment": manifest.wal.stop_segment,
+        "files": manifest.files,
+        "plain_size": base.plain_size,
+        "stored_size": sum(a.stored_size for a in manifest.artifacts.values()),
+        "drill": None
+        if drill is None
+        else {
+            "passed": drill.passed,
+            "at": timestamp(drill.finished_at),
+            "rto_seconds": drill.rto_seconds,
+            "rpo_seconds": drill.rpo_seconds,
+        },
+    }
+
+
+def physical_show_result(manifest: PhysicalManifest, drills: Sequence[PhysicalDrill]) -> Json:
+    """`bika show ID` of a physical backup: its manifest as stored, plus its drill records."""
+    return {"ok": True, **_model(manifest), "drills": [_model(d) for d in drills]}
 
 
 def backup_result(repository: Repository, manifest: Manifest) -> Json:

@@ -5,13 +5,17 @@ Neither needs a key. --json output is stable and documented in docs/FORMAT.md.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
 from bika.cli import json_shapes
 from bika.cli.app import STATE, app, json_option, open_repository, repo_option
 from bika.cli.render import Column, print_json, print_table
-from bika.repository import DamagedBackup, Manifest, Repository
+from bika.errors import BackupNotFound
+from bika.repository import DamagedBackup, Manifest, Repository, physical
 from bika.repository.drills import DrillRecord, drill_history, latest_drills
+from bika.repository.physical import PhysicalDrill, PhysicalManifest
 from bika.units import count, size
 
 
@@ -19,7 +23,11 @@ def proven(drill: DrillRecord | None) -> str:
     """The "proven" column: when the newest drill passed (✓) or failed (✗), or never."""
     if drill is None:
         return "never"
-    return f"{'✓' if drill.passed else '✗'} {drill.finished_at:%Y-%m-%d}"
+    return proven_at(drill.passed, drill.finished_at)
+
+
+def proven_at(passed: bool, when: datetime) -> str:
+    return f"{'✓' if passed else '✗'} {when:%Y-%m-%d}"
 
 
 def _open(repo: str | None) -> Repository:
@@ -34,10 +42,16 @@ def list_backups(repo: str | None, as_json: bool) -> None:
     repository = _open(repo)
     manifests, damaged = repository.scan()
     drills = latest_drills(repository)
+    bases, base_drills = physical.scan_with_drills(repository)
     if as_json:
-        print_json(json_shapes.list_result(repository, manifests, drills, damaged))
+        print_json(
+            json_shapes.list_result(repository, manifests, drills, damaged, bases, base_drills)
+        )
         return
-    print_backups(repository, manifests, drills, damaged)
+    if manifests or damaged or not bases:
+        print_backups(repository, manifests, drills, damaged)
+    if bases:
+        print_physical(repository, bases, base_drills)
 
 
 def print_backups(
@@ -88,6 +102,48 @@ def print_backups(
     print_table(STATE.out, columns, rows, title=f"backups in {repository.url}")
 
 
+def print_physical(
+    repository: Repository,
+    bases: list[PhysicalManifest],
+    drills: dict[str, PhysicalDrill],
+) -> None:
+    """The physical base backups, as a table of their own: they restore with restore --physical
+    to a point in time, and an incremental names the backup it builds on."""
+    columns = [
+        Column("id"),
+        Column("kind"),
+        Column("started (UTC)"),
+        Column("took", right=True),
+        Column("PostgreSQL"),
+        Column("tli", right=True),
+        Column("LSN range"),
+        Column("data", right=True),
+        Column("stored", right=True),
+        Column("proven"),
+        Column("label"),
+    ]
+    rows = []
+    for m in bases:
+        drill = drills.get(m.id)
+        kind = f"incremental of {m.parent}" if m.parent else m.kind
+        rows.append(
+            [
+                m.id,
+                kind,
+                f"{m.started_at:%Y-%m-%d %H:%M:%S}",
+                f"{(m.finished_at - m.started_at).total_seconds():.1f}s",
+                m.source.server_version,
+                str(m.wal.timeline),
+                f"{m.wal.start_lsn}–{m.wal.stop_lsn}",
+                size(m.artifacts["base"].plain_size),
+                size(sum(a.stored_size for a in m.artifacts.values())),
+                "never" if drill is None else proven_at(drill.passed, drill.finished_at),
+                m.label or "",
+            ]
+        )
+    print_table(STATE.out, columns, rows, title=f"physical backups in {repository.url}")
+
+
 @app.command("show")
 @click.argument("backup_id", metavar="ID")
 @repo_option
@@ -95,7 +151,15 @@ def print_backups(
 def show(backup_id: str, repo: str | None, as_json: bool) -> None:
     """Show one backup's manifest: source, artifacts, and every table's exact rows."""
     repository = _open(repo)
-    manifest = repository.manifest(repository.resolve(backup_id))
+    try:
+        resolved = repository.resolve(backup_id)
+    except BackupNotFound:
+        found = physical.resolve(repository, backup_id) if backup_id.strip() else None
+        if found is None:
+            raise
+        show_physical(repository, found, as_json)
+        return
+    manifest = repository.manifest(resolved)
     history = drill_history(repository, manifest.id)
     if as_json:
         print_json(json_shapes.show_result(manifest, history))
@@ -237,3 +301,87 @@ def _print_project(manifest: Manifest) -> None:
             f" {project.functions} deployed functions, {project.secrets} secret names"
             + (f"; not readable: {', '.join(project.unreadable)}" if project.unreadable else "")
         )
+
+
+def show_physical(repository: Repository, backup_id: str, as_json: bool) -> None:
+    """`bika show ID` of a physical base backup: source, WAL range, chain, artifacts, drills."""
+    manifest = physical.read(repository, backup_id)
+    history = physical.drill_history(repository, backup_id)
+    if as_json:
+        print_json(json_shapes.physical_show_result(manifest, history))
+        return
+    out = STATE.out
+    s = manifest.source
+    out.print(f"backup      {manifest.id}")
+    out.print(
+        f"kind        {manifest.kind} (physical)"
+        + (f"  label: {manifest.label}" if manifest.label else "")
+    )
+    if manifest.chain:
+        out.print(f"builds on   {' → '.join(manifest.chain)} (restore combines them)")
+    out.print(
+        f"started     {manifest.started_at:%Y-%m-%d %H:%M:%S} UTC, took "
+        f"{(manifest.finished_at - manifest.started_at).total_seconds():.1f}s"
+    )
+    out.print(
+        f"source      PostgreSQL {s.server_version}, system identifier {s.system_identifier},"
+        f" host #{s.host_hash[:8]}"
+    )
+    out.print(f"made by     pg_basebackup {s.pg_basebackup_version} ({manifest.tool})")
+    w = manifest.wal
+    out.print(
+        f"WAL         timeline {w.timeline}, LSN {w.start_lsn} to {w.stop_lsn}"
+        f" (segments {w.start_segment}..{w.stop_segment})"
+    )
+    out.print(f"files       {count(manifest.files)}")
+    print_table(
+        out,
+        [
+            Column("name"),
+            Column("key"),
+            Column("content"),
+            Column("plain", right=True),
+            Column("stored", right=True),
+            Column("stored sha256"),
+        ],
+        [
+            [
+                name,
+                a.key,
+                a.content,
+                size(a.plain_size),
+                size(a.stored_size),
+                a.stored_sha256[:16] + "…",
+            ]
+            for name, a in manifest.artifacts.items()
+        ],
+        title="artifacts",
+    )
+    if not history:
+        out.print("drills      never: prove it restores with 'bika drill --physical ID'")
+        return
+    print_table(
+        out,
+        [
+            Column("finished (UTC)"),
+            Column("result"),
+            Column("on"),
+            Column("RTO", right=True),
+            Column("RPO", right=True),
+            Column("recovered to"),
+            Column(""),
+        ],
+        [
+            [
+                f"{d.finished_at:%Y-%m-%d %H:%M:%S}",
+                "✓ passed" if d.passed else "✗ FAILED",
+                f"PostgreSQL {d.server_version}",
+                f"{d.rto_seconds:.1f}s",
+                "?" if d.rpo_seconds is None else f"{d.rpo_seconds:.0f}s",
+                d.recovered_to or "",
+                d.problems[0] if d.problems else f"{count(d.tables)} tables, {count(d.rows)} rows",
+            ]
+            for d in history
+        ],
+        title=f"drills ({len(history)})",
+    )

@@ -29,24 +29,35 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def physical_backup(
-    repo: str | None, db: str | None, label: str | None, **_ignored: Any
+    repo: str | None,
+    db: str | None,
+    label: str | None,
+    incremental: bool = False,
+    **_ignored: Any,
 ) -> tuple[Repository, PhysicalManifest]:
     settings = STATE.settings(repo=repo, database_url=db)
     repository = open_repository(settings)
     conn = ConnInfo.parse(settings.require_database_url())
+    # the parent's backup_manifest is read with the key only when this host has no copy of it
+    identity = settings.identity
     options = PhysicalOptions(
         label=label,
         compression_threads=settings.compression_threads,
         storage_class=settings.storage.storage_class("manual"),
+        incremental=incremental,
+        identities=load_identities(identity) if incremental and identity else None,
     )
-    STATE.say(f"physical backup of {conn.redacted()} into {repository.url}")
+    what = "incremental physical" if incremental else "physical"
+    STATE.say(f"{what} backup of {conn.redacted()} into {repository.url}")
     with stream_progress("read", "stored") as progress:
         manifest = take_physical_backup(repository, conn, options, progress)
     base = manifest.artifacts["base"]
     note_backups(manifest.id, kind="physical", stored_bytes=base.stored_size)
     seconds = (manifest.finished_at - manifest.started_at).total_seconds()
     STATE.say(
-        f"physical backup {manifest.id}: PostgreSQL {manifest.source.server_version},"
+        f"{manifest.kind} backup {manifest.id}"
+        + (f" (of {manifest.parent})" if manifest.parent else "")
+        + f": PostgreSQL {manifest.source.server_version},"
         f" {manifest.files} files, {size(base.plain_size)} → {size(base.stored_size)} stored"
         f" in {seconds:.1f}s; WAL {manifest.wal.start_segment}..{manifest.wal.stop_segment}",
         backup_id=manifest.id,

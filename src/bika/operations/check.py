@@ -16,9 +16,10 @@ from bika.findings import Finding
 from bika.monitor import History, RunEvent, Thresholds, evaluate, last_run, last_status
 from bika.operations.runlog import recorded
 from bika.operations.wal_status import wal_state
-from bika.repository import Manifest, Repository
+from bika.repository import Manifest, Repository, physical
 from bika.repository.drills import DrillRecord, latest_drills
 from bika.repository.events import Event, pending, read_events
+from bika.repository.physical import PhysicalDrill
 from bika.retention import Backup, Policy, decide, missing_roles
 from bika.supabase.api import PlatformBackups
 from bika.wal.inventory import WalState
@@ -113,8 +114,11 @@ def read_history(
     except BikaError as exc:
         problems.append(Finding("unknown", "last-run", f"cannot read the run log: {exc}"))
     wal: WalState | None = None
+    physical_drills: list[PhysicalDrill] = []
     try:
         wal = wal_state(repository)
+        if wal is not None and wal.backups:
+            physical_drills = list(physical.scan_with_drills(repository)[1].values())
     except BikaError as exc:
         problems.append(Finding("unknown", "wal", f"cannot read the WAL archive: {exc}"))
     copy_url: str | None = None
@@ -146,6 +150,7 @@ def read_history(
         thresholds=thresholds or Thresholds(),
         escrow_recipient=escrow_recipient,
         wal=wal,
+        physical_drills=physical_drills,
     )
     return history, problems
 

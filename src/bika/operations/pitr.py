@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bika.errors import IntegrityError, ObjectNotFound, RestoreError
+from bika.errors import BikaError, IntegrityError, ObjectNotFound, RestoreError
 from bika.postgres import binaries
-from bika.postgres.basebackup import pg_verifybackup_argv
+from bika.postgres.basebackup import pg_combinebackup_argv, pg_verifybackup_argv
 from bika.postgres.recovery import (
     Recovered,
     Target,
@@ -143,6 +146,7 @@ def plan_recovery(
     cluster = _cluster(repo)
     if cluster is not None:
         backups = [b for b in backups if b.source.system_identifier == cluster["system_identifier"]]
+    present = {b.id for b in backups}
     if backup_id is not None:
         backups = [b for b in backups if b.id == backup_id]
         if not backups:
@@ -168,6 +172,18 @@ def plan_recovery(
     if not chosen:
         raise RestoreError(f"the target is before the oldest physical backup; {_window(plans)}")
     backup, stretch, gap = chosen[-1]
+    missing = store.missing_from_chain(backup, present)
+    if missing:
+        older = [p[0].id for p in chosen if not store.missing_from_chain(p[0], present)]
+        instead = (
+            f"; restore an older backup instead: bika restore --physical {older[-1]} …"
+            if older
+            else ""
+        )
+        raise RestoreError(
+            f"{backup.kind} backup {backup.id} builds on {', '.join(missing)}, which is not in"
+            f" the repository (deleted or damaged), so it cannot be restored{instead}"
+        )
     if not stretch.last or stretch.last < backup.wal.stop_segment:
         raise RestoreError(
             f"the WAL backup {backup.id} needs is not all archived (segment {gap} is missing);"
@@ -252,15 +268,85 @@ def restore_physical(
         raise RestoreError(f"{data_dir} is not empty; restore into a new or empty folder")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.chmod(0o700)
-    _extract(repo, identities, backup, data_dir)
+    if backup.chain:
+        _combine(repo, identities, backup, data_dir, _combine_tool(major, pg_bin_dir))
+    else:
+        _extract(repo, identities, backup, data_dir)
+        _write_server_manifest(repo, identities, backup, data_dir)
     manifest = data_dir / "backup_manifest"
-    server_manifest = backup.artifacts["backup_manifest"]
-    manifest.write_bytes(_plain(repo, server_manifest.key, identities, server_manifest))
     _verify(data_dir, manifest)
     write_recovery(data_dir, recovery_settings(restore_command, plan.target, plan.timeline))
     own_for_server(data_dir)
     recovered = recover(bin_dir, data_dir) if bin_dir is not None else None
     return PhysicalRestore(plan, data_dir, recovered)
+
+
+def _write_server_manifest(
+    repo: Repository, identities: list[object], backup: PhysicalManifest, folder: Path
+) -> None:
+    server_manifest = backup.artifacts["backup_manifest"]
+    (folder / "backup_manifest").write_bytes(
+        _plain(repo, server_manifest.key, identities, server_manifest)
+    )
+
+
+def _combine_tool(major: int, pg_bin_dir: str | None) -> Path:
+    """pg_combinebackup of the backup's major version when installed (its checks of pg_control
+    are version-bound), else the bundled 18."""
+    try:
+        folder = server_bin_dir(major, pg_bin_dir)
+    except BikaError:
+        folder = binaries.embedded_bin_dir()
+    tool = folder / "pg_combinebackup"
+    return (
+        tool if tool.is_file() else binaries.tool("pg_combinebackup", binaries.embedded_bin_dir())
+    )
+
+
+def _combine(
+    repo: Repository,
+    identities: list[object],
+    backup: PhysicalManifest,
+    data_dir: Path,
+    tool: Path,
+) -> None:
+    """An incremental: extract the full backup and every incremental of the chain (each with
+    its backup_manifest) beside data_dir, pg_combinebackup them into it, delete the inputs."""
+    chain = []
+    for backup_id in backup.chain:
+        try:
+            chain.append(store.read(repo, backup_id))
+        except BikaError as exc:
+            raise RestoreError(
+                f"incremental backup {backup.id} builds on {backup_id}, which cannot be read: {exc}"
+            ) from None
+    chain.append(backup)
+    work = Path(tempfile.mkdtemp(prefix=".bika-combine-", dir=data_dir.parent))
+    try:
+        inputs = []
+        for part in chain:
+            folder = work / part.id
+            folder.mkdir(mode=0o700)
+            _extract(repo, identities, part, folder)
+            _write_server_manifest(repo, identities, part, folder)
+            inputs.append(folder)
+        done = subprocess.run(
+            [str(a) for a in pg_combinebackup_argv(tool, inputs, data_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            said = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            version = binaries.tool_version(tool)
+            raise RestoreError(
+                f"pg_combinebackup {version} could not combine {backup.id}'s chain: {said}"
+                f" (a PostgreSQL {backup.source.server_version} backup wants its own major's"
+                " pg_combinebackup: install it, e.g. apt-get install postgresql-"
+                f"{backup.source.server_version_num // 10000}, or set pg_bin_dir)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _extract(
@@ -317,8 +403,6 @@ def _check_member(member: tarfile.TarInfo) -> None:
 
 
 def _verify(data_dir: Path, manifest: Path) -> None:
-    import subprocess
-
     tool = binaries.tool("pg_verifybackup", binaries.embedded_bin_dir())
     done = subprocess.run(
         [str(a) for a in pg_verifybackup_argv(tool, data_dir, manifest)],

@@ -127,10 +127,11 @@ def _prune_physical(
         return
     now = report.now
     plan = expire(
-        [BaseBackup(b.id, b.finished_at, b.wal.start_segment) for b in backups],
+        [BaseBackup(b.id, b.finished_at, b.wal.start_segment, tuple(b.chain)) for b in backups],
         now,
         options.pitr_window,
     )
+    needed_by = {parent: b.id for b in backups if b.id in plan.keep for parent in reversed(b.chain)}
     owned: dict[str, list[ObjectInfo]] = {}
     for info in repo.storage.list(physical.PHYSICAL):
         owned.setdefault(info.key[len(physical.PHYSICAL) :].split("/")[0], []).append(info)
@@ -143,9 +144,7 @@ def _prune_physical(
                 started_at=backup.started_at,
                 age=now - backup.started_at,
                 keep=keep,
-                reason=f"PITR window {_days(options.pitr_window)}"
-                if keep
-                else f"older than the PITR window ({_days(options.pitr_window)})",
+                reason=_physical_reason(backup.id, keep, needed_by, options.pitr_window),
                 roles=(),
                 stored_size=sum(i.size for i in owned.get(backup.id, [])),
             )
@@ -172,6 +171,16 @@ def _prune_physical(
             delete(info)
     for name in doomed:
         delete(wal[name])
+
+
+def _physical_reason(
+    backup_id: str, keep: bool, needed_by: dict[str, str], window: timedelta
+) -> str:
+    if not keep:
+        return f"older than the PITR window ({_days(window)})"
+    if backup_id in needed_by:
+        return f"PITR window {_days(window)}; incremental {needed_by[backup_id]} builds on it"
+    return f"PITR window {_days(window)}"
 
 
 def _days(window: timedelta) -> str:

@@ -18,10 +18,15 @@ TAR_BLOCK = 512
 WANTED = ("backup_label", "backup_manifest")
 
 
-def pg_basebackup_argv(pg_basebackup: Path, conninfo: str) -> list[str | Path]:
+def pg_basebackup_argv(
+    pg_basebackup: Path, conninfo: str, incremental: Path | None = None
+) -> list[str | Path]:
     """The whole cluster as one tar on stdout (its manifest appended as the last member); no
     WAL in it: with -X none the server waits until the WAL up to the stop point is archived,
-    which `bika wal push` does, so a finished backup is consistent with the archive."""
+    which `bika wal push` does, so a finished backup is consistent with the archive.
+
+    `incremental`: the parent backup's backup_manifest (PostgreSQL 17+, summarize_wal = on):
+    the tar then holds INCREMENTAL.* files, only the blocks changed since the parent."""
     return [
         pg_basebackup,
         f"--dbname={conninfo}",
@@ -31,7 +36,35 @@ def pg_basebackup_argv(pg_basebackup: Path, conninfo: str) -> list[str | Path]:
         "--checkpoint=fast",
         "--no-password",
         "--label=bika",
+        *([f"--incremental={incremental}"] if incremental is not None else []),
     ]
+
+
+INCREMENTAL_MIN_VERSION = 170000
+
+
+def incremental_refusal(facts: ClusterFacts) -> str | None:
+    """Why this server cannot take an incremental backup, or None when it can."""
+    if facts.server_version_num < INCREMENTAL_MIN_VERSION:
+        return (
+            f"it runs PostgreSQL {facts.server_version}, and incremental backups need 17 or"
+            " newer; take full ones (bika backup --physical)"
+        )
+    if facts.summarize_wal != "on":
+        return (
+            "its summarize_wal is off; set summarize_wal = on (ALTER SYSTEM SET summarize_wal"
+            " = on; SELECT pg_reload_conf()) and take a full backup first (bika backup"
+            " --physical)"
+        )
+    return None
+
+
+def pg_combinebackup_argv(tool: Path, chain: list[Path], output: Path) -> list[str | Path]:
+    """Combine a full backup and its incrementals (oldest first) into `output`. --link: the
+    output's files are hard links into the inputs, which the caller deletes afterwards.
+    --no-sync: the extracted files were not synced either; the server syncs the data
+    directory when it starts recovery from a backup (recovery_init_sync_method)."""
+    return [tool, "--link", "--no-sync", f"--output={output}", *chain]
 
 
 @dataclass(frozen=True)
@@ -44,6 +77,8 @@ class ClusterFacts:
     archive_mode: str
     archive_command: str
     tablespaces: list[str]
+    summarize_wal: str | None = None
+    """None before PostgreSQL 17 (no such setting)."""
 
 
 def cluster_facts(conn: ConnInfo) -> ClusterFacts:
@@ -55,7 +90,8 @@ def cluster_facts(conn: ConnInfo) -> ClusterFacts:
             " (SELECT timeline_id FROM pg_control_checkpoint()),"
             " current_setting('wal_segment_size'),"
             " current_setting('archive_mode'),"
-            " current_setting('archive_command')"
+            " current_setting('archive_command'),"
+            " current_setting('summarize_wal', true)"
         ).fetchone()
         spaces = db.execute(
             "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')"
@@ -71,6 +107,7 @@ def cluster_facts(conn: ConnInfo) -> ClusterFacts:
         archive_mode=str(row[5]),
         archive_command=str(row[6]),
         tablespaces=[str(r[0]) for r in spaces],
+        summarize_wal=None if row[7] is None else str(row[7]),
     )
 
 

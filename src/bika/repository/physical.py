@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +21,7 @@ from bika.errors import (
     UntrustedBackup,
     UnusableBackup,
 )
+from bika.repository.index import FETCH_THREADS
 from bika.repository.manifest import Artifact
 from bika.repository.repository import DamagedBackup, Repository
 from bika.storage import read_bytes
@@ -62,8 +64,13 @@ class PhysicalManifest(_Model):
     tool: str
     id: str
     repository_id: str
-    kind: str = Field(default="physical", description="always physical")
+    kind: str = Field(default="physical", description="physical (full) or incremental")
     label: str | None = None
+    parent: str | None = None
+    """An incremental's parent: the physical backup whose backup_manifest it was taken against."""
+    chain: list[str] = Field(default_factory=list)
+    """An incremental's ancestors, the full backup first and its parent last: what a restore
+    combines it with (pg_combinebackup). Empty for a full backup."""
     started_at: datetime
     finished_at: datetime
     """When pg_basebackup returned: the backup is consistent at or before this time."""
@@ -74,6 +81,10 @@ class PhysicalManifest(_Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
+
+    @property
+    def incremental(self) -> bool:
+        return self.parent is not None
 
 
 def prefix(backup_id: str) -> str:
@@ -158,19 +169,69 @@ def record_drill(repo: Repository, record: PhysicalDrill) -> str:
 
 
 def latest_drill(repo: Repository, backup_id: str) -> PhysicalDrill | None:
-    """The newest drill record of a backup that this host trusts (an untrusted one proves
-    nothing, so it counts as no drill)."""
-    listed = repo.storage.list(f"{prefix(backup_id)}drills/")
-    for key in sorted((i.key for i in listed if i.key.endswith(".json")), reverse=True):
+    history = drill_history(repo, backup_id)
+    return history[-1] if history else None
+
+
+def drill_history(repo: Repository, backup_id: str) -> list[PhysicalDrill]:
+    """The backup's drill records that read, oldest first."""
+    keys = sorted(info.key for info in repo.storage.list(f"{prefix(backup_id)}drills/"))
+    return [d for key in keys if (d := _drill(repo, key)) is not None]
+
+
+def _drill(repo: Repository, key: str) -> PhysicalDrill | None:
+    """A drill record this host trusts (an untrusted one proves nothing: no drill)."""
+    try:
         raw = read_bytes(repo.storage, key)
         if repo.trusted(key, raw) is not None:
             _LOG.warning(f"{key}: ignored, its signature is not one this host trusts")
-            continue
-        try:
-            return PhysicalDrill.model_validate_json(raw)
-        except ValidationError:
             return None
-    return None
+        return PhysicalDrill.model_validate_json(raw)
+    except (ValidationError, ObjectNotFound):
+        return None
+
+
+def scan_with_drills(repo: Repository) -> tuple[list[PhysicalManifest], dict[str, PhysicalDrill]]:
+    """What `bika list` shows: every physical backup whose manifest reads (oldest first) and
+    the newest drill of each, from one LIST of physical/ (a few backups: no index needed)."""
+    manifests: list[str] = []
+    drills: dict[str, str] = {}
+    for info in repo.storage.list(PHYSICAL):
+        parts = info.key[len(PHYSICAL) :].split("/")
+        if len(parts) == 2 and parts[1] == MANIFEST:
+            manifests.append(parts[0])
+        elif len(parts) == 3 and parts[1] == "drills" and parts[2].endswith(".json"):
+            drills[parts[0]] = max(drills.get(parts[0], ""), info.key)
+
+    def manifest(backup_id: str) -> PhysicalManifest | None:
+        try:
+            return read(repo, backup_id)
+        except (UnusableBackup, BackupNotFound):
+            return None
+
+    # concurrently: on a cloud store each read is a round trip
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        found = [m for m in pool.map(manifest, sorted(manifests)) if m is not None]
+        wanted = [m.id for m in found if m.id in drills]
+        read_drills = pool.map(lambda backup_id: _drill(repo, drills[backup_id]), wanted)
+        latest = {i: d for i, d in zip(wanted, read_drills, strict=True) if d is not None}
+    return found, latest
+
+
+def resolve(repo: Repository, ref: str) -> str | None:
+    """A physical backup's full id from the id or a unique prefix of it; None when none has
+    it (so the caller can look among logical backups)."""
+    candidates = [f for f in repo.storage.folders(PHYSICAL) if f.startswith(ref)]
+    if ref in candidates:
+        return ref
+    if len(candidates) > 1:
+        raise BackupNotFound(f"{ref!r} matches {len(candidates)} physical backups; give more")
+    return candidates[0] if candidates else None
+
+
+def missing_from_chain(manifest: PhysicalManifest, present: set[str]) -> list[str]:
+    """The backups an incremental builds on that are not in `present` (ids)."""
+    return [backup_id for backup_id in manifest.chain if backup_id not in present]
 
 
 def scan(repo: Repository) -> tuple[list[PhysicalManifest], list[DamagedBackup]]:

@@ -1,7 +1,8 @@
 """Which physical backups and WAL objects prune keeps: pure, over plain values.
 
 Every physical backup finished inside the PITR window is kept, and the newest one before it (so
-every point of the window stays recoverable). WAL is kept from the start segment of the oldest
+every point of the window stays recoverable), and every backup a kept incremental builds on.
+WAL is kept from the start segment of the oldest
 kept backup on; older segments are needed by no kept backup. History files are kept forever;
 without any physical backup no WAL is deleted.
 """
@@ -21,6 +22,8 @@ class BaseBackup:
     id: str
     finished_at: datetime
     start_segment: str
+    needs: tuple[str, ...] = ()
+    """An incremental's chain: the full backup and incrementals a restore combines it with."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def expire(backups: list[BaseBackup], now: datetime, window: timedelta) -> Expir
     inside = [b for b in ordered if b.finished_at >= start]
     before = [b for b in ordered if b.finished_at < start]
     kept = ([before[-1]] if before else []) + inside
-    dropped = before[:-1]
+    needed = {backup_id for b in kept for backup_id in b.needs}
+    kept = [b for b in ordered if b in kept or b.id in needed]
+    dropped = [b for b in ordered if b not in kept]
     oldest = min(kept, key=lambda b: b.start_segment[8:]).start_segment
     return Expiry([b.id for b in kept], [b.id for b in dropped], oldest)
