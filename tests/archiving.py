@@ -47,6 +47,15 @@ class ArchivingServer:
             p for p in (self.repo / "wal").rglob("*.zst.age") if not p.name.startswith(".")
         )
 
+    def hand_back(self) -> None:
+        """Give the repository back to the server's OS user after the test (root) wrote to it:
+        local storage creates folders for its own user only, so the archiver could not enter
+        a folder root made (as a second OS user writing to one local repository would find)."""
+        user = server_user()
+        if user is not None:
+            for path in [self.repo, *self.repo.rglob("*")]:
+                os.chown(path, user.pw_uid, user.pw_gid)
+
     def switch_and_wait(self, count: int = 1) -> str:
         """Switch to a new segment `count` times; wait until the last one is archived."""
         last = ""

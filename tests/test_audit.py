@@ -14,7 +14,7 @@ import pytest
 from bika.crypto import generate_identity
 from bika.repository import Repository
 from bika.repository.audit import verify_log
-from bika.repository.events import Event, event_keys, write_event
+from bika.repository.events import Event, event_keys, witness_path, write_event
 from bika.repository.signatures import Trust
 from bika.signing import generate_signing_key
 from bika.storage.local import LocalStorage
@@ -106,6 +106,37 @@ def test_a_deleted_middle_event_fails_audit_verify(tmp_path: Path) -> None:
     assert document["ok"] is False
     assert [p["key"] for p in document["problems"]] == [keys[3]]
     assert f"{keys[1]} was edited, or an event after it was deleted" in result.stderr
+
+
+def test_events_cut_off_the_end_are_noticed_by_the_host_that_wrote_them(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, signed=False)
+    keys = _logged(repo, 5)
+    assert verify_log(repo).ok
+    # the newest two removed: no event refers to them, only this host's record
+    for key in keys[3:]:
+        _writable(repo, key).unlink()
+    result = run_bika("audit", "verify", "--repo", repo.storage.url)
+    assert result.returncode == 1, result.stderr
+    assert keys[4] in result.stderr
+    assert "removed from the end of the log" in result.stderr
+    # the newest one rewritten (unsigned: only the record shows it)
+    repo = _repo(tmp_path / "second", signed=False)
+    keys = _logged(repo, 3)
+    path = _writable(repo, keys[2])
+    path.write_text(path.read_text().replace('"outcome": "ok"', '"outcome": "failed"'))
+    problems = verify_log(repo).problems
+    assert [(p.key, p.message) for p in problems] == [
+        (keys[2], "not the event this host wrote: edited or replaced")
+    ]
+
+
+def test_a_host_that_wrote_no_event_says_it_cannot_see_the_end(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    _logged(repo, 2)
+    witness_path(repo.id).unlink()
+    report = verify_log(repo)
+    assert report.ok
+    assert any("only be noticed on a host that wrote them" in n for n in report.notes)
 
 
 def test_hosts_writing_at_once_fork_the_chain_and_the_next_run_merges_it(tmp_path: Path) -> None:

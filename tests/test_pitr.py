@@ -417,6 +417,7 @@ def test_a_second_restore_after_a_fork_asks_for_the_timeline(source: ArchivingSe
     # archiving on, as happens): timeline 1 now has a child
     history = first / "pg_wal" / "00000002.history"
     pushed = run_bika("wal", "push", str(history), env=env)
+    source.hand_back()
     assert pushed.returncode == 0, pushed.stderr
     second = source.home / "second"
     refused = run_bika("restore", "--physical", "--latest", "--to-dir", str(second), env=env)

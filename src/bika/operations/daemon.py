@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from bika.postgres.connection import redact
 from bika.schedule import Job, missed, next_run
+from bika.state import state_dir
 
 log = logging.getLogger("bika.daemon")
 
@@ -230,6 +230,4 @@ class Daemon:
 
 def state_path(environ: dict[str, str] | None = None) -> Path:
     """$XDG_STATE_HOME/bika/daemon.json (default ~/.local/state/bika/daemon.json)."""
-    env = os.environ if environ is None else environ
-    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "bika" / "daemon.json"
+    return state_dir(environ) / "daemon.json"

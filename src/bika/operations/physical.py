@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from bika.repository.physical import (
 )
 from bika.repository.repository import new_backup_id
 from bika.repository.signatures import SIG_SUFFIX
+from bika.state import state_dir
 from bika.storage import read_bytes
 from bika.stream import Progress, decode, encode
 from bika.wal import names
@@ -213,8 +213,7 @@ def manifest_cache(repository_id: str) -> Path:
     """$XDG_STATE_HOME/bika/backup-manifests/<repository id>/: this host's plaintext copy of
     the newest physical backup's backup_manifest, which the next incremental is taken against
     without the private key (the host read the whole cluster anyway)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "bika" / "backup-manifests" / repository_id
+    return state_dir() / "backup-manifests" / repository_id
 
 
 def _remember_manifest(repo: Repository, backup_id: str, server_manifest: bytes) -> None:

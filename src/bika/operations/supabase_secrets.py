@@ -14,6 +14,7 @@ from typing import Any
 
 from bika.errors import ConfigError
 from bika.repository.manifest import SecretEntry, SecretsInventory
+from bika.state import state_dir
 from bika.stream import Readable
 from bika.supabase.secrets import Secret, key_id, parse_env, render_env, value_hash
 
@@ -92,8 +93,7 @@ def inventory_key(given: str | None) -> bytes:
     could test guesses of a short secret against its hash."""
     if given:
         return given.encode()
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    path = Path(state) / "bika" / KEY_FILE
+    path = state_dir() / KEY_FILE
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:

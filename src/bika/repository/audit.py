@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from bika.errors import ObjectNotFound
-from bika.repository.events import EVENTS, Event, event_hash, event_keys
+from bika.repository.events import (
+    EVENTS,
+    Event,
+    event_hash,
+    event_keys,
+    remembered_newest,
+    witness_path,
+)
 from bika.repository.repository import Repository
 from bika.repository.signatures import Status
 from bika.signing import fingerprint
@@ -108,6 +115,7 @@ def verify_log(repo: Repository) -> AuditReport:
                     f" written: {where}",
                 )
             )
+    _check_newest(repo, entries, report)
     unsigned = report.count("unsigned")
     if unsigned:
         report.notes.append(
@@ -124,3 +132,27 @@ def verify_log(repo: Repository) -> AuditReport:
                 " one removed from among them cannot be noticed"
             )
     return report
+
+
+def _check_newest(repo: Repository, entries: list[Entry], report: AuditReport) -> None:
+    """The newest event this host wrote must still be there as written: without it, events cut
+    off the end of the log would go unnoticed (no later event refers to them)."""
+    newest = remembered_newest(repo.id)
+    if newest is None:
+        report.notes.append(
+            "this host wrote no event to this repository: events removed from the end of the"
+            " log can only be noticed on a host that wrote them (run audit verify there too)"
+        )
+        return
+    key, sha256 = newest
+    stored = next((e for e in entries if e.key == key), None)
+    if stored is None:
+        report.problems.append(
+            Problem(
+                key,
+                "the newest event this host wrote is gone: events were removed from the end of"
+                f" the log (this host's record of it: {witness_path(repo.id)})",
+            )
+        )
+    elif stored.sha256 != sha256 and not any(p.key == key for p in report.problems):
+        report.problems.append(Problem(key, "not the event this host wrote: edited or replaced"))

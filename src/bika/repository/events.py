@@ -27,6 +27,7 @@ from bika.errors import ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository.index import read_records
 from bika.repository.locks import key_safe
 from bika.repository.repository import Repository
+from bika.state import state_dir
 from bika.storage import Storage, read_bytes
 
 EVENTS = "events/"
@@ -136,11 +137,47 @@ def write_event(repo: Repository, event: Event, key: str | None = None) -> str:
     it (create-only); return its key."""
     key = key or event_key(event)
     prev, merges = _heads(repo.storage)
-    event = event.model_copy(update={"prev": prev, "merges": merges})
-    # ObjectExists: a pending event an earlier run uploaded before it died, done already
-    with contextlib.suppress(ObjectExists):
-        repo.write_signed(key, event.to_json())
+    data = event.model_copy(update={"prev": prev, "merges": merges}).to_json()
+    try:
+        repo.write_signed(key, data)
+    except ObjectExists:
+        return key  # a pending event an earlier run uploaded before it died, done already
+    _remember_newest(repo, key, data)
     return key
+
+
+# this host's newest event ---------------------------------------------------------------
+# The chain shows an event removed before a later one, not one removed from the end (nothing
+# refers to it yet). Each host remembers the newest event it wrote to each repository, so
+# `bika audit verify` on that host also notices the end of the log cut off.
+
+
+def witness_path(repository_id: str) -> Path:
+    """$XDG_STATE_HOME/bika/audit-witness/<repository id>.json."""
+    return state_dir() / "audit-witness" / f"{repository_id}.json"
+
+
+def _remember_newest(repo: Repository, key: str, data: bytes) -> None:
+    path = witness_path(repo.id)
+    newest = remembered_newest(repo.id)
+    if newest is not None and newest[0] >= key:
+        return  # a later run of this host wrote a newer one already
+    with contextlib.suppress(OSError):  # a witness, not a condition of writing the event
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text(
+            json.dumps({"repository": repo.url, "key": key, "sha256": event_hash(data)})
+        )
+        temp.replace(path)
+
+
+def remembered_newest(repository_id: str) -> tuple[str, str] | None:
+    """(key, sha256) of the newest event this host wrote to the repository, if it wrote one."""
+    try:
+        data = json.loads(witness_path(repository_id).read_text())
+        return str(data["key"]), str(data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_events(storage: Storage, url: str, since: datetime | None = None) -> list[Event]:
@@ -171,8 +208,7 @@ def read_events(storage: Storage, url: str, since: datetime | None = None) -> li
 
 def pending_folder() -> Path:
     """$XDG_STATE_HOME/bika/pending-events (default ~/.local/state/bika/pending-events)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "bika" / "pending-events"
+    return state_dir() / "pending-events"
 
 
 def _url_folder(url: str) -> Path:
