@@ -265,6 +265,10 @@ def test_physical_manifests_are_signed_and_a_pinned_host_refuses_unsigned_or_rep
     original = manifest.read_bytes()
     manifest.write_bytes(original.replace(b'"files": ', b'"files": 1'))
     assert_clean_error(restore("edited", pinned), "does not match its signature")
+    status = run_bika("wal", "status", env=pinned)  # and monitoring says so, not only restore
+    assert status.returncode != 0, status.stdout
+    assert f"backup {backup_id} cannot be read" in status.stdout
+    assert "does not match its signature" in status.stdout
     manifest.write_bytes(original)
     (folder / "manifest.json.sig").rename(folder / "kept.sig")
     assert_clean_error(restore("unsigned", pinned), "--trust-unsigned")

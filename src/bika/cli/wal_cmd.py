@@ -13,7 +13,7 @@ from bika.cli.app import STATE, app, json_option, open_repository, repo_option
 from bika.cli.render import Column, print_json, print_table, text
 from bika.clock import now
 from bika.findings import exit_code
-from bika.monitor import History, wal_gaps
+from bika.monitor import History, damaged, wal_gaps
 from bika.operations.wal_status import wal_state
 from bika.units import timestamp
 
@@ -55,13 +55,14 @@ def status(repo: str | None, as_json: bool, **_: Any) -> None:
     recovers, and missing segments (critical). Exit codes as bika check's."""
     repository = open_repository(STATE.settings(repo=repo))
     state = wal_state(repository)
-    findings = wal_gaps(History(now=now(), manifests=[], wal=state))
+    history = History(now=now(), manifests=[], wal=state, damaged=state.refused if state else [])
+    findings = damaged(history) + wal_gaps(history)
     if as_json:
         print_json(json_shapes.wal_status_result(repository, state, findings, now()))
     elif state is None:
         STATE.out.print("no WAL archived and no physical backup in this repository")
     else:
-        line = f"newest segment {state.newest_segment}"
+        line = f"newest segment {state.newest_segment or '-: no WAL archived'}"
         if state.newest_at is not None:
             age = (now() - state.newest_at).total_seconds()
             line += f", archived {timestamp(state.newest_at)} ({age:.0f} s ago)"

@@ -142,7 +142,7 @@ def read_history(
         manifests=manifests,
         drills=drills,
         runs=runs,
-        damaged=[(d.backup_id, d.reason) for d in unusable],
+        damaged=[(d.backup_id, d.reason) for d in unusable] + (wal.refused if wal else []),
         copy_url=copy_url,
         copy_ids=copy_ids,
         retention_overdue=overdue(manifests, policy, now) if policy is not None else None,

@@ -14,10 +14,10 @@ DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
 def wal_state(repo: Repository) -> WalState | None:
     """None when the repository has neither archived WAL nor physical backups."""
-    backups, _ = store.scan(repo)
+    backups, refused = store.scan(repo)
     size = backups[0].source.wal_segment_size if backups else DEFAULT_SEGMENT_SIZE
     archive = listing(repo, size)
-    if not backups and not archive.segments:
+    if not backups and not refused and not archive.segments:
         return None
     reaches = []
     for backup in backups:
@@ -39,4 +39,5 @@ def wal_state(repo: Repository) -> WalState | None:
         newest_at=newest[1] if newest else None,
         timelines={tli: archive.ranges(tli) for tli in sorted(archive.segments)},
         backups=reaches,
+        refused=[(bad.backup_id, bad.reason) for bad in refused],
     )

@@ -156,3 +156,6 @@ class WalState:
     timelines: dict[int, list[tuple[str, str, datetime | None]]]
     backups: list[BackupReach]
     """Oldest first."""
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """Physical backups whose manifest cannot be used (id, why): damaged or not signed by a
+    key this host trusts."""
