@@ -41,10 +41,11 @@ def push(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fetch(args: tuple[str, ...]) -> None:
     """restore_command: write one archived WAL file; exit 1 only if the repository has none,
-    126 on any other failure. Usage: bika wal fetch [--repo R] [--identity F] %f %p"""
-    from bika.wal.command import main
+    126 on any other failure; prefetches the next segments into a spool. Usage: bika wal
+    fetch [--repo R] [--identity F] [--spool DIR] [--no-prefetch] %f %p"""
+    from bika.wal.fetch import main
 
-    raise click.exceptions.Exit(main(["fetch", *args]))
+    raise click.exceptions.Exit(main(list(args)))
 
 
 @wal.command("status")
