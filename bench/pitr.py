@@ -136,7 +136,7 @@ def main() -> None:
                     ),
                 )
                 shutil.rmtree(target, ignore_errors=True)
-            if "drain" in args.skip:
+            if "drain" in args.skip and "replay" in args.skip:
                 continue
             # the replay's WAL: a base backup, then one backlog, archived by cp into plain/
             plain = home / f"plain-{round_number}"
@@ -159,6 +159,8 @@ def main() -> None:
                     ),
                 ),
             ]
+            if "drain" in args.skip:  # only the backlog the replay needs
+                drains = drains[:1]
             for name, command in drains:
                 _set_archive(cluster, "")
                 last = _backlog(cluster, args.segments)
@@ -181,20 +183,24 @@ def main() -> None:
                     check=True,
                     capture_output=True,
                 )
-                _as_server(pgbr.command("archive-push", str(segment)), check=False)
+                _as_server(pgbr.command("archive-push", str(segment)))
             for item in [replay_repo, *replay_repo.rglob("*")]:
                 _own(item)
-            for name, command in (
+            fetch = f"{bika} wal fetch --repo {replay_repo} --identity {key}"
+            replays = [
                 ("replay cp (s)", f"cp {plain}/%f %p"),
-                (
-                    "replay bika wal fetch (s)",
-                    f"{bika} wal fetch --repo {replay_repo} --identity {key} %f %p",
-                ),
+                ("replay bika wal fetch (s)", f"{fetch} %f %p"),
+                ("replay bika wal fetch --no-prefetch (s)", f"{fetch} --no-prefetch %f %p"),
+                # pg1-path: pgBackRest resolves %p (pg_wal/RECOVERYXLOG) against it, and the
+                # stanza's is the source cluster's, not the recovering copy's
                 (
                     "replay pgbackrest archive-get (s)",
-                    " ".join(pgbr.command("archive-get", "%f", "%p")),
+                    " ".join(pgbr.command("archive-get", "--pg1-path={data}", "%f", "%p")),
                 ),
-            ):
+            ]
+            if round_number % 2 == 0:  # alternate the order, so no tool always goes first
+                replays.reverse()
+            for name, command in replays:
                 try:
                     record(name, _replay(base, command, home))
                 except BikaError as exc:  # reported, not fatal: the other rows still count
@@ -374,6 +380,7 @@ def _basebackup(cluster: Cluster, target: Path) -> None:
 def _replay(base: Path, command: str, home: Path) -> float:
     """Start to promotion of a copy of `base` recovering to the end of the archive."""
     data = home / "replay"
+    command = command.replace("{data}", str(data))
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(base, data, symlinks=True)
     data.chmod(0o700)

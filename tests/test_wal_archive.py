@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,6 +232,77 @@ def test_fetch_with_the_wrong_key_stops_recovery(
     assert done.returncode >= 126
     assert "cannot decrypt" in done.stderr
     assert not out.exists()
+
+
+def _data_dir(server: ArchivingServer, tmp_path: Path) -> Path:
+    """A folder as PostgreSQL runs restore_command in: the cluster's pg_control, a pg_wal/."""
+    data = tmp_path / "data"
+    (data / "global").mkdir(parents=True)
+    (data / "pg_wal").mkdir()
+    shutil.copy(server.cluster.data_dir / "global" / "pg_control", data / "global")
+    return data
+
+
+def _spooled(state: Path, name: str, timeout: float = 60) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(state.glob(f"bika/wal-spool/*/{name}-*"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the prefetcher did not spool {name} within {timeout} s")
+
+
+def test_fetch_serves_prefetched_segments_checked_and_says_not_there_with_1(
+    archiving: ArchivingServer, tmp_path: Path
+) -> None:
+    size = 16 * 1024 * 1024
+    last = names.parse_segment(archiving.switch_and_wait(4), size)
+    first, second, third, fourth, after = (
+        names.Segment(last.timeline, last.number + i).name(size) for i in range(-3, 2)
+    )
+    data = _data_dir(archiving, tmp_path)
+    state = tmp_path / "state"
+    env = archiving.env(XDG_STATE_HOME=str(state), BIKA_WAL_PREFETCH_IDLE="5")
+    out = data / "pg_wal" / "RECOVERYXLOG"
+
+    def fetch(name: str) -> subprocess.CompletedProcess[str]:
+        return run_bika("wal", "fetch", name, "pg_wal/RECOVERYXLOG", env=env, cwd=data)
+
+    done = fetch(first)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, first)[0])
+    # the next one comes from the spool (0700, outside the data directory), even once it has
+    # gone from the repository
+    spooled = _spooled(state, second)
+    assert spooled.parent.stat().st_mode & 0o777 == 0o700
+    (obj,) = _stored(archiving, second)
+    expected = _plaintext(archiving, obj)
+    aside = obj.with_name(".aside")
+    obj.rename(aside)
+    try:
+        done = fetch(second)
+    finally:
+        aside.rename(obj)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == expected
+    assert not spooled.exists()
+    # a damaged spooled copy is not served: the segment comes from the repository instead
+    spooled = _spooled(state, third)
+    with spooled.open("r+b") as handle:
+        handle.seek(9000)
+        byte = handle.read(1)
+        handle.seek(9000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    done = fetch(third)
+    assert done.returncode == 0, done.stderr
+    assert "spooled copy of " + third + " was damaged" in done.stderr
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, third)[0])
+    assert fetch(fourth).returncode == 0
+    # past the end of the archive: 1, said by the repository, with the prefetcher running
+    missing = fetch(after)
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr == ""
 
 
 def test_push_killed_mid_upload_then_retried_stores_once(

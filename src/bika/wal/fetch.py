@@ -14,13 +14,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from bika.errors import BikaError
 from bika.wal import spool as spooling
-
-if TYPE_CHECKING:
-    from bika.wal.settings import WalSettings
 
 EXIT_NOT_ARCHIVED = 1
 EXIT_FETCH_FAILED = 126
@@ -128,7 +124,10 @@ def _spool(options: dict[str, str | bool], name: str) -> spooling.Spool | None:
         return None
     # flag over variable over file, as settings.load: the file is read only if neither says
     repo = str(options.get("--repo") or os.environ.get("BIKA_REPO") or "")
-    repo = repo or _settings(options).repo or ""
+    if not repo:
+        from bika.wal.settings import from_options
+
+        repo = from_options(options).repo or ""
     parent = str(options.get("--spool") or os.environ.get("BIKA_WAL_SPOOL") or "") or (
         spooling.default_parent()
     )
@@ -147,25 +146,13 @@ def _wait(spool: spooling.Spool, name: str, dest: str) -> str:
     return spool.take(name, dest)
 
 
-def _settings(options: dict[str, str | bool]) -> WalSettings:
-    from pathlib import Path
-
-    from bika.wal import settings
-
-    config = options.get("--config")
-    return settings.load(
-        config=Path(str(config)) if config else None,
-        repo=str(options["--repo"]) if "--repo" in options else None,
-        identity=str(options["--identity"]) if "--identity" in options else None,
-    )
-
-
 def _from_repository(options: dict[str, str | bool], name: str, dest: str) -> int:
     from bika.crypto import load_identities
     from bika.wal.archive import Archive, NotArchived
+    from bika.wal.settings import from_options
     from bika.wal.store import open_store
 
-    found = _settings(options)
+    found = from_options(options)
     archive = Archive(open_store(found.require_repo(), found.storage))
     identities = load_identities(found.require_identity())
     try:

@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from bika.wal.spool import Spool
 
@@ -53,12 +52,7 @@ def _run(spool: Spool, options: dict[str, str | bool]) -> None:
     from bika.wal.archive import Archive, NotArchived
     from bika.wal.store import open_store
 
-    config = options.get("--config")
-    found = settings.load(
-        config=Path(str(config)) if config else None,
-        repo=str(options["--repo"]) if "--repo" in options else None,
-        identity=str(options["--identity"]) if "--identity" in options else None,
-    )
+    found = settings.from_options(options)
     identities = load_identities(found.require_identity())
     archive = Archive(open_store(found.require_repo(), found.storage))
     cluster = archive.cluster()
