@@ -388,3 +388,49 @@ def test_look_ahead_stores_the_next_ready_segments_and_leaves_a_note_for_each(
     assert again.returncode == 0, again.stderr
     assert not (notes / segments[1].name).exists()
     assert archiving.wal_objects() == before
+
+
+def test_wal_receive_streams_over_a_slot_and_stores_each_finished_segment(
+    archiving: ArchivingServer, tmp_path: Path
+) -> None:
+    repo = tmp_path / "received"
+    init = run_bika("init", "--repo", str(repo), "--recipient", archiving.recipient)
+    assert init.returncode == 0, init.stderr
+    staging = tmp_path / "staging"
+    slot = f"bika_test_{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+    argv = [sys.executable, "-m", "bika", "wal", "receive", "--repo", str(repo)]
+    argv += ["--db", archiving.cluster.url(), "--slot", slot, "--synchronous"]
+    receiver = subprocess.Popen(
+        [*argv, "--staging", str(staging)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    db = archiving.cluster
+    try:
+        deadline = time.monotonic() + 60
+        while not db.query(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"):
+            assert receiver.poll() is None, receiver.communicate()[1]
+            assert time.monotonic() < deadline, "the slot was not created"
+            time.sleep(0.1)
+        marker = f"bika-receive-{uuid.uuid4().hex}"
+        db.execute("CREATE TABLE IF NOT EXISTS received (t text)")
+        db.execute(f"INSERT INTO received VALUES ('{marker}')")
+        name = str(db.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+        db.query("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while not list((repo / "wal").glob(f"*/{name}-*.zst.age")):
+            assert receiver.poll() is None, receiver.communicate()[1]
+            assert time.monotonic() < deadline, f"{name} did not reach the repository"
+            time.sleep(0.1)
+        (obj,) = (repo / "wal").glob(f"*/{name}-*.zst.age")
+        server = ArchivingServer(db, repo, archiving.key, archiving.recipient, archiving.home)
+        plain = _plaintext(server, obj)
+        assert marker.encode() in plain
+        assert obj.name == names.object_key(name, hashlib.sha256(plain).hexdigest()).split("/")[-1]
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        _, stderr = receiver.communicate(timeout=60)
+        db.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+    assert receiver.returncode == 0, stderr
+    assert "stopped;" in stderr
+    # staged files go once stored: at most the segment being received is left
+    assert [p.suffix for p in staging.iterdir() if p.suffix != ".partial"] == []
