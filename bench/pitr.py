@@ -55,7 +55,6 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="bika-bench-pitr-", dir="/tmp"))
     home.chmod(0o755)
-    user = _account()
     bika = _install_bika(home)
     key = home / "key.txt"
     recipient = generate_identity(key)
@@ -74,6 +73,7 @@ def main() -> None:
         },
     )
     results: dict[str, list[float]] = {}
+    notes: list[str] = []
 
     def record(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
@@ -200,16 +200,21 @@ def main() -> None:
             ]
             if round_number % 2 == 0:  # alternate the order, so no tool always goes first
                 replays.reverse()
+            ends: dict[str, str | None] = {}
             for name, command in replays:
                 try:
-                    record(name, _replay(base, command, home))
+                    wall, ends[name] = _replay(base, command, home)
+                    record(name, wall)
                 except BikaError as exc:  # reported, not fatal: the other rows still count
                     print(f"  {name}: failed: {exc}", flush=True)
+            if len(set(ends.values())) > 1:  # a faster replay that stopped earlier is no win
+                notes.append(f"round {round_number}: replays ended at different LSNs: {ends}")
+                print(f"  {notes[-1]}", flush=True)
             shutil.rmtree(base, ignore_errors=True)
             shutil.rmtree(plain, ignore_errors=True)
     finally:
         cluster.remove()
-        _write(args, results, user is not None)
+        _write(args, results, notes)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -377,8 +382,9 @@ def _basebackup(cluster: Cluster, target: Path) -> None:
     )
 
 
-def _replay(base: Path, command: str, home: Path) -> float:
-    """Start to promotion of a copy of `base` recovering to the end of the archive."""
+def _replay(base: Path, command: str, home: Path) -> tuple[float, str | None]:
+    """Start to promotion of a copy of `base` recovering to the end of the archive, and the
+    LSN its redo ended at."""
     data = home / "replay"
     command = command.replace("{data}", str(data))
     shutil.rmtree(data, ignore_errors=True)
@@ -394,13 +400,13 @@ def _replay(base: Path, command: str, home: Path) -> float:
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             _own(Path(name))
     began = time.monotonic()
-    recover(PG15, data)
+    recovered = recover(PG15, data)
     wall = time.monotonic() - began
     shutil.rmtree(data, ignore_errors=True)
-    return wall
+    return wall, recovered.redo_done_at
 
 
-def _write(args: argparse.Namespace, results: dict[str, list[float]], as_root: bool) -> None:
+def _write(args: argparse.Namespace, results: dict[str, list[float]], notes: list[str]) -> None:
     lines = [
         "# PITR benchmark: bika vs pgBackRest",
         "",
@@ -415,6 +421,15 @@ def _write(args: argparse.Namespace, results: dict[str, list[float]], as_root: b
     for name, values in results.items():
         runs = ", ".join(f"{v:.2f}" for v in values)
         lines.append(f"| {name} | {statistics.median(values):.2f} | {runs} |")
+    # per round, so a busy spell slows the rows it shares a round with alike
+    if "replay cp (s)" in results:
+        lines += ["", "| replay, per round / cp | ratios | median |", "|---|---|---:|"]
+        for name, values in results.items():
+            if name.startswith("replay ") and name != "replay cp (s)":
+                ratios = [v / cp for v, cp in zip(values, results["replay cp (s)"], strict=False)]
+                shown = ", ".join(f"{r:.2f}" for r in ratios)
+                lines.append(f"| {name[7:-4]} | {shown} | {statistics.median(ratios):.2f} |")
+    lines += ["", *notes] if notes else []
     args.out.write_text("\n".join(lines) + "\n")
     print(json.dumps({k: statistics.median(v) for k, v in results.items()}, indent=2))
 
