@@ -411,21 +411,27 @@ def test_wal_receive_streams_over_a_slot_and_stores_each_finished_segment(
             assert receiver.poll() is None, receiver.communicate()[1]
             assert time.monotonic() < deadline, "the slot was not created"
             time.sleep(0.1)
-        marker = f"bika-receive-{uuid.uuid4().hex}"
-        db.execute("CREATE TABLE IF NOT EXISTS received (t text)")
-        db.execute(f"INSERT INTO received VALUES ('{marker}')")
-        name = str(db.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
-        db.query("SELECT pg_switch_wal()")
-        deadline = time.monotonic() + 60
-        while not list((repo / "wal").glob(f"*/{name}-*.zst.age")):
-            assert receiver.poll() is None, receiver.communicate()[1]
-            assert time.monotonic() < deadline, f"{name} did not reach the repository"
-            time.sleep(0.1)
-        (obj,) = (repo / "wal").glob(f"*/{name}-*.zst.age")
         server = ArchivingServer(db, repo, archiving.key, archiving.recipient, archiving.home)
-        plain = _plaintext(server, obj)
-        assert marker.encode() in plain
-        assert obj.name == names.object_key(name, hashlib.sha256(plain).hexdigest()).split("/")[-1]
+        db.execute("CREATE TABLE IF NOT EXISTS received (t text)")
+        for round_ in ("first", "after pg_receivewal was killed"):
+            # a committed row's segment reaches the repository once the server switches
+            marker = f"bika-receive-{uuid.uuid4().hex}"
+            db.execute(f"INSERT INTO received VALUES ('{marker}')")
+            name = str(db.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+            db.query("SELECT pg_switch_wal()")
+            deadline = time.monotonic() + 60
+            while not list((repo / "wal").glob(f"*/{name}-*.zst.age")):
+                assert receiver.poll() is None, receiver.communicate()[1]
+                assert time.monotonic() < deadline, f"{name} did not reach the repository"
+                time.sleep(0.1)
+            (obj,) = (repo / "wal").glob(f"*/{name}-*.zst.age")
+            plain = _plaintext(server, obj)
+            assert marker.encode() in plain, round_
+            assert obj.name.startswith(f"{name}-{hashlib.sha256(plain).hexdigest()}")
+            # a lost connection: the receiver restarts pg_receivewal, which resumes
+            children = Path(f"/proc/{receiver.pid}/task/{receiver.pid}/children").read_text()
+            for pid in children.split():
+                os.kill(int(pid), signal.SIGKILL)
     finally:
         receiver.send_signal(signal.SIGTERM)
         _, stderr = receiver.communicate(timeout=60)

@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from bika.errors import BikaError, PostgresError
 from bika.postgres import binaries
 from bika.postgres.connection import ConnInfo
 from bika.postgres.process import die_with_parent
+from bika.postgres.receivewal import create_slot_argv, pg_receivewal_argv, said
 from bika.wal import names
 from bika.wal.archive import Archive, ArchiveConflict
 
@@ -45,18 +47,6 @@ def default_staging(repo_url: str) -> Path:
     if "://" not in repo_url:
         repo_url = str(Path(repo_url).expanduser().absolute())
     return Path(state) / "bika" / "wal-receive" / hashlib.sha256(repo_url.encode()).hexdigest()[:16]
-
-
-def pg_receivewal_argv(
-    tool: Path, conninfo: str, staging: Path, slot: str, *, synchronous: bool
-) -> list[str]:
-    # --no-loop: a lost connection ends it, and receive() restarts it (saying why)
-    argv = [str(tool), f"--dbname={conninfo}", f"--directory={staging}", f"--slot={slot}"]
-    return [*argv, "--no-loop", *(["--synchronous"] if synchronous else [])]
-
-
-def create_slot_argv(tool: Path, conninfo: str, slot: str) -> list[str]:
-    return [str(tool), f"--dbname={conninfo}", f"--slot={slot}", "--create-slot", "--if-not-exists"]
 
 
 def finished_files(staging: Path) -> list[Path]:
@@ -107,7 +97,7 @@ def receive(
     if created.returncode != 0:
         raise PostgresError(
             f"cannot create replication slot {options.slot} on {conn.redacted()}:"
-            f" {_said(conn.scrub(created.stderr))} (the role needs REPLICATION, and the"
+            f" {said(conn.scrub(created.stderr))} (the role needs REPLICATION, and the"
             " server max_replication_slots and max_wal_senders above 0)"
         )
     say(
@@ -133,10 +123,15 @@ def receive(
                     preexec_fn=die_with_parent(),  # a prctl call in the child
                 )
                 started = time.monotonic()
+                # read as it comes, so a chatty pg_receivewal never blocks on a full pipe
+                tail: deque[str] = deque(maxlen=20)
+                reader = threading.Thread(target=tail.extend, args=(child.stderr,), daemon=True)
+                reader.start()
             stored += _store(archive, staging, quiet)
             if child.poll() is not None:
-                said = _said(conn.scrub(child.stderr.read() if child.stderr else ""))
-                quiet(f"pg_receivewal stopped ({said or f'exit {child.returncode}'}); restarting")
+                reader.join(timeout=5)
+                reason = said(conn.scrub("".join(tail)))
+                quiet(f"pg_receivewal stopped ({reason or f'exit {child.returncode}'}); restarting")
                 child = None
                 if time.monotonic() - started > RESTART_BACKOFF[1]:
                     backoff = RESTART_BACKOFF[0]
@@ -185,10 +180,3 @@ class _Repeats:
         if line != self.last[0] or now - self.last[1] > 60:
             self.say(line)
             self.last = (line, now)
-
-
-def _said(text: str) -> str:
-    """pg_receivewal's error, without its name: its first line, which says what failed."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if ": error: " in line] or lines
-    return errors[0].split(": error: ", 1)[-1] if errors else ""
