@@ -298,7 +298,21 @@ def test_fetch_serves_prefetched_segments_checked_and_says_not_there_with_1(
     assert done.returncode == 0, done.stderr
     assert "spooled copy of " + third + " was damaged" in done.stderr
     assert out.read_bytes() == _plaintext(archiving, _stored(archiving, third)[0])
-    assert fetch(fourth).returncode == 0
+    # taking a spooled segment reads no key and decrypts nothing: it imports neither
+    _spooled(state, fourth)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bika", "wal", "fetch", fourth, str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=data,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M)
+    assert "bika.wal.spool" in imported
+    assert [m for m in imported if m in ("pyrage", "zstandard", "bika.wal.archive")] == []
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, fourth)[0])
     # past the end of the archive: 1, said by the repository, with the prefetcher running
     missing = fetch(after)
     assert missing.returncode == 1, missing.stderr
