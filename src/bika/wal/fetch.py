@@ -95,20 +95,29 @@ def _parse(args: list[str]) -> tuple[dict[str, str | bool], list[str]]:
 def _fetch(options: dict[str, str | bool], name: str, dest: str) -> int:
     spool = _spool(options, name)
     if spool is not None:
-        spool.want(name)  # the prefetcher works ahead of this
-        outcome = spool.take(name, dest)
-        if outcome == "absent" and spool.in_progress(name):
-            outcome = _wait(spool, name, dest)
-        lock_fd = spool.lock()
-        if lock_fd is not None:  # no prefetcher: start one (it goes on from this segment)
-            from bika.wal.prefetch import start
-
-            start(spool, lock_fd, options)
+        try:
+            outcome = _from_spool(spool, options, name, dest)
+        except OSError as exc:  # the spool only saves time: the repository still answers
+            _say(f"warning: prefetch spool {spool.path}: {exc.strerror or exc}")
+            outcome = "absent"
         if outcome == "taken":
             return 0
         if outcome == "damaged":
             _say(f"warning: the spooled copy of {name} was damaged; fetching it again")
     return _from_repository(options, name, dest)
+
+
+def _from_spool(spool: spooling.Spool, options: dict[str, str | bool], name: str, dest: str) -> str:
+    spool.want(name)  # the prefetcher works ahead of this
+    outcome = spool.take(name, dest)
+    if outcome == "absent" and spool.in_progress(name):
+        outcome = _wait(spool, name, dest)
+    lock_fd = spool.lock()
+    if lock_fd is not None:  # no prefetcher: start one (it goes on from this segment)
+        from bika.wal.prefetch import start
+
+        start(spool, lock_fd, options)
+    return outcome
 
 
 def _spool(options: dict[str, str | bool], name: str) -> spooling.Spool | None:
