@@ -21,7 +21,6 @@ THREADS = 2
 IDLE = 30.0  # seconds without a request before the prefetcher leaves
 RETRY = 2.0  # seconds before a segment that was missing (or failed) is asked for again
 POLL = 0.02
-CHECK_POLL = 0.005  # how soon the next segment is checked once the one before is asked for
 LOG = "prefetch.log"
 
 
@@ -119,19 +118,12 @@ def _run(spool: Spool, options: dict[str, str | bool]) -> None:
         seen = spool.wanted()
         last = time.monotonic()
         while os.path.isdir(spool.path):
-            time.sleep(CHECK_POLL)
+            time.sleep(0.2)
             wanted = spool.wanted()
             if wanted != seen:
                 seen, last = wanted, time.monotonic()
             elif time.monotonic() - last > idle:
                 break
-            if wanted is not None:
-                # the segment PostgreSQL asks for next: its sha256 checked now, while the
-                # server replays the one before, so that taking it is only a rename
-                first = names.parse_segment(wanted[0], size)
-                following = names.Segment(first.timeline, first.number + 1).name(size)
-                if spool.check(following) is False:
-                    _log(spool, f"the spooled copy of {following} was damaged; fetching it again")
     finally:
         stop.set()
         for thread in threads:

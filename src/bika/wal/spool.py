@@ -5,9 +5,7 @@ Standard library only (os, hashlib, fcntl): this is the path every restore_comma
 A spool is one folder per repository and cluster (system identifier), mode 0700:
 
   <segment>-<sha256>   a segment's plaintext, fsynced; the sha256 is the one in its object's
-                       name, checked again shortly before use: by the prefetcher once the
-                       segment before it is asked for (it then sets the modification time to
-                       CHECKED_NS), else when the segment is taken
+                       name, checked again when the segment is taken
   .<segment>.part      being written by the prefetcher
   want                 the segment PostgreSQL asked for last (the prefetcher works ahead of it)
   lock                 flock-ed by the running prefetcher
@@ -27,9 +25,6 @@ PART = ".part"
 _HEX = frozenset("0123456789ABCDEF")
 _SHA_HEX = frozenset("0123456789abcdef")
 _SYSID = slice(24, 32)  # xlp_sysid in the long page header that starts every segment
-_SEG_SIZE = slice(32, 36)  # xlp_seg_size
-# the modification time of an entry the prefetcher has just checked against its sha256
-CHECKED_NS = 0
 
 
 def is_segment(name: str) -> bool:
@@ -152,30 +147,6 @@ class Spool:
             if file_name.startswith(".") and file_name.endswith(PART):
                 _unlink(self._file(file_name))
 
-    def check(self, name: str) -> bool | None:
-        """Check the entry of `name` against the sha256 in its name, shortly before its use
-        (so taking it need not): True when it matches (its modification time is then set to
-        CHECKED_NS), False when it did not (deleted), None when there is none."""
-        file_name = self.entries().get(name)
-        if file_name is None:
-            return None
-        path = self._file(file_name)
-        try:
-            with open(path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                if st.st_mtime_ns == CHECKED_NS:
-                    return True
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
-                if digest != file_name[len(name) + 1 :]:
-                    _unlink(path)
-                    return False
-                if os.fstat(handle.fileno()).st_mtime_ns != st.st_mtime_ns:
-                    return None  # written to while being read: taking it checks it
-                os.utime(handle.fileno(), ns=(st.st_atime_ns, CHECKED_NS))
-        except FileNotFoundError:  # taken meanwhile
-            return None
-        return True
-
     def take(self, name: str, dest: str) -> str:
         """Move the spooled `name` to `dest`, checked: "taken", "absent", or "damaged" (the
         entry was deleted and nothing was written to dest). The entry is moved to a temporary
@@ -197,25 +168,15 @@ class Spool:
                     raise
                 copied = True  # another filesystem: copy, then drop the entry
             with open(source if copied else tmp, "rb") as handle:
-                head = handle.read(40)
-                st = os.fstat(handle.fileno())
-                # checked by the prefetcher once the segment before it was asked for, and
-                # written to by nobody since (a write sets the modification time)
-                checked = (
-                    not copied
-                    and st.st_mtime_ns == CHECKED_NS
-                    and st.st_size == int.from_bytes(head[_SEG_SIZE], "little")
-                )
-                if not checked:
-                    handle.seek(0)
-                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                head = handle.read(32)
+                handle.seek(0)
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
                 if copied:
                     handle.seek(0)
                     data = handle.read()
             if copied:
                 _unlink(source)
-            sysid = int.from_bytes(head[_SYSID], "little")
-            if (not checked and digest != sha) or sysid != self.system_identifier:
+            if digest != sha or int.from_bytes(head[_SYSID], "little") != self.system_identifier:
                 _unlink(tmp)
                 return "damaged"
             if copied:
