@@ -55,7 +55,6 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="bika-bench-pitr-", dir="/tmp"))
     home.chmod(0o755)
-    user = _account()
     bika = _install_bika(home)
     key = home / "key.txt"
     recipient = generate_identity(key)
@@ -74,6 +73,7 @@ def main() -> None:
         },
     )
     results: dict[str, list[float]] = {}
+    notes: list[str] = []
 
     def record(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
@@ -136,7 +136,7 @@ def main() -> None:
                     ),
                 )
                 shutil.rmtree(target, ignore_errors=True)
-            if "drain" in args.skip:
+            if "drain" in args.skip and "replay" in args.skip:
                 continue
             # the replay's WAL: a base backup, then one backlog, archived by cp into plain/
             plain = home / f"plain-{round_number}"
@@ -159,6 +159,8 @@ def main() -> None:
                     ),
                 ),
             ]
+            if "drain" in args.skip:  # only the backlog the replay needs
+                drains = drains[:1]
             for name, command in drains:
                 _set_archive(cluster, "")
                 last = _backlog(cluster, args.segments)
@@ -181,29 +183,38 @@ def main() -> None:
                     check=True,
                     capture_output=True,
                 )
-                _as_server(pgbr.command("archive-push", str(segment)), check=False)
+                _as_server(pgbr.command("archive-push", str(segment)))
             for item in [replay_repo, *replay_repo.rglob("*")]:
                 _own(item)
-            for name, command in (
+            fetch = f"{bika} wal fetch --repo {replay_repo} --identity {key}"
+            replays = [
                 ("replay cp (s)", f"cp {plain}/%f %p"),
-                (
-                    "replay bika wal fetch (s)",
-                    f"{bika} wal fetch --repo {replay_repo} --identity {key} %f %p",
-                ),
+                ("replay bika wal fetch (s)", f"{fetch} %f %p"),
+                ("replay bika wal fetch --no-prefetch (s)", f"{fetch} --no-prefetch %f %p"),
+                # pg1-path: pgBackRest resolves %p (pg_wal/RECOVERYXLOG) against it, and the
+                # stanza's is the source cluster's, not the recovering copy's
                 (
                     "replay pgbackrest archive-get (s)",
-                    " ".join(pgbr.command("archive-get", "%f", "%p")),
+                    " ".join(pgbr.command("archive-get", "--pg1-path={data}", "%f", "%p")),
                 ),
-            ):
+            ]
+            if round_number % 2 == 0:  # alternate the order, so no tool always goes first
+                replays.reverse()
+            ends: dict[str, str | None] = {}
+            for name, command in replays:
                 try:
-                    record(name, _replay(base, command, home))
+                    wall, ends[name] = _replay(base, command, home)
+                    record(name, wall)
                 except BikaError as exc:  # reported, not fatal: the other rows still count
                     print(f"  {name}: failed: {exc}", flush=True)
+            if len(set(ends.values())) > 1:  # a faster replay that stopped earlier is no win
+                notes.append(f"round {round_number}: replays ended at different LSNs: {ends}")
+                print(f"  {notes[-1]}", flush=True)
             shutil.rmtree(base, ignore_errors=True)
             shutil.rmtree(plain, ignore_errors=True)
     finally:
         cluster.remove()
-        _write(args, results, user is not None)
+        _write(args, results, notes)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -371,9 +382,11 @@ def _basebackup(cluster: Cluster, target: Path) -> None:
     )
 
 
-def _replay(base: Path, command: str, home: Path) -> float:
-    """Start to promotion of a copy of `base` recovering to the end of the archive."""
+def _replay(base: Path, command: str, home: Path) -> tuple[float, str | None]:
+    """Start to promotion of a copy of `base` recovering to the end of the archive, and the
+    LSN its redo ended at."""
     data = home / "replay"
+    command = command.replace("{data}", str(data))
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(base, data, symlinks=True)
     data.chmod(0o700)
@@ -387,13 +400,13 @@ def _replay(base: Path, command: str, home: Path) -> float:
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             _own(Path(name))
     began = time.monotonic()
-    recover(PG15, data)
+    recovered = recover(PG15, data)
     wall = time.monotonic() - began
     shutil.rmtree(data, ignore_errors=True)
-    return wall
+    return wall, recovered.redo_done_at
 
 
-def _write(args: argparse.Namespace, results: dict[str, list[float]], as_root: bool) -> None:
+def _write(args: argparse.Namespace, results: dict[str, list[float]], notes: list[str]) -> None:
     lines = [
         "# PITR benchmark: bika vs pgBackRest",
         "",
@@ -408,6 +421,15 @@ def _write(args: argparse.Namespace, results: dict[str, list[float]], as_root: b
     for name, values in results.items():
         runs = ", ".join(f"{v:.2f}" for v in values)
         lines.append(f"| {name} | {statistics.median(values):.2f} | {runs} |")
+    # per round, so a busy spell slows the rows it shares a round with alike
+    if "replay cp (s)" in results:
+        lines += ["", "| replay, per round / cp | ratios | median |", "|---|---|---:|"]
+        for name, values in results.items():
+            if name.startswith("replay ") and name != "replay cp (s)":
+                ratios = [v / cp for v, cp in zip(values, results["replay cp (s)"], strict=False)]
+                shown = ", ".join(f"{r:.2f}" for r in ratios)
+                lines.append(f"| {name[7:-4]} | {shown} | {statistics.median(ratios):.2f} |")
+    lines += ["", *notes] if notes else []
     args.out.write_text("\n".join(lines) + "\n")
     print(json.dumps({k: statistics.median(v) for k, v in results.items()}, indent=2))
 

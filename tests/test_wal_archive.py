@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,91 @@ def test_fetch_with_the_wrong_key_stops_recovery(
     assert not out.exists()
 
 
+def _data_dir(server: ArchivingServer, tmp_path: Path) -> Path:
+    """A folder as PostgreSQL runs restore_command in: the cluster's pg_control, a pg_wal/."""
+    data = tmp_path / "data"
+    (data / "global").mkdir(parents=True)
+    (data / "pg_wal").mkdir()
+    shutil.copy(server.cluster.data_dir / "global" / "pg_control", data / "global")
+    return data
+
+
+def _spooled(state: Path, name: str, timeout: float = 60) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(state.glob(f"bika/wal-spool/*/{name}-*"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the prefetcher did not spool {name} within {timeout} s")
+
+
+def test_fetch_serves_prefetched_segments_checked_and_says_not_there_with_1(
+    archiving: ArchivingServer, tmp_path: Path
+) -> None:
+    size = 16 * 1024 * 1024
+    last = names.parse_segment(archiving.switch_and_wait(4), size)
+    first, second, third, fourth, after = (
+        names.Segment(last.timeline, last.number + i).name(size) for i in range(-3, 2)
+    )
+    data = _data_dir(archiving, tmp_path)
+    state = tmp_path / "state"
+    env = archiving.env(XDG_STATE_HOME=str(state), BIKA_WAL_PREFETCH_IDLE="5")
+    out = data / "pg_wal" / "RECOVERYXLOG"
+
+    def fetch(name: str) -> subprocess.CompletedProcess[str]:
+        return run_bika("wal", "fetch", name, "pg_wal/RECOVERYXLOG", env=env, cwd=data)
+
+    done = fetch(first)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, first)[0])
+    # the next one comes from the spool (0700, outside the data directory), even once it has
+    # gone from the repository
+    spooled = _spooled(state, second)
+    assert spooled.parent.stat().st_mode & 0o777 == 0o700
+    (obj,) = _stored(archiving, second)
+    expected = _plaintext(archiving, obj)
+    aside = obj.with_name(".aside")
+    obj.rename(aside)
+    try:
+        done = fetch(second)
+    finally:
+        aside.rename(obj)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == expected
+    assert not spooled.exists()
+    # a damaged spooled copy is not served: the segment comes from the repository instead
+    spooled = _spooled(state, third)
+    with spooled.open("r+b") as handle:
+        handle.seek(9000)
+        byte = handle.read(1)
+        handle.seek(9000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    done = fetch(third)
+    assert done.returncode == 0, done.stderr
+    assert "spooled copy of " + third + " was damaged" in done.stderr
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, third)[0])
+    # taking a spooled segment reads no key and decrypts nothing: it imports neither
+    _spooled(state, fourth)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bika", "wal", "fetch", fourth, str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=data,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M)
+    assert "bika.wal.spool" in imported
+    assert [m for m in imported if m in ("pyrage", "zstandard", "bika.wal.archive")] == []
+    assert out.read_bytes() == _plaintext(archiving, _stored(archiving, fourth)[0])
+    # past the end of the archive: 1, said by the repository, with the prefetcher running
+    missing = fetch(after)
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr == ""
+
+
 def test_push_killed_mid_upload_then_retried_stores_once(
     archiving: ArchivingServer, tmp_path: Path
 ) -> None:
@@ -316,3 +402,55 @@ def test_look_ahead_stores_the_next_ready_segments_and_leaves_a_note_for_each(
     assert again.returncode == 0, again.stderr
     assert not (notes / segments[1].name).exists()
     assert archiving.wal_objects() == before
+
+
+def test_wal_receive_streams_over_a_slot_and_stores_each_finished_segment(
+    archiving: ArchivingServer, tmp_path: Path
+) -> None:
+    repo = tmp_path / "received"
+    init = run_bika("init", "--repo", str(repo), "--recipient", archiving.recipient)
+    assert init.returncode == 0, init.stderr
+    staging = tmp_path / "staging"
+    slot = f"bika_test_{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+    argv = [sys.executable, "-m", "bika", "wal", "receive", "--repo", str(repo)]
+    argv += ["--db", archiving.cluster.url(), "--slot", slot, "--synchronous"]
+    receiver = subprocess.Popen(
+        [*argv, "--staging", str(staging)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    db = archiving.cluster
+    try:
+        deadline = time.monotonic() + 60
+        while not db.query(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"):
+            assert receiver.poll() is None, receiver.communicate()[1]
+            assert time.monotonic() < deadline, "the slot was not created"
+            time.sleep(0.1)
+        server = ArchivingServer(db, repo, archiving.key, archiving.recipient, archiving.home)
+        db.execute("CREATE TABLE IF NOT EXISTS received (t text)")
+        for round_ in ("first", "after pg_receivewal was killed"):
+            # a committed row's segment reaches the repository once the server switches
+            marker = f"bika-receive-{uuid.uuid4().hex}"
+            db.execute(f"INSERT INTO received VALUES ('{marker}')")
+            name = str(db.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+            db.query("SELECT pg_switch_wal()")
+            deadline = time.monotonic() + 60
+            while not list((repo / "wal").glob(f"*/{name}-*.zst.age")):
+                assert receiver.poll() is None, receiver.communicate()[1]
+                assert time.monotonic() < deadline, f"{name} did not reach the repository"
+                time.sleep(0.1)
+            (obj,) = (repo / "wal").glob(f"*/{name}-*.zst.age")
+            plain = _plaintext(server, obj)
+            assert marker.encode() in plain, round_
+            assert obj.name.startswith(f"{name}-{hashlib.sha256(plain).hexdigest()}")
+            # a lost connection: the receiver restarts pg_receivewal, which resumes
+            children = Path(f"/proc/{receiver.pid}/task/{receiver.pid}/children").read_text()
+            for pid in children.split():
+                os.kill(int(pid), signal.SIGKILL)
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        _, stderr = receiver.communicate(timeout=60)
+        db.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+    assert receiver.returncode == 0, stderr
+    assert "stopped;" in stderr
+    # staged files go once stored: at most the segment being received is left
+    assert [p.suffix for p in staging.iterdir() if p.suffix != ".partial"] == []

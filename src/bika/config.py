@@ -75,7 +75,8 @@ NOT_SETTINGS = (
     "BIKA_IDENTITY_PASSPHRASE",
     "BIKA_TRUST_UNSIGNED",
 )
-NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE")
+# BIKA_WAL_*: read by wal push/fetch (wal/), which PostgreSQL runs without this module
+NOT_SETTINGS_PREFIXES = ("BIKA_TEST_", "BIKA_AZURITE", "BIKA_WAL_")
 
 _LOG = logging.getLogger(__name__)
 

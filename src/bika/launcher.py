@@ -10,6 +10,10 @@ LEAN = ("push", "fetch")
 
 def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) >= 2 and args[0] == "wal" and args[1] == "fetch":
+        from bika.wal.fetch import main as fetch
+
+        sys.exit(fetch(args[2:]))
     if len(args) >= 2 and args[0] == "wal" and args[1] in LEAN:
         from bika.wal.command import main
 

@@ -4,12 +4,13 @@ archive holds, how far each base backup recovers, and names every gap."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from bika.cli import json_shapes
-from bika.cli.app import STATE, app, json_option, open_repository, repo_option
+from bika.cli.app import STATE, app, db_option, json_option, open_repository, repo_option
 from bika.cli.render import Column, print_json, print_table, text
 from bika.clock import now
 from bika.findings import exit_code
@@ -41,10 +42,64 @@ def push(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fetch(args: tuple[str, ...]) -> None:
     """restore_command: write one archived WAL file; exit 1 only if the repository has none,
-    126 on any other failure. Usage: bika wal fetch [--repo R] [--identity F] %f %p"""
-    from bika.wal.command import main
+    126 on any other failure; prefetches the next segments into a spool. Usage: bika wal
+    fetch [--repo R] [--identity F] [--spool DIR] [--no-prefetch] %f %p"""
+    from bika.wal.fetch import main
 
-    raise click.exceptions.Exit(main(["fetch", *args]))
+    raise click.exceptions.Exit(main(list(args)))
+
+
+@wal.command("receive")
+@repo_option
+@db_option
+@click.option(
+    "--slot",
+    default="bika",
+    show_default=True,
+    metavar="NAME",
+    help="physical replication slot to stream from (created if missing)",
+)
+@click.option(
+    "--synchronous",
+    is_flag=True,
+    help="fsync the segment being received on every write and report it flushed at once"
+    " (pg_receivewal --synchronous): RPO ≤ 1 s for the staged .partial file",
+)
+@click.option(
+    "--staging",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="local folder pg_receivewal writes into [default: $XDG_STATE_HOME/bika/wal-receive/…]",
+)
+def receive(
+    repo: str | None,
+    db: str | None,
+    slot: str,
+    synchronous: bool,
+    staging: Path | None,
+    **_: Any,
+) -> None:
+    """Stream WAL over a replication slot with the bundled pg_receivewal (for servers where
+    archive_command cannot be set) and store each finished segment as `wal push` does; runs
+    until SIGTERM or Ctrl-C."""
+    from bika.operations.wal_receive import ReceiveOptions
+    from bika.operations.wal_receive import receive as run_receive
+    from bika.postgres.connection import ConnInfo
+    from bika.wal import settings as wal_settings
+    from bika.wal.archive import Archive
+    from bika.wal.store import open_store
+
+    STATE.start("wal receive")  # its progress lines (the wal group's commands log nothing else)
+    full = STATE.settings(repo=repo, database_url=db)
+    conn = ConnInfo.parse(full.require_database_url())
+    lean = wal_settings.load(config=STATE.config, repo=repo)
+    archive = Archive(open_store(lean.require_repo(), lean.storage))
+    run_receive(
+        archive,
+        conn,
+        ReceiveOptions(slot=slot, synchronous=synchronous, staging=staging),
+        say=STATE.say,
+    )
 
 
 @wal.command("status")

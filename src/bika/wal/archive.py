@@ -216,6 +216,10 @@ class Archive:
     def fetch(self, name: str, identities: list[object]) -> bytes:
         """The plaintext of a WAL file. NotArchived only when the repository said "no such
         file"; every other failure is another exception."""
+        return self.fetch_checked(name, identities)[0]
+
+    def fetch_checked(self, name: str, identities: list[object]) -> tuple[bytes, str]:
+        """The plaintext of a WAL file and its sha256 (which it was checked against)."""
         if not names.is_archivable(name):
             raise NotArchived(f"{name} is not a WAL file name")
         found = [
@@ -246,7 +250,7 @@ class Archive:
             raise IntegrityError(f"{item.key} is damaged: {exc}") from None
         if hashlib.sha256(plain).hexdigest() != sha:
             raise IntegrityError(f"{item.key} is damaged: its content does not match its sha256")
-        return plain
+        return plain, sha
 
 
 def _note_stored(acks: Path, pushed: Pushed) -> None:
@@ -254,15 +258,3 @@ def _note_stored(acks: Path, pushed: Pushed) -> None:
     tmp = acks / f".{pushed.name}.{os.getpid()}"
     tmp.write_text(pushed.key + "\n")
     os.replace(tmp, acks / pushed.name)
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write where restore_command's %p says, whole or not at all."""
-    tmp = path.with_name(f".{path.name}.bika-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

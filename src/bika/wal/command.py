@@ -1,11 +1,9 @@
-"""`bika wal push` and `bika wal fetch`, parsed by hand: PostgreSQL starts one per WAL file,
-so this path imports neither click nor the settings models (the launcher sends it here).
+"""`bika wal push`, parsed by hand: PostgreSQL starts one per WAL file, so this path imports
+neither click nor the settings models (the launcher sends it here; `wal fetch` is in fetch.py).
 
-Exit codes follow what PostgreSQL makes of them. push: 0 only once the file is durably stored
-(or an identical copy was), 1 for every failure (the archiver retries and counts it in
-pg_stat_archiver). fetch: 0 restored, 1 only when the repository said "not there" (recovery
-moves on), 126 for any other failure, which makes recovery stop instead of ending early at the
-wrong point.
+Exit codes follow what PostgreSQL makes of them: 0 only once the file is durably stored (or an
+identical copy was), 1 for every failure (the archiver retries and counts it in
+pg_stat_archiver).
 """
 
 from __future__ import annotations
@@ -16,18 +14,10 @@ from pathlib import Path
 
 from bika.errors import BikaError
 from bika.wal import settings
-from bika.wal.archive import Archive, NotArchived, write_file
+from bika.wal.archive import Archive
 from bika.wal.store import open_store
 
-EXIT_NOT_ARCHIVED = 1
-EXIT_FETCH_FAILED = 126
-
-_USAGE = {
-    "push": "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH",
-    "fetch": (
-        "usage: bika wal fetch [--repo REPO] [--config FILE] [--identity FILE] WALNAME DESTPATH"
-    ),
-}
+_USAGE = {"push": "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH"}
 
 
 class _Usage(Exception):
@@ -37,8 +27,8 @@ class _Usage(Exception):
 def _parse(command: str, args: list[str]) -> tuple[dict[str, str | bool], list[str]]:
     options: dict[str, str | bool] = {}
     positional: list[str] = []
-    valued = {"--repo", "--config", "--identity"} if command == "fetch" else {"--repo", "--config"}
-    flags = {"--no-look-ahead", "--debug"} if command == "push" else {"--debug"}
+    valued = {"--repo", "--config"}
+    flags = {"--no-look-ahead", "--debug"}
     items = iter(args)
     for arg in items:
         name, eq, value = arg.partition("=")
@@ -60,13 +50,17 @@ def _parse(command: str, args: list[str]) -> tuple[dict[str, str | bool], list[s
 
 
 def main(args: list[str]) -> int:
-    """args: ["push", …] or ["fetch", …]."""
+    """args: ["push", …] (or ["fetch", …], which fetch.py answers)."""
     command, rest = args[0], args[1:]
-    failed = EXIT_FETCH_FAILED if command == "fetch" else 1
+    if command == "fetch":
+        from bika.wal.fetch import main as fetch
+
+        return fetch(rest)
+    failed = 1
     debug = "--debug" in rest or os.environ.get("BIKA_DEBUG") == "1"
     try:
         options, positional = _parse(command, rest)
-        if len(positional) != (1 if command == "push" else 2):
+        if len(positional) != 1:
             raise _Usage("wrong number of arguments")
     except _Usage as exc:
         if not str(exc):  # --help
@@ -74,11 +68,9 @@ def main(args: list[str]) -> int:
             return 0
         _say(f"error: {exc}")
         print(_USAGE[command], file=sys.stderr)
-        return failed if command == "fetch" else 2
+        return 2
     try:
-        if command == "push":
-            return _push(options, Path(positional[0]))
-        return _fetch(options, positional[0], Path(positional[1]))
+        return _push(options, Path(positional[0]))
     except BikaError as exc:
         if debug:
             raise
@@ -101,35 +93,21 @@ def main(args: list[str]) -> int:
         return failed
 
 
-def _archive(options: dict[str, str | bool]) -> tuple[Archive, settings.WalSettings]:
+def _archive(options: dict[str, str | bool]) -> Archive:
     config = options.get("--config")
     found = settings.load(
         config=Path(str(config)) if config else None,
         repo=str(options["--repo"]) if "--repo" in options else None,
-        identity=str(options["--identity"]) if "--identity" in options else None,
     )
-    return Archive(open_store(found.require_repo(), found.storage)), found
+    return Archive(open_store(found.require_repo(), found.storage))
 
 
 def _push(options: dict[str, str | bool], path: Path) -> int:
-    archive, _ = _archive(options)
+    archive = _archive(options)
     if options.get("--no-look-ahead") or os.environ.get("BIKA_WAL_LOOK_AHEAD") == "0":
         archive.push(path)
     else:
         archive.push_with_look_ahead(path)
-    return 0
-
-
-def _fetch(options: dict[str, str | bool], name: str, dest: Path) -> int:
-    from bika.crypto import load_identities  # only fetch reads a key
-
-    archive, found = _archive(options)
-    identities = load_identities(found.require_identity())
-    try:
-        data = archive.fetch(name, identities)
-    except NotArchived:
-        return EXIT_NOT_ARCHIVED
-    write_file(dest, data)
     return 0
 
 

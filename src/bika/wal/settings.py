@@ -100,6 +100,16 @@ def load(
     )
 
 
+def from_options(options: Mapping[str, str | bool]) -> WalSettings:
+    """The settings for the hand-parsed options of `wal push`/`wal fetch`."""
+    config = options.get("--config")
+    return load(
+        config=Path(str(config)) if config else None,
+        repo=str(options["--repo"]) if "--repo" in options else None,
+        identity=str(options["--identity"]) if "--identity" in options else None,
+    )
+
+
 def _expand(value: Any, name: str, path: Path | None, environ: Mapping[str, str]) -> Any:
     if not isinstance(value, str):
         return value
