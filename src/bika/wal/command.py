@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from bika.errors import BikaError
 from bika.wal import settings
-from bika.wal.archive import Archive, NotArchived, write_file
-from bika.wal.store import open_store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from bika.wal.archive import Archive
 
 EXIT_NOT_ARCHIVED = 1
 EXIT_FETCH_FAILED = 126
@@ -77,8 +78,8 @@ def main(args: list[str]) -> int:
         return failed if command == "fetch" else 2
     try:
         if command == "push":
-            return _push(options, Path(positional[0]))
-        return _fetch(options, positional[0], Path(positional[1]))
+            return _push(options, positional[0])
+        return _fetch(options, positional[0], positional[1])
     except BikaError as exc:
         if debug:
             raise
@@ -102,16 +103,19 @@ def main(args: list[str]) -> int:
 
 
 def _archive(options: dict[str, str | bool]) -> tuple[Archive, settings.WalSettings]:
+    from bika.wal.archive import Archive
+    from bika.wal.store import open_store
+
     config = options.get("--config")
     found = settings.load(
-        config=Path(str(config)) if config else None,
+        config=str(config) if config else None,
         repo=str(options["--repo"]) if "--repo" in options else None,
         identity=str(options["--identity"]) if "--identity" in options else None,
     )
     return Archive(open_store(found.require_repo(), found.storage)), found
 
 
-def _push(options: dict[str, str | bool], path: Path) -> int:
+def _push(options: dict[str, str | bool], path: str) -> int:
     archive, _ = _archive(options)
     if options.get("--no-look-ahead") or os.environ.get("BIKA_WAL_LOOK_AHEAD") == "0":
         archive.push(path)
@@ -120,11 +124,14 @@ def _push(options: dict[str, str | bool], path: Path) -> int:
     return 0
 
 
-def _fetch(options: dict[str, str | bool], name: str, dest: Path) -> int:
+def _fetch(options: dict[str, str | bool], name: str, dest: str) -> int:
+    from pathlib import Path
+
     from bika.crypto import load_identities  # only fetch reads a key
+    from bika.wal.archive import NotArchived, write_file
 
     archive, found = _archive(options)
-    identities = load_identities(found.require_identity())
+    identities = load_identities(Path(found.require_identity()))
     try:
         data = archive.fetch(name, identities)
     except NotArchived:
