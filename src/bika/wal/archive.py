@@ -66,6 +66,7 @@ class Archive:
     def __init__(self, store: WalStore) -> None:
         self.store = store
         self._recipients: list[object] | None = None
+        self._cached_recipients: list[str] | None = None  # from the cache, for these bytes
         self._bika_json: bytes | None = None
         self._cluster_id: str | None = None
         self._lock = _thread.allocate_lock()  # the look-ahead threads share what is read
@@ -76,6 +77,8 @@ class Archive:
         """bika.json's recipients, read once per process (never from a cache: a key removed
         there must stop being used by the next push)."""
         with self._lock:
+            if self._recipients is None and self._cached_recipients is not None:
+                self._recipients = _recipient_objects(self._cached_recipients)
             if self._recipients is None:
                 self._recipients = _parse_recipients(self.store.url, self._read_bika_json())
             return self._recipients
@@ -111,9 +114,7 @@ class Archive:
         cache = _cache_path(state, self.store.url) if state else None
         cached = _read_cache(cache, self.store.url, bika_json) if cache else None
         if cached is not None:
-            self._cluster_id, recipients = cached
-            if self._recipients is None:
-                self._recipients = _recipient_objects(recipients)
+            self._cluster_id, self._cached_recipients = cached
             return
         import json
 
