@@ -87,14 +87,16 @@ def test_push_through_the_console_script_imports_nothing_slow(tmp_path: Path) ->
     bika = install_bika(tmp_path) / "bika"  # the script PostgreSQL's archive_command runs
     wal = tmp_path / "pg_wal"
     wal.mkdir()
+    config = tmp_path / "bika.toml"  # as the README sets it up: read on every call
+    config.write_text(f'repo = "{repo}"  # the repository\n\n[storage]\nmax_retries = 3\n')
     reports = []
     for number in (1, 2):  # the first records the cluster; the second finds it cached
         path = _segment(wal, f"00000001000000000000000{number}", 7, os.urandom(4096))
         done = subprocess.run(
-            [str(bika), "wal", "push", "--repo", str(repo), str(path)],
+            [str(bika), "wal", "push", str(path)],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "BIKA_CONFIG": str(config)},
             check=False,
         )
         assert done.returncode == 0, done.stderr
@@ -105,6 +107,20 @@ def test_push_through_the_console_script_imports_nothing_slow(tmp_path: Path) ->
     assert slow == []
     # only the first push of a repository reads (and records) wal/cluster.json
     assert "json" in cold
+    # a push the look-ahead stored: only the note is read
+    (wal / "archive_status").mkdir()
+    for number in (3, 4):
+        _segment(wal, f"00000001000000000000000{number}", 7, os.urandom(4096))
+        (wal / "archive_status" / f"00000001000000000000000{number}.ready").touch()
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "BIKA_CONFIG": str(config)}
+    for number in (3, 4):
+        path = wal / f"00000001000000000000000{number}"
+        done = subprocess.run(
+            [str(bika), "wal", "push", str(path)], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+    noted = _imported(done.stderr)
+    assert "bika.wal.notes" in noted and "bika.wal.archive" not in noted and "pyrage" not in noted
 
 
 def test_push_start_up_stays_within_a_few_interpreter_starts(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import os
 
 from bika.errors import BikaError, IntegrityError, ObjectExists, ObjectNotFound, RepositoryError
-from bika.wal import names
+from bika.wal import names, notes
 from bika.wal.zstd import zstd
 
 TYPE_CHECKING = False
@@ -30,14 +30,10 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 WAL_LEVEL = 1  # zstd-3 is ≤ 6 % smaller on WAL at 1.5–2.3 × the CPU (research/pitr.md)
-LOOK_AHEAD = 8  # .ready files one push also stores
+LOOK_AHEAD = 16  # .ready files one push also stores (fewer, longer batches: less idle tail)
 LOOK_AHEAD_THREADS = 3
-# pg_wal/<this>/<name>: "stored" notes the look-ahead leaves for PostgreSQL's later call (as
-# WAL-G's walg_archive_status); a file is noted only once durably stored, and the note is
-# consumed when PostgreSQL asks for that file. The repository cache lives here too, as a
-# dot file (.repository-<hash of the URL>).
-ACK_FOLDER = "bika_archive_status"
-_NOTE_FORMAT = "bika-wal-note 1"
+# the repository cache lives beside the look-ahead's notes (notes.py), as a dot file
+# (.repository-<hash of the URL>)
 _CACHE_FORMAT = "bika-wal-cache 1"
 _PARALLEL_FROM = 1 << 20  # hash and LIST beside the compression for files this big
 
@@ -152,28 +148,10 @@ class Archive:
 
     def push(self, path: str) -> Pushed:
         """Store one WAL file; return only once it is durably stored (or was already)."""
-        noted = self._take_note(path)
+        noted = notes.take(path, self.store.url)
         if noted is not None:  # the look-ahead of an earlier call stored it
-            return noted
+            return Pushed(os.path.basename(path), noted, stored=False)
         return self._push(path)
-
-    def _take_note(self, path: str) -> Pushed | None:
-        """The look-ahead's note for `path`, consumed, if it says this file (same inode, size
-        and mtime) is stored in this repository; a note that does not is removed and ignored."""
-        note = os.path.join(os.path.dirname(path), ACK_FOLDER, os.path.basename(path))
-        try:
-            with open(note, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-        except FileNotFoundError:
-            return None
-        os.unlink(note)
-        name = os.path.basename(path)
-        if len(lines) != 4 or lines[0] != _NOTE_FORMAT or lines[1] != self.store.url:
-            return None
-        parsed = names.parse_object(lines[2])
-        if parsed is None or parsed[0] != name or lines[3] != _identity(path):
-            return None
-        return Pushed(name, lines[2], stored=False)
 
     def _push(self, path: str) -> Pushed:
         name = os.path.basename(path)
@@ -181,7 +159,7 @@ class Archive:
             raise BikaError(
                 f"{path} is not a WAL file name; archive_command must be 'bika wal push %p'"
             )
-        state = os.path.join(os.path.dirname(path), ACK_FOLDER)
+        state = notes.folder(path)
         with open(path, "rb") as handle:
             data = handle.read()
         if names.is_segment(name) or name.endswith(".partial"):
@@ -226,11 +204,10 @@ class Archive:
         """Push `path`, and meanwhile the next .ready files PostgreSQL will ask for, so its
         later calls find them stored. Only `path`'s outcome is reported to PostgreSQL: a
         look-ahead failure is retried when PostgreSQL asks for that file."""
-        noted = self._take_note(path)
+        noted = notes.take(path, self.store.url)
         if noted is not None:
-            return noted, []
+            return Pushed(os.path.basename(path), noted, stored=False), []
         wal = os.path.dirname(path)
-        acks = os.path.join(wal, ACK_FOLDER)
         following: list[str] = []
         try:
             ready = sorted(
@@ -245,7 +222,7 @@ class Archive:
             if (
                 name > mine
                 and names.segment_part(name) is not None
-                and not os.path.exists(os.path.join(acks, name))
+                and not notes.is_noted(os.path.join(wal, name))
             ):
                 following.append(os.path.join(wal, name))
             if len(following) >= LOOK_AHEAD:
@@ -264,7 +241,7 @@ class Archive:
                     other = queue.pop(0)
                 try:
                     pushed = self._push(other)
-                    _note_stored(acks, self.store.url, other, pushed)
+                    notes.leave(other, self.store.url, pushed.key)
                 except Exception:  # PostgreSQL retries it when it asks for it
                     continue
                 with lock:
@@ -319,7 +296,7 @@ class Archive:
         return plain
 
 
-# -- helpers: threads, notes, the cache ------------------------------------------------------
+# -- helpers: threads, the cache ------------------------------------------------------
 
 
 def _background(work: Callable[[], T]) -> Callable[[], T]:
@@ -349,29 +326,6 @@ def _background(work: Callable[[], T]) -> Callable[[], T]:
     return join
 
 
-def _identity(path: str) -> str:
-    """Which file this is: a recycled or rewritten segment of the same name differs."""
-    st = os.stat(path)
-    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
-
-
-def _note_stored(acks: str, url: str, path: str, pushed: Pushed) -> None:
-    os.makedirs(acks, exist_ok=True)
-    text = f"{_NOTE_FORMAT}\n{url}\n{pushed.key}\n{_identity(path)}\n"
-    _write_small(os.path.join(acks, pushed.name), text)
-
-
-def _write_small(path: str, text: str) -> None:
-    """Whole or not at all (a torn note or cache is ignored: its format line or length is
-    wrong), not fsynced: losing one only costs a push that rereads the repository."""
-    tmp = os.path.join(
-        os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.{_thread.get_ident()}"
-    )
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _cache_path(state: str, url: str) -> str:
     return os.path.join(state, f".repository-{hashlib.sha256(url.encode()).hexdigest()[:16]}")
 
@@ -396,7 +350,7 @@ def _write_cache(
     lines = [_CACHE_FORMAT, url, digest, cluster, *recipients, "end"]
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        _write_small(path, "\n".join(lines) + "\n")
+        notes.write_small(path, "\n".join(lines) + "\n")
     except OSError:
         pass  # a cache: the next push reads the repository again
 

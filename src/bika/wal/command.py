@@ -102,21 +102,34 @@ def main(args: list[str]) -> int:
         return failed
 
 
-def _archive(options: dict[str, str | bool]) -> tuple[Archive, settings.WalSettings]:
-    from bika.wal.archive import Archive
-    from bika.wal.store import open_store
-
+def _settings(options: dict[str, str | bool]) -> settings.WalSettings:
     config = options.get("--config")
-    found = settings.load(
+    return settings.load(
         config=str(config) if config else None,
         repo=str(options["--repo"]) if "--repo" in options else None,
         identity=str(options["--identity"]) if "--identity" in options else None,
     )
+
+
+def _archive(options: dict[str, str | bool]) -> tuple[Archive, settings.WalSettings]:
+    from bika.wal.archive import Archive
+    from bika.wal.store import open_store
+
+    found = _settings(options)
     return Archive(open_store(found.require_repo(), found.storage)), found
 
 
 def _push(options: dict[str, str | bool], path: str) -> int:
-    archive, _ = _archive(options)
+    from bika.wal import notes
+    from bika.wal.store import open_store
+
+    found = _settings(options)
+    store = open_store(found.require_repo(), found.storage)
+    if notes.take(path, store.url) is not None:
+        return 0  # stored by an earlier call's look-ahead: nothing more to import or read
+    from bika.wal.archive import Archive
+
+    archive = Archive(store)
     if options.get("--no-look-ahead") or os.environ.get("BIKA_WAL_LOOK_AHEAD") == "0":
         archive.push(path)
     else:

@@ -7,6 +7,7 @@ import os
 
 from bika.config_files import find_config_file
 from bika.errors import ConfigError
+from bika.wal.plain_toml import read_plain_toml
 
 # no dataclasses, re or typing at import: every archive_command call pays for each import
 TYPE_CHECKING = False
@@ -75,16 +76,7 @@ def load(
     path = find_config_file(config, environ)
     data: dict[str, Any] = {}
     if path is not None:
-        import tomllib  # only when there is a file to read
-
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = tomllib.loads(handle.read())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(f"cannot read {path}: {reason}") from None
+        data = _read_toml(path)
 
     def pick(name: str, variable: str, flag: str | None, table: dict[str, Any]) -> Any:
         if flag:
@@ -108,6 +100,24 @@ def load(
         storage=storage,
         config_file=path,
     )
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read {path}: {reason}") from None
+    plain = read_plain_toml(text)
+    if plain is not None:
+        return plain
+    import tomllib  # what the plain reader does not take: importing it costs more than a push
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
 
 
 def _expand(value: Any, name: str, path: str | None, environ: Mapping[str, str]) -> Any:

@@ -121,6 +121,9 @@ class LocalWalStore(WalStore):
             try:
                 os.link(tmp, path)
             except FileExistsError:
+                # the other writer may not have synced the folder yet: "exists" must mean
+                # durably, since a push reports it as stored
+                _fsync_dir(parent)
                 raise ObjectExists(f"{path} already exists") from None
             _fsync_dir(parent)
             for folder in made:
