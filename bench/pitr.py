@@ -6,7 +6,9 @@ Starts its own PostgreSQL 15 (Debian's) with archive_mode = on. Needs Debian's p
 aes-256-cbc so that both tools compress and encrypt. Every round runs each tool once, in
 turn, so a busy machine slows them alike; the table shows medians and every run.
 
-  startup   `bika wal push --help` vs `pgbackrest version` (process start-up, ms)
+  startup   `bika wal push --help`, and a push of an 8 KiB segment already stored (start-up,
+            settings, bika.json, the cluster check, LIST: every fixed cost of a push), vs
+            `pgbackrest version` (process start-up, ms)
   drain     a backlog of N .ready segments, from reload of archive_command to the last archived
             (cp, bika sync, bika look-ahead, pgBackRest sync, pgBackRest async process-max 2)
   replay    a base backup recovering through those N segments: restore_command = cp, bika wal
@@ -90,8 +92,16 @@ def main() -> None:
             _switch(cluster)
             time.sleep(1)
             if "startup" not in args.skip:
-                record("startup bika wal push (ms)", _startup([bika, "wal", "push", "--help"]))
-                record("startup pgbackrest (ms)", _startup(["pgbackrest", "version"]))
+                help_argv = [bika, "wal", "push", "--help"]
+                record("startup bika wal push --help (ms)", _startup(help_argv))
+                # a repository of its own: the archiver will push the whole segment of that name
+                scratch = _bika_repo(home, f"startup-{round_number}", recipient)
+                stored = _small_segment(cluster, home, scratch, bika)
+                record(
+                    "startup bika wal push, 8 KiB segment already stored (ms)",
+                    _startup([bika, "wal", "push", "--repo", str(scratch), str(stored)]),
+                )
+                record("startup pgbackrest version (ms)", _startup(["pgbackrest", "version"]))
             if "base" not in args.skip:
                 record(
                     "base bika backup --physical (s)",
@@ -277,7 +287,23 @@ def _install_bika(home: Path) -> str:
         "from bika.launcher import run\nrun()\n"
     )
     script.chmod(0o755)
+    # as pip does at install time: the server's OS user cannot write __pycache__ here, and
+    # compiling every module on every call would be measured as start-up
+    subprocess.run([python, "-m", "compileall", "-q", str(SRC)], check=True)
     return str(script)
+
+
+def _small_segment(cluster: Cluster, home: Path, repo: Path, bika: str) -> Path:
+    """The first 8 KiB of a real segment (its header: the cluster check passes), pushed once."""
+    folder = home / "startup-wal"
+    folder.mkdir(exist_ok=True)
+    name = str(cluster.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+    with open(cluster.data_dir / "pg_wal" / name, "rb") as handle:
+        head = handle.read(8192)
+    path = folder / name
+    path.write_bytes(head)
+    subprocess.run([bika, "wal", "push", "--repo", str(repo), str(path)], check=True)
+    return path
 
 
 # -- measuring ------------------------------------------------------------------------------

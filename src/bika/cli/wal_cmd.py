@@ -92,7 +92,8 @@ def receive(
     STATE.start("wal receive")  # its progress lines (the wal group's commands log nothing else)
     full = STATE.settings(repo=repo, database_url=db)
     conn = ConnInfo.parse(full.require_database_url())
-    lean = wal_settings.load(config=STATE.config, repo=repo)
+    config = str(STATE.config) if STATE.config else None
+    lean = wal_settings.load(config=config, repo=repo)
     archive = Archive(open_store(lean.require_repo(), lean.storage))
     run_receive(
         archive,

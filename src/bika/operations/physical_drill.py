@@ -131,11 +131,11 @@ def _spool_wal(
         if parsed is None:
             continue
         name = parsed[0]
-        if names.HISTORY.fullmatch(name):
+        if names.is_history(name):
             wanted = int(name[:8], 16) <= timeline
         else:
-            match = names.WITH_SEGMENT.fullmatch(name)
-            segment = names.parse_segment(match.group(1), size) if match else None
+            part = names.segment_part(name)
+            segment = names.parse_segment(part, size) if part else None
             wanted = (
                 segment is not None
                 and segment.timeline <= timeline

@@ -55,7 +55,7 @@ def finished_files(staging: Path) -> list[Path]:
     found = [
         entry
         for entry in staging.iterdir()
-        if names.SEGMENT.fullmatch(entry.name) or names.HISTORY.fullmatch(entry.name)
+        if names.is_segment(entry.name) or names.is_history(entry.name)
     ]
     return sorted(found, key=lambda p: (not p.name.endswith(".history"), p.name))
 
@@ -64,7 +64,7 @@ def store_finished(archive: Archive, staging: Path) -> list[str]:
     """Push every finished staged file, deleting each once stored; the names stored."""
     stored = []
     for path in finished_files(staging):
-        archive.push(path)  # raises, leaving it staged, unless stored (or stored already)
+        archive.push(str(path))  # raises, leaving it staged, unless stored (or stored already)
         path.unlink()
         stored.append(path.name)
     return stored

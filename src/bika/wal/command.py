@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from bika.errors import BikaError
 from bika.wal import settings
-from bika.wal.archive import Archive
-from bika.wal.store import open_store
 
 _USAGE = {"push": "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH"}
 
@@ -70,7 +67,7 @@ def main(args: list[str]) -> int:
         print(_USAGE[command], file=sys.stderr)
         return 2
     try:
-        return _push(options, Path(positional[0]))
+        return _push(options, positional[0])
     except BikaError as exc:
         if debug:
             raise
@@ -93,17 +90,17 @@ def main(args: list[str]) -> int:
         return failed
 
 
-def _archive(options: dict[str, str | bool]) -> Archive:
-    config = options.get("--config")
-    found = settings.load(
-        config=Path(str(config)) if config else None,
-        repo=str(options["--repo"]) if "--repo" in options else None,
-    )
-    return Archive(open_store(found.require_repo(), found.storage))
+def _push(options: dict[str, str | bool], path: str) -> int:
+    from bika.wal import notes
+    from bika.wal.store import open_store
 
+    found = settings.from_options(options)
+    store = open_store(found.require_repo(), found.storage)
+    if notes.take(path, store.url) is not None:
+        return 0  # stored by an earlier call's look-ahead: nothing more to import or read
+    from bika.wal.archive import Archive
 
-def _push(options: dict[str, str | bool], path: Path) -> int:
-    archive = _archive(options)
+    archive = Archive(store)
     if options.get("--no-look-ahead") or os.environ.get("BIKA_WAL_LOOK_AHEAD") == "0":
         archive.push(path)
     else:

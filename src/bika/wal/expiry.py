@@ -40,10 +40,10 @@ class Expiry:
         cutoff = names.parse_segment(self.oldest_needed, segment_size).number
         doomed = []
         for name in wal_names:
-            match = names.WITH_SEGMENT.fullmatch(name)
-            if match is None:  # history files
+            segment = names.segment_part(name)
+            if segment is None:  # history files
                 continue
-            if names.parse_segment(match.group(1), segment_size).number < cutoff:
+            if names.parse_segment(segment, segment_size).number < cutoff:
                 doomed.append(name)
         return doomed
 

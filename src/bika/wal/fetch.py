@@ -156,6 +156,8 @@ def _wait(spool: spooling.Spool, name: str, dest: str) -> str:
 
 
 def _from_repository(options: dict[str, str | bool], name: str, dest: str) -> int:
+    from pathlib import Path
+
     from bika.crypto import load_identities
     from bika.wal.archive import Archive, NotArchived
     from bika.wal.settings import from_options
@@ -163,7 +165,7 @@ def _from_repository(options: dict[str, str | bool], name: str, dest: str) -> in
 
     found = from_options(options)
     archive = Archive(open_store(found.require_repo(), found.storage))
-    identities = load_identities(found.require_identity())
+    identities = load_identities(Path(found.require_identity()))
     try:
         data = archive.fetch(name, identities)
     except NotArchived:

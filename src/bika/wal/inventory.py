@@ -49,10 +49,10 @@ class WalInventory:
     history_names: list[str] = field(default_factory=list)
 
     def add(self, name: str, modified: datetime | None) -> None:
-        if names.SEGMENT.fullmatch(name):
+        if names.is_segment(name):
             segment = names.parse_segment(name, self.segment_size)
             self.segments.setdefault(segment.timeline, {})[segment.number] = modified
-        elif names.HISTORY.fullmatch(name):
+        elif names.is_history(name):
             self.history_names.append(name)
 
     def stretch_from(self, timeline: int, start: names.Segment) -> tuple[Stretch, str | None]:

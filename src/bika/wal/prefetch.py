@@ -47,13 +47,15 @@ def start(spool: Spool, lock_fd: int, options: dict[str, str | bool]) -> None:
 
 
 def _run(spool: Spool, options: dict[str, str | bool]) -> None:
+    from pathlib import Path
+
     from bika.crypto import load_identities
     from bika.wal import names, settings
     from bika.wal.archive import Archive, NotArchived
     from bika.wal.store import open_store
 
     found = settings.from_options(options)
-    identities = load_identities(found.require_identity())
+    identities = load_identities(Path(found.require_identity()))
     archive = Archive(open_store(found.require_repo(), found.storage))
     cluster = archive.cluster()
     if cluster is None or str(cluster.get("system_identifier")) != str(spool.system_identifier):

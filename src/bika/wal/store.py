@@ -7,52 +7,54 @@ file, fsynced, linked into place, the folder fsynced); what is missing here is o
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
 
 from bika.errors import ConfigError, ObjectExists, ObjectNotFound, StorageError
 from bika.wal.settings import as_bool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TEMP_PREFIX = ".tmp-"  # as storage/local.py, so prune sees an interrupted write as a leftover
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
 
-@dataclass(frozen=True)
 class Stored:
-    key: str
-    size: int
-    modified: datetime | None
+    __slots__ = ("key", "size")
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key = key
+        self.size = size
 
 
-class WalStore(Protocol):
+class WalStore:
+    """What both backends offer (a plain base class: typing.Protocol costs start-up)."""
+
     url: str
 
     def list(self, prefix: str) -> list[Stored]:
         """Every object whose key starts with prefix. Raises StorageError when the storage
         could not answer (never an empty list for "could not ask")."""
-        ...
+        raise NotImplementedError
 
     def get(self, key: str) -> bytes:
         """Raises ObjectNotFound, or StorageError."""
-        ...
+        raise NotImplementedError
 
     def put_new(self, key: str, data: bytes) -> None:
         """Store durably, create-only: raises ObjectExists if the key is taken."""
-        ...
+        raise NotImplementedError
 
 
-class LocalWalStore:
+class LocalWalStore(WalStore):
     def __init__(self, root: str) -> None:
-        self.root = Path(root).expanduser().absolute()
-        self.url = str(self.root)
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.url = self.root
 
-    def _fail(self, action: str, path: Path, exc: OSError) -> StorageError:
+    def _fail(self, action: str, path: str, exc: OSError) -> StorageError:
         hint = ""
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = (
@@ -65,11 +67,11 @@ class LocalWalStore:
 
     def list(self, prefix: str) -> list[Stored]:
         folder, _, start = prefix.rpartition("/")
-        where = self.root / folder
+        where = os.path.join(self.root, folder)
         try:
             entries = list(os.scandir(where))
         except FileNotFoundError:
-            if not self.root.is_dir():
+            if not os.path.isdir(self.root):
                 raise StorageError(
                     f"repository {self.root} does not exist; check --repo / BIKA_REPO"
                 ) from None
@@ -80,31 +82,33 @@ class LocalWalStore:
         for entry in entries:
             if entry.name.startswith(start) and not entry.name.startswith(TEMP_PREFIX):
                 try:
-                    st = entry.stat()
+                    if not entry.is_file():
+                        continue
+                    size = entry.stat().st_size
                 except FileNotFoundError:
                     continue
-                if not entry.is_file():
-                    continue
                 key = f"{folder}/{entry.name}" if folder else entry.name
-                found.append(Stored(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+                found.append(Stored(key, size))
         return sorted(found, key=lambda s: s.key)
 
     def get(self, key: str) -> bytes:
-        path = self.root / key
+        path = os.path.join(self.root, key)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as handle:
+                return handle.read()
         except FileNotFoundError:
             raise ObjectNotFound(f"{path} does not exist") from None
         except OSError as exc:
             raise self._fail("read", path, exc) from exc
 
     def put_new(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        if not self.root.is_dir():
+        path = os.path.join(self.root, key)
+        if not os.path.isdir(self.root):
             raise StorageError(f"repository {self.root} does not exist; check --repo / BIKA_REPO")
-        tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.urandom(4).hex()}")
+        parent, name = os.path.split(path)
+        tmp = os.path.join(parent, f"{TEMP_PREFIX}{name}.{os.urandom(4).hex()}")
         try:
-            made = _make_folders(path.parent)
+            made = _make_folders(parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             try:
                 os.fchmod(fd, FILE_MODE)
@@ -117,33 +121,38 @@ class LocalWalStore:
             try:
                 os.link(tmp, path)
             except FileExistsError:
+                # the other writer may not have synced the folder yet: "exists" must mean
+                # durably, since a push reports it as stored
+                _fsync_dir(parent)
                 raise ObjectExists(f"{path} already exists") from None
-            _fsync_dir(path.parent)
+            _fsync_dir(parent)
             for folder in made:
-                _fsync_dir(folder.parent)
+                _fsync_dir(os.path.dirname(folder))
         except OSError as exc:
             raise self._fail("write", path, exc) from exc
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            try:  # noqa: SIM105 - contextlib is an import every push would pay for
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
-def _make_folders(folder: Path) -> list[Path]:
+def _make_folders(folder: str) -> list[str]:
     made = []
     missing = []
-    while not folder.exists():
+    while not os.path.exists(folder):
         missing.append(folder)
-        folder = folder.parent
+        folder = os.path.dirname(folder)
     for item in reversed(missing):
         try:
-            item.mkdir(mode=FOLDER_MODE)
+            os.mkdir(item, FOLDER_MODE)
             made.append(item)
         except FileExistsError:
             pass
     return made
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -151,8 +160,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class S3WalStore:
+class S3WalStore(WalStore):
     def __init__(self, url: str, storage: dict[str, Any]) -> None:
+        from datetime import timedelta
         from urllib.parse import urlsplit
 
         from obstore.store import S3Store
@@ -232,7 +242,7 @@ class S3WalStore:
                 for meta in batch:
                     key = str(meta["path"])
                     if key.startswith(prefix):
-                        found.append(Stored(key, int(meta["size"]), meta.get("last_modified")))
+                        found.append(Stored(key, int(meta["size"])))
         except Exception as exc:
             raise self._fail("list", prefix, exc) from exc
         return sorted(found, key=lambda s: s.key)
