@@ -7,6 +7,7 @@ server's OS user; the exit codes are the ones PostgreSQL acts on.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -457,3 +458,42 @@ def test_wal_receive_streams_over_a_slot_and_stores_each_finished_segment(
     # folder of push's notes and cache, bika_archive_status/)
     left = [p.name for p in staging.iterdir() if p.is_file() and p.suffix != ".partial"]
     assert left == []
+
+
+def test_a_server_without_archiving_is_backed_up_while_wal_receive_streams_it(
+    tmp_path: Path,
+) -> None:
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        archiving_server(None, monkeypatch, archive_mode="off") as server,
+    ):
+        db = server.cluster.url()
+        refused = run_bika("backup", "--physical", "--db", db, env=server.env())
+        assert refused.returncode != 0
+        assert "nor streams it over a replication slot" in refused.stderr
+        assert "bika wal receive" in refused.stderr
+        slot = f"bika_test_{uuid.uuid4().hex[:8]}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BIKA_")}
+        argv = [sys.executable, "-m", "bika", "wal", "receive", "--repo", str(server.repo)]
+        argv += ["--db", db, "--slot", slot, "--staging", str(tmp_path / "staging")]
+        receiver = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            query = f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}' AND active"
+            while not server.cluster.query(query):
+                assert receiver.poll() is None, receiver.communicate()[1]
+                assert time.monotonic() < deadline, "the slot was not in use"
+                time.sleep(0.1)
+            done = run_bika("backup", "--physical", "--db", db, "--json", env=server.env())
+            assert done.returncode == 0, done.stderr
+            backup_id = json.loads(done.stdout)["backup"]["id"]
+            # its WAL is in the repository: the backup recovers to a consistent point
+            status = run_bika("wal", "status", "--json", env=server.env())
+            assert status.returncode == 0, status.stdout
+            (reach,) = json.loads(status.stdout)["backups"]
+            assert reach["id"] == backup_id
+            assert reach["consistent"] is True
+        finally:
+            receiver.send_signal(signal.SIGTERM)
+            receiver.communicate(timeout=60)
+            server.cluster.execute(f"SELECT pg_drop_replication_slot('{slot}')")

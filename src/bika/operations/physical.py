@@ -82,11 +82,12 @@ def take_physical_backup(
             " so it cannot back them up yet; move their tables to pg_default (ALTER TABLE …"
             " SET TABLESPACE pg_default) or use a logical backup (bika backup)"
         )
-    if facts.archive_mode == "off":
+    if facts.archive_mode == "off" and not facts.streaming_slots:
         raise DumpError(
-            f"{where} does not archive its WAL (archive_mode = off), so no physical backup of it"
-            " could be restored: set archive_mode = on and archive_command = 'bika wal push %p'"
-            " (README, Point-in-time recovery), restart it, and back up again"
+            f"{where} neither archives its WAL (archive_mode = off) nor streams it over a"
+            " replication slot, so no physical backup of it could be restored: set"
+            " archive_mode = on and archive_command = 'bika wal push %p' and restart it, or run"
+            " bika wal receive (README, Point-in-time recovery), then back up again"
         )
     _check_cluster(repo, facts.system_identifier)
     parent: PhysicalManifest | None = None
@@ -275,7 +276,8 @@ def _wait_for_wal(repo: Repository, segment: str, where: str) -> None:
             raise DumpError(
                 f"the backup of {where} is done but its last WAL segment {segment} was not"
                 f" archived in {WAL_WAIT:.0f} s; check that archive_command is 'bika wal push"
-                " %p' and pg_stat_archiver for failures"
+                " %p' and pg_stat_archiver for failures (or, streaming, that bika wal receive"
+                " stores into this repository)"
             )
         time.sleep(0.5)
 

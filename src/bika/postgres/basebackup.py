@@ -79,6 +79,8 @@ class ClusterFacts:
     tablespaces: list[str]
     summarize_wal: str | None = None
     """None before PostgreSQL 17 (no such setting)."""
+    streaming_slots: int = 0
+    """Physical replication slots in use (a `bika wal receive`, or any other WAL receiver)."""
 
 
 def cluster_facts(conn: ConnInfo) -> ClusterFacts:
@@ -97,6 +99,9 @@ def cluster_facts(conn: ConnInfo) -> ClusterFacts:
             "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')"
             " ORDER BY 1"
         ).fetchall()
+        slots = db.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical' AND active"
+        ).fetchone()
     assert row is not None
     return ClusterFacts(
         server_version=str(row[0]),
@@ -108,6 +113,7 @@ def cluster_facts(conn: ConnInfo) -> ClusterFacts:
         archive_command=str(row[6]),
         tablespaces=[str(r[0]) for r in spaces],
         summarize_wal=None if row[7] is None else str(row[7]),
+        streaming_slots=int(slots[0]) if slots else 0,
     )
 
 
