@@ -1,6 +1,6 @@
 """Benchmark a year of backups on S3 (moto_server): list, check, prune --dry-run and backup.
 
-Usage: python bench/scale.py [--backups 2000] [--drills 500] [--repeat 3]
+Usage: python bench/scale.py [--backups 2000] [--drills 500] [--repeat 3] [--signed]
                              [--before PATH/src] [--out bench/RESULTS.md]
 
 Populates one repository with `--backups` synthetic manifests (cloned from a real backup of a
@@ -9,6 +9,8 @@ the listing sees them), one run-log event per backup and `--drills` drill record
 through the repository API; then times the CLI as a user runs it (a subprocess each), on that
 repository and on an empty one, for the code under `--before` (main's, e.g. from
 `git archive`) and for this tree, and writes its section ("## Scale") of bench/RESULTS.md.
+With `--signed`, a second repository of as many backups and drills, each signed (ed25519), whose
+readers check every signature (bika.json lists the signer): list, check and prune there too.
 Target (issue 11, "Scale"): list, check and prune --dry-run ≤ 2 s; backup adds ≤ 0.5 s over
 an empty repository.
 """
@@ -36,6 +38,8 @@ from bika.postgres.cluster import start_cluster  # noqa: E402
 from bika.repository import Manifest, Repository  # noqa: E402
 from bika.repository.drills import DrillRecord, DrillTarget, record_drill  # noqa: E402
 from bika.repository.events import Event, event_hash, event_key  # noqa: E402
+from bika.repository.signatures import Trust  # noqa: E402
+from bika.signing import generate_signing_key  # noqa: E402
 from bika.storage import open_storage, write_bytes  # noqa: E402
 
 from helpers import offline_env  # noqa: E402
@@ -185,6 +189,7 @@ def main() -> None:
     parser.add_argument("--backups", type=int, default=2000)
     parser.add_argument("--drills", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--signed", action="store_true", help="also a signed repository")
     parser.add_argument("--before", type=Path, help="src/ of the code to compare with (main)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
@@ -217,23 +222,46 @@ def main() -> None:
             populate(repo, template, args.backups, args.drills)
             populated = time.monotonic() - began
             manifest_bytes = len(template.to_json().encode())
+            signing_key = work / "signing.key"
+            generate_signing_key(signing_key)
 
             codes = [("before", args.before)] if args.before else []
             codes.append(("after", after))
-            results: dict[str, dict[str, Timing]] = {}
+            steps: dict[str, list[tuple[str, list[str]]]] = {}
             cold: dict[str, float] = {}
             for name, src in codes:
-                timings = results.setdefault(name, {})
                 bika(src, env, "list", "--repo", empty_url)  # compiles the modules once
+                for info in list(repo.storage.list("index/")):  # as on a first run
+                    repo.storage.delete(info.key)
                 cold[name] = bika(src, env, "list", "--repo", year_url, "--json")
-                for _ in range(args.repeat):
-                    for step, argv in [
-                        ("list", ["list", "--repo", year_url, "--json"]),
-                        ("check", ["check", "--repo", year_url, "--json"]),
-                        ("prune --dry-run", ["prune", "--dry-run", "--repo", year_url, "--json"]),
-                        ("backup (year)", ["backup", "--repo", year_url, "--db", db]),
-                        ("backup (empty)", ["backup", "--repo", empty_url, "--db", db]),
-                    ]:
+                steps[name] = [
+                    ("list", ["list", "--repo", year_url, "--json"]),
+                    ("check", ["check", "--repo", year_url, "--json"]),
+                    ("prune --dry-run", ["prune", "--dry-run", "--repo", year_url, "--json"]),
+                    ("backup (year)", ["backup", "--repo", year_url, "--db", db]),
+                    ("backup (empty)", ["backup", "--repo", empty_url, "--db", db]),
+                ]
+                if args.signed:
+                    # one each: the codes' indexes of a signed repository differ
+                    signed_url = f"s3://{BUCKET}/signed-{name}"
+                    bika(after, env, "init", "--repo", signed_url, "--recipient", recipient)
+                    signed = Repository.open(open_storage(signed_url, settings))
+                    signed.trust = Trust(signing_key=signing_key)
+                    populate(signed, template, args.backups, args.drills)
+                    bika(src, env, "list", "--repo", signed_url, "--json")  # its index
+                    steps[name] += [
+                        ("list (signed)", ["list", "--repo", signed_url, "--json"]),
+                        ("check (signed)", ["check", "--repo", signed_url, "--json"]),
+                        (
+                            "prune --dry-run (signed)",
+                            ["prune", "--dry-run", "--repo", signed_url, "--json"],
+                        ),
+                    ]
+            results: dict[str, dict[str, Timing]] = {name: {} for name, _ in codes}
+            for _ in range(args.repeat):
+                for name, src in codes:  # alternating, so that both see the same load
+                    timings = results[name]
+                    for step, argv in steps[name]:
                         timings.setdefault(step, Timing()).walls.append(bika(src, env, *argv))
                         print(name, step, f"{timings[step].walls[-1]:.2f}s", flush=True)
     finally:
