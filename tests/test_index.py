@@ -621,3 +621,20 @@ def test_a_drill_record_forged_in_the_index_counts_as_no_drill(
     assert [k for k in storage.reads if k.startswith("drills/")] == []
     forge_index(storage, "drills", b'"passed": false', b'"passed": true ')
     assert {k: v.passed for k, v in latest_drills(signed).items()} == {a: True}
+
+
+def test_a_scan_leaves_the_garbage_collector_as_it_found_it(repo: Repository) -> None:
+    import gc
+
+    commit(repo, 1)
+    write_bytes(repo.storage, repo.artifact_key("20261101T030000Z-daily-dead", MANIFEST), b"{")
+    assert gc.isenabled()
+    manifests, damaged = repo.scan()  # paused while it builds the models, then back on
+    assert len(manifests) == 1 and len(damaged) == 1
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        repo.scan()
+        assert not gc.isenabled(), "a caller's choice to run without it is kept"
+    finally:
+        gc.enable()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository.index import read_records
-from bika.repository.repository import Repository
+from bika.repository.repository import Repository, building_many
 from bika.repository.signatures import SIG_SUFFIX, signature_key
 from bika.storage import read_bytes
 
@@ -153,17 +153,18 @@ def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
         wanted += [signature_key(key) for key in wanted]
     raws = read_records(repo.storage, DRILL_INDEX, listed, wanted)
     latest: dict[str, DrillRecord] = {}
-    for backup_id, names in newest_first.items():
-        for key in names:
-            # an older record is read only when the newest is not one this host trusts
-            newest = key == names[0]
-            raw = raws.get(key) if newest else _fetch(repo, key)
-            if raw is None:
-                continue  # deleted since it was listed (prune)
-            record = _parse(repo, key, raw, raws if newest and signed else None)
-            if record is not None:
-                latest[backup_id] = record
-                break
+    with building_many():
+        for backup_id, names in newest_first.items():
+            for key in names:
+                # an older record is read only when the newest is not one this host trusts
+                newest = key == names[0]
+                raw = raws.get(key) if newest else _fetch(repo, key)
+                if raw is None:
+                    continue  # deleted since it was listed (prune)
+                record = _parse(repo, key, raw, raws if newest and signed else None)
+                if record is not None:
+                    latest[backup_id] = record
+                    break
     return latest
 
 
