@@ -54,9 +54,11 @@ Where the time goes in `after` (each phase timed in-process on this repository, 
 2026-12-04): the interpreter's start and imports 0.4–0.6 s (click, rich, pydantic and bika's
 models; psycopg, apprise, prometheus_client and the restore code are no longer imported by
 list, check or prune); backups/ listed by folder 0.16 s (2,000 prefixes); the manifests' index
-object 0.1 s; validating the 2,000 manifests 0.3 s, nearly all of it pydantic building their
-40,000 table entries (a local cache of validated manifests would not help: unpickling the same
-objects takes as long); drills/ listed and their index 0.15 s; the JSON document 0.1 s. On the
+object 0.1 s; validating the 2,000 manifests 0.25 s with the cyclic garbage collector paused
+meanwhile (0.35–0.75 s with it running: its passes over the growing heap), nearly all of it
+pydantic building their 40,000 table entries (a local cache of validated manifests would not
+help: unpickling the same objects takes as long); drills/ listed and their index 0.15 s; the
+JSON document 0.1 s. On the
 signed repository add verifying 2,500 ed25519 signatures (about 120 µs each on these cores,
 0.3 s) and a drills/ listing twice as long (their signatures): 0.3 s. Main read the signature
 of every manifest and newest drill record one request at a time (2,500 requests), 9–12 s;
