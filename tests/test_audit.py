@@ -14,7 +14,14 @@ import pytest
 from bika.crypto import generate_identity
 from bika.repository import Repository
 from bika.repository.audit import verify_log
-from bika.repository.events import Event, event_keys, witness_path, write_event
+from bika.repository.events import (
+    CHAIN_WINDOW,
+    Event,
+    event_keys,
+    newest_keys,
+    witness_path,
+    write_event,
+)
 from bika.repository.signatures import Trust
 from bika.signing import generate_signing_key
 from bika.storage.local import LocalStorage
@@ -206,3 +213,26 @@ def test_audit_list_shows_who_did_what_to_which_backup(tmp_path: Path, as_json: 
     else:
         assert "restore" in result.stdout and "ops@laptop" in result.stdout
         assert "prune" not in result.stdout
+
+
+def test_a_writer_chains_to_the_newest_events_however_long_ago_they_were(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, signed=False)
+    now = datetime.now(UTC)
+
+    def logged(ago: timedelta) -> str:
+        event = _event(0).model_copy(update={"started_at": now - ago})
+        return write_event(repo, event)
+
+    # a quiet repository: its newest events are months old, then a few this week
+    for days in range(300, 280, -1):
+        logged(timedelta(days=days))
+    assert newest_keys(repo.storage, CHAIN_WINDOW) == event_keys(repo.storage)[-CHAIN_WINDOW:]
+    for hours in (50, 30, 2):
+        logged(timedelta(hours=hours))
+    assert newest_keys(repo.storage, CHAIN_WINDOW) == event_keys(repo.storage)[-CHAIN_WINDOW:]
+    # a busy one: the last week holds enough, and the chain still runs through every event
+    for minutes in range(CHAIN_WINDOW, 0, -1):
+        logged(timedelta(minutes=minutes))
+    newest = newest_keys(repo.storage, CHAIN_WINDOW)
+    assert newest == event_keys(repo.storage)[-CHAIN_WINDOW:]
+    assert verify_log(repo).ok

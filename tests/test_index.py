@@ -20,6 +20,8 @@ from bika.repository.drills import DrillRecord, DrillTarget, latest_drills, reco
 from bika.repository.events import Event, read_events, write_event
 from bika.repository.index import INDEX
 from bika.repository.repository import MANIFEST
+from bika.repository.signatures import Trust, signature_key
+from bika.signing import generate_signing_key
 from bika.storage import ObjectInfo, Sink, Source, Storage, open_storage, read_bytes, write_bytes
 from bika.storage.facts import Kind
 from bika.storage.local import LocalStorage
@@ -525,3 +527,114 @@ def test_prune_dry_run_by_folder_plans_what_the_prune_listing_everything_does(
     kept = [b.id for b in done.backups if b.keep]
     assert [m.id for m in repo.scan()[0]] == kept
     assert repo.scan() == reference_scan(repo)
+
+
+# signed repositories: signatures come through the index, and are verified every time --------
+
+
+@pytest.fixture
+def signed(repo: Repository, tmp_path: Path) -> Repository:
+    """The repository with a signing key, and a reader that pins it (accepts only its
+    signatures)."""
+    key = tmp_path / "signing.key"
+    public = generate_signing_key(key)
+    repo.trust = Trust(pinned=frozenset({public}), signing_key=key)
+    return repo
+
+
+def forge_index(storage: Storage, kind: str, old: bytes, new: bytes) -> None:
+    """Rewrite the newest index object of `kind` with `old` replaced by `new` in the records'
+    bytes (as long: the header's lengths still add up), as whoever can write index/ could."""
+    import zstandard
+
+    assert len(old) == len(new)
+    key = max(index_keys(storage, kind))
+    plain = zstandard.ZstdDecompressor().decompress(read_bytes(storage, key))
+    assert old in plain
+    forged = zstandard.ZstdCompressor().compress(plain.replace(old, new))
+    write_bytes(storage, key, forged, overwrite=True)
+
+
+def test_signatures_come_through_the_index_with_the_manifests(
+    signed: Repository, storage: Counting
+) -> None:
+    ids = [commit(signed, n) for n in range(3)]
+    signed.scan()
+    storage.reads.clear()
+    manifests, damaged = signed.scan()
+    assert [m.id for m in manifests] == ids and damaged == []
+    assert [k for k in storage.reads if k.startswith("backups/")] == [], (
+        "neither a manifest nor a signature is read: both come from the index"
+    )
+    signed.scan(full_listing(storage))  # reads each once more, to record its tag
+    storage.reads.clear()
+    assert [m.id for m in signed.scan(full_listing(storage))[0]] == ids
+    assert [k for k in storage.reads if k.startswith("backups/")] == []
+
+
+def test_a_manifest_forged_in_the_index_is_refused_by_its_signature(
+    signed: Repository, storage: Counting
+) -> None:
+    """The index adds no trust: a manifest edited in it is judged by its signature as one
+    edited in its folder would be."""
+    good, bad = commit(signed, 1), commit(signed, 2)
+    signed.scan()
+    forge_index(storage, "manifests", b'"rows": 2', b'"rows": 9')
+    manifests, damaged = signed.scan()
+    assert [m.id for m in manifests] == [good]
+    assert [d.backup_id for d in damaged] == [bad]
+    assert "does not match its signature" in damaged[0].reason
+
+
+def test_a_signature_forged_in_the_index_is_refused(signed: Repository, storage: Counting) -> None:
+    backup_id = commit(signed, 1)
+    signed.scan()
+    sig = read_bytes(storage, signature_key(signed.artifact_key(backup_id, MANIFEST)))
+    signature = json.loads(sig)["signature"].encode()
+    flipped = signature[:10] + (b"A" if signature[10:11] != b"A" else b"B") + signature[11:]
+    forge_index(storage, "manifests", signature, flipped)
+    manifests, damaged = signed.scan()
+    assert manifests == [] and [d.backup_id for d in damaged] == [backup_id]
+    assert "does not match its signature" in damaged[0].reason
+
+
+def test_a_manifest_whose_signature_is_deleted_is_unsigned_to_a_full_listing(
+    signed: Repository, storage: Counting
+) -> None:
+    backup_id = commit(signed, 1)
+    signed.scan(full_listing(storage))  # the index holds the manifest and its signature
+    storage.delete(signature_key(signed.artifact_key(backup_id, MANIFEST)))
+    manifests, damaged = signed.scan(full_listing(storage))
+    assert manifests == [] and [d.backup_id for d in damaged] == [backup_id]
+    assert "is not signed" in damaged[0].reason
+
+
+def test_a_drill_record_forged_in_the_index_counts_as_no_drill(
+    signed: Repository, storage: Counting
+) -> None:
+    a, b = commit(signed, 1), commit(signed, 2)
+    drill(signed, a, START + timedelta(days=1))
+    drill(signed, b, START + timedelta(days=1), passed=False)
+    assert {k: v.passed for k, v in latest_drills(signed).items()} == {a: True, b: False}
+    storage.reads.clear()
+    assert {k: v.passed for k, v in latest_drills(signed).items()} == {a: True, b: False}
+    assert [k for k in storage.reads if k.startswith("drills/")] == []
+    forge_index(storage, "drills", b'"passed": false', b'"passed": true ')
+    assert {k: v.passed for k, v in latest_drills(signed).items()} == {a: True}
+
+
+def test_a_scan_leaves_the_garbage_collector_as_it_found_it(repo: Repository) -> None:
+    import gc
+
+    commit(repo, 1)
+    write_bytes(repo.storage, repo.artifact_key("20261101T030000Z-daily-dead", MANIFEST), b"{")
+    assert gc.isenabled()
+    manifests, damaged = repo.scan()  # paused while it builds the models, then back on
+    assert len(manifests) == 1 and len(damaged) == 1
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        repo.scan()
+        assert not gc.isenabled(), "a caller's choice to run without it is kept"
+    finally:
+        gc.enable()

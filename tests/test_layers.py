@@ -129,3 +129,28 @@ def test_the_scan_finds_sql_argv_and_psycopg() -> None:
     assert any("'--use-list'" in f for f in found)
     assert any("'--jobs='" in f for f in found)
     assert not any("a message" in f for f in found)
+
+
+# Libraries the read-only commands do not need, and which cost their start-up (a tenth of a
+# second and more each): docs/ARCHITECTURE.md, "Layers and the import rules".
+NOT_AT_START = ("psycopg", "apprise", "prometheus_client", "bika.operations.restore")
+
+
+def test_list_check_and_prune_start_without_the_libraries_they_do_not_use() -> None:
+    import subprocess
+    import sys
+
+    modules = ["bika.cli.main", *(f"bika.cli.{name}_cmd" for name in ("list", "check", "prune"))]
+    script = "; ".join(
+        [*(f"import {module}" for module in modules), "import sys", "print(sorted(sys.modules))"]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PYTHONPATH": str(SRC.parent)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(ast.literal_eval(result.stdout))
+    assert "bika.cli.list_cmd" in loaded
+    assert [name for name in NOT_AT_START if name in loaded] == []

@@ -15,7 +15,6 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -277,8 +276,14 @@ Examples:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXAMPLES + "\n" + EXIT_CODES,
 )
+# the version is looked up when --version is given (importlib.metadata is slow to import)
 @click.version_option(
-    version("bika"), "--version", "-V", prog_name="bika", message="%(prog)s %(version)s"
+    None,
+    "--version",
+    "-V",
+    package_name="bika",
+    prog_name="bika",
+    message="%(prog)s %(version)s",
 )
 def app() -> None:
     """Encrypted, verified, drilled backups of PostgreSQL and Supabase databases."""

@@ -19,7 +19,6 @@ from bika.cli.render import Cell, Column, cell, print_json, print_table
 from bika.config import Settings
 from bika.errors import BikaError, ConfigError
 from bika.findings import NAGIOS_NAMES, exit_code, worst
-from bika.metrics import write_textfile
 from bika.notify import send, transition
 from bika.operations.check import CheckReport, check_repository, remember_status, unreachable
 from bika.report import page
@@ -58,6 +57,8 @@ def check(repo: str | None, textfile: Path | None, as_json: bool) -> None:
     if message is not None:
         send([url.get_secret_value() for url in settings.notify], message)
     if textfile is not None:
+        from bika.metrics import write_textfile  # prometheus_client: only with --textfile
+
         write_textfile(textfile, report.repository, report.history, report.findings)
     if as_json:
         print_json(json_shapes.check_result(report))

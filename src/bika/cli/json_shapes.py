@@ -9,32 +9,36 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from bika.config import SettingRow
 from bika.diagnosis import status
 from bika.findings import NAGIOS_NAMES, Finding, exit_code, worst
-from bika.operations.check import CheckReport
-from bika.operations.copy import CopyReport
-from bika.operations.keys import KeyCheck, RecipientEntry
-from bika.operations.pitr import PhysicalRestore
-from bika.operations.prune import PruneReport
-from bika.operations.rekey import RekeyResult
-from bika.operations.restore import ExportReport, RestoreReport
-from bika.operations.supabase_artifacts import Unpacked
-from bika.operations.supabase_restore import SupabaseRestoreReport
-from bika.operations.verify import Subset, VerifyResult
-from bika.repository import DamagedBackup, Manifest, Repository
-from bika.repository.audit import AuditReport
-from bika.repository.audit import Entry as AuditEntry
-from bika.repository.drills import DrillRecord
-from bika.repository.physical import PhysicalDrill, PhysicalManifest
-from bika.supabase.api import PlatformBackups
-from bika.supabase.project import Difference
 from bika.units import timestamp
-from bika.wal.inventory import WalState
+
+# the operations' reports are only annotations here: importing them all (restore, pitr, …)
+# would cost every command that prints JSON a tenth of a second
+if TYPE_CHECKING:
+    from bika.config import SettingRow
+    from bika.operations.check import CheckReport
+    from bika.operations.copy import CopyReport
+    from bika.operations.keys import KeyCheck, RecipientEntry
+    from bika.operations.pitr import PhysicalRestore
+    from bika.operations.prune import PruneReport
+    from bika.operations.rekey import RekeyResult
+    from bika.operations.restore import ExportReport, RestoreReport
+    from bika.operations.supabase_artifacts import Unpacked
+    from bika.operations.supabase_restore import SupabaseRestoreReport
+    from bika.operations.verify import Subset, VerifyResult
+    from bika.repository import DamagedBackup, Manifest, Repository
+    from bika.repository.audit import AuditReport
+    from bika.repository.audit import Entry as AuditEntry
+    from bika.repository.drills import DrillRecord
+    from bika.repository.physical import PhysicalDrill, PhysicalManifest
+    from bika.supabase.api import PlatformBackups
+    from bika.supabase.project import Difference
+    from bika.wal.inventory import WalState
 
 Json = dict[str, Any]
 
@@ -370,6 +374,8 @@ def restore_result(
         "file": None,
     }
     result["ok"] = result["ok"] and not any(f.level == "error" for f in findings)
+    from bika.operations.restore import RestoreReport
+
     if isinstance(report, RestoreReport):
         result["ok"] = result["ok"] and report.ok
         result["seconds"] = round(report.seconds, 3)

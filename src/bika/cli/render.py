@@ -103,11 +103,20 @@ def print_table(
     if out.is_terminal:
         rule = min(sum(widths) + 2 * (len(widths) - 1), out.width)
         out.print(Text("-" * rule, style="dim"), soft_wrap=True)
-    for cells in body:
-        out.print(_line(columns, widths, cells), soft_wrap=True)
+    if body:
+        # one print for every row: rich's cost is per print, and a year of backups is
+        # thousands of rows
+        out.print(Text("\n").join(_line(columns, widths, cells) for cells in body), soft_wrap=True)
 
 
 def _line(columns: Sequence[Column], widths: Sequence[int], cells: Sequence[Text]) -> Text:
+    if not any(value.style or value.spans for value in cells):
+        # plain cells (most rows): aligned as strings, which is quicker than Text appends
+        padded = []
+        for column, width, value in zip(columns, widths, cells, strict=True):
+            pad = " " * (width - value.cell_len)  # cells, not characters: a CJK label is wider
+            padded.append(pad + value.plain if column.right else value.plain + pad)
+        return Text("  ".join(padded).rstrip())
     line = Text()
     for index, (column, width, value) in enumerate(zip(columns, widths, cells, strict=True)):
         if index:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bika.errors import BikaError, IntegrityError, ObjectNotFound, RestoreError
+from bika.operations.wal_status import listing
 from bika.postgres import binaries
 from bika.postgres.basebackup import pg_combinebackup_argv, pg_verifybackup_argv
 from bika.postgres.recovery import (
@@ -51,16 +52,6 @@ def inventory(repo: Repository, identities: list[object], segment_size: int) -> 
         if parsed is not None:
             text = _plain(repo, info.key, identities).decode("utf-8", "replace")
             found.histories[int(parsed[0][:8], 16)] = parse_history(text)
-    return found
-
-
-def listing(repo: Repository, segment_size: int) -> WalInventory:
-    """The archive's segments and history file names: one LIST, no decryption."""
-    found = WalInventory(segment_size)
-    for info in repo.storage.list(names.WAL_PREFIX):
-        parsed = names.parse_object(info.key)
-        if parsed is not None:
-            found.add(parsed[0], info.modified)
     return found
 
 

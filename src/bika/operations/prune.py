@@ -251,7 +251,8 @@ def _plan(
         )
     report.notes.extend(_early_deletion(repo.url, report, manifests, options))
     unreadable = {bad.backup_id for bad in damaged}
-    kept = {m: manifests[m] for m in manifests if m not in {b.id for b in report.dropped}}
+    dropped = {b.id for b in report.dropped}
+    kept = {m: manifests[m] for m in manifests if m not in dropped}
     leftovers = [
         *_leftovers(repo, objects, {*manifests, *unreadable}, now),
         *_superseded(repo, objects, kept, now),

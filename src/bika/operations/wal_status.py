@@ -1,15 +1,25 @@
 """`bika wal status`: what the WAL archive holds and how far each base backup recovers, from
-one LIST of wal/ and the physical manifests (no key needed)."""
+one LIST of wal/ and the physical manifests (no key needed). Light: `bika check` reads it, and
+restoring (pitr.py) is not imported for that."""
 
 from __future__ import annotations
 
-from bika.operations.pitr import listing
 from bika.repository import Repository
 from bika.repository import physical as store
 from bika.wal import names
-from bika.wal.inventory import BackupReach, WalState
+from bika.wal.inventory import BackupReach, WalInventory, WalState
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
+
+def listing(repo: Repository, segment_size: int) -> WalInventory:
+    """The archive's segments and history file names: one LIST, no decryption."""
+    found = WalInventory(segment_size)
+    for info in repo.storage.list(names.WAL_PREFIX):
+        parsed = names.parse_object(info.key)
+        if parsed is not None:
+            found.add(parsed[0], info.modified)
+    return found
 
 
 def wal_state(repo: Repository) -> WalState | None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import TYPE_CHECKING, Any
 
 from bika.errors import ConfigError, PostgresError
 from bika.supabase.endpoints import gssapi_hint, with_supabase_defaults
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where a connection string is parsed or a connection made, not with this
+# module: it takes a seventh of a second, which `bika list` and the like need not pay
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class ConnInfo:
 
     @classmethod
     def parse(cls, url: str) -> ConnInfo:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
         try:
             conninfo_to_dict(url)
             malformed = _url_problem(url)
@@ -40,6 +46,8 @@ class ConnInfo:
 
     @property
     def params(self) -> dict[str, Any]:
+        from psycopg.conninfo import conninfo_to_dict
+
         return dict(conninfo_to_dict(self.url))
 
     @property
@@ -52,10 +60,14 @@ class ConnInfo:
         return str(value) if value else None
 
     def with_database(self, dbname: str) -> ConnInfo:
+        from psycopg.conninfo import make_conninfo
+
         return ConnInfo(make_conninfo(self.url, dbname=dbname))
 
     def libpq_args(self) -> tuple[str, dict[str, str]]:
         """A conninfo string without the password, and the environment that carries it."""
+        from psycopg.conninfo import make_conninfo
+
         params = {k: str(v) for k, v in self.params.items() if k != "password"}
         params.setdefault("dbname", self.database)
         env = {"PGPASSWORD": self.password} if self.password else {}
@@ -71,6 +83,8 @@ class ConnInfo:
         return hashlib.sha256(where.encode()).hexdigest()[:16]
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        import psycopg
+
         try:
             return psycopg.connect(self.url, connect_timeout=15, application_name="bika", **kwargs)
         except psycopg.OperationalError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bika.errors import ObjectExists, ObjectNotFound, RepositoryError
 from bika.repository.index import read_records
-from bika.repository.repository import Repository
+from bika.repository.repository import Repository, building_many
+from bika.repository.signatures import SIG_SUFFIX, signature_key
 from bika.storage import read_bytes
 
 DRILLS = "drills/"
@@ -133,28 +135,36 @@ def drill_history(repo: Repository, backup_id: str) -> list[DrillRecord]:
 
 def latest_drills(repo: Repository) -> dict[str, DrillRecord]:
     """The newest trusted drill of each backup that has one, from one listing of drills/ (the
-    newest records' bytes through the index, index.py)."""
+    newest records' bytes through the index, index.py, with their signatures where those are
+    checked)."""
+    signed = repo.signers_known
     listed = []
     keys: dict[str, list[str]] = {}
     for info in repo.storage.list(DRILLS):
         parts = info.key[len(DRILLS) :].split("/")
-        if len(parts) != 2 or not parts[1].endswith(".json"):
+        if len(parts) != 2 or not parts[1].endswith((".json", f".json{SIG_SUFFIX}")):
             continue
         listed.append(info)
-        keys.setdefault(parts[0], []).append(info.key)
+        if parts[1].endswith(".json"):
+            keys.setdefault(parts[0], []).append(info.key)
     newest_first = {backup_id: sorted(names, reverse=True) for backup_id, names in keys.items()}
-    raws = read_records(repo.storage, DRILL_INDEX, listed, [n[0] for n in newest_first.values()])
+    wanted = [names[0] for names in newest_first.values()]
+    if signed:
+        wanted += [signature_key(key) for key in wanted]
+    raws = read_records(repo.storage, DRILL_INDEX, listed, wanted)
     latest: dict[str, DrillRecord] = {}
-    for backup_id, names in newest_first.items():
-        for key in names:
-            # an older record is read only when the newest is not one this host trusts
-            raw = raws.get(key) if key == names[0] else _fetch(repo, key)
-            if raw is None:
-                continue  # deleted since it was listed (prune)
-            record = _parse(repo, key, raw)
-            if record is not None:
-                latest[backup_id] = record
-                break
+    with building_many():
+        for backup_id, names in newest_first.items():
+            for key in names:
+                # an older record is read only when the newest is not one this host trusts
+                newest = key == names[0]
+                raw = raws.get(key) if newest else _fetch(repo, key)
+                if raw is None:
+                    continue  # deleted since it was listed (prune)
+                record = _parse(repo, key, raw, raws if newest and signed else None)
+                if record is not None:
+                    latest[backup_id] = record
+                    break
     return latest
 
 
@@ -169,10 +179,13 @@ def _read(repo: Repository, key: str) -> DrillRecord | None:
     return _parse(repo, key, read_bytes(repo.storage, key))
 
 
-def _parse(repo: Repository, key: str, raw: bytes) -> DrillRecord | None:
+def _parse(
+    repo: Repository, key: str, raw: bytes, signatures: Mapping[str, bytes] | None = None
+) -> DrillRecord | None:
     """A drill record, or None when its signature is not one this host accepts: a drill
-    record nobody trusted wrote proves nothing, so it counts as no drill."""
-    if repo.trusted(key, raw) is not None:
+    record nobody trusted wrote proves nothing, so it counts as no drill. `signatures`: as
+    for Repository.verdict()."""
+    if repo.trusted(key, raw, signatures) is not None:
         _LOG.warning(f"{key}: ignored, its signature is not one this host trusts")
         return None
     try:

@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,15 +94,33 @@ def event_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def event_keys(storage: Storage) -> list[str]:
-    """Every event's key, oldest first (names sort by start time)."""
-    return sorted(i.key for i in storage.list(EVENTS) if i.key.endswith(".json"))
+# how far back a writer first lists the log for its newest events, before listing all of it
+# (a year of events is thousands of objects, a listing of which takes seconds)
+_RECENT = (timedelta(days=7), timedelta(days=92))
+
+
+def event_keys(storage: Storage, start_after: str | None = None) -> list[str]:
+    """Every event's key (after `start_after`), oldest first (names sort by start time)."""
+    listed = storage.list(EVENTS, start_after=start_after)
+    return sorted(i.key for i in listed if i.key.endswith(".json"))
+
+
+def newest_keys(storage: Storage, count: int) -> list[str]:
+    """The keys of the `count` newest events, oldest first. Listed from a week back, else a
+    quarter, else from the start: names sort by start time, so `count` keys listed after any
+    key are the newest `count` of all."""
+    now = datetime.now(UTC)
+    for back in _RECENT:
+        keys = event_keys(storage, start_after=f"{EVENTS}{now - back:%Y%m%dT%H%M%S}")
+        if len(keys) >= count:
+            return keys[-count:]
+    return event_keys(storage)[-count:]
 
 
 def _heads(storage: Storage) -> tuple[str | None, list[str]]:
     """(prev, merges) for a new event: the newest event's hash, and the hashes of the other
     recent events that no event refers to."""
-    keys = event_keys(storage)[-CHAIN_WINDOW:]
+    keys = newest_keys(storage, CHAIN_WINDOW)
     hashes: dict[str, str] = {}
     referenced: set[str] = set()
     for key in keys:

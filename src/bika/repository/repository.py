@@ -5,11 +5,12 @@ only once its manifest does.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,14 @@ from bika.errors import (
 )
 from bika.repository.index import forget, read_by_folder, read_records
 from bika.repository.manifest import FORMAT_VERSION, Manifest
-from bika.repository.signatures import Trust, Verdict, judge, signature_key, signature_object
+from bika.repository.signatures import (
+    SIG_SUFFIX,
+    Trust,
+    Verdict,
+    judge,
+    signature_key,
+    signature_object,
+)
 from bika.storage import ObjectInfo, Storage, object_lock, read_bytes, write_bytes
 
 _LOG = logging.getLogger(__name__)
@@ -104,19 +112,30 @@ class Repository:
         """Whether some signing key is accepted: pinned here or recorded in bika.json."""
         return bool(self.accepted_signers())
 
-    def verdict(self, key: str, data: bytes) -> Verdict:
-        """What the signature next to the object `data` at `key` says about it."""
-        try:
-            sig: bytes | None = read_bytes(self.storage, signature_key(key))
-        except ObjectNotFound:
-            sig = None
+    def verdict(
+        self, key: str, data: bytes, signatures: Mapping[str, bytes] | None = None
+    ) -> Verdict:
+        """What the signature next to the object `data` at `key` says about it. `signatures`:
+        the signature objects read already (through the index), by their keys, one absent
+        from it being absent from the storage; None: it is read here."""
+        sig: bytes | None
+        if signatures is not None:
+            sig = signatures.get(signature_key(key))
+        else:
+            try:
+                sig = read_bytes(self.storage, signature_key(key))
+            except ObjectNotFound:
+                sig = None
         return judge(key, data, sig, self.accepted_signers())
 
-    def trusted(self, key: str, data: bytes) -> Verdict | None:
-        """None when the object may be used; else the verdict that refuses it."""
+    def trusted(
+        self, key: str, data: bytes, signatures: Mapping[str, bytes] | None = None
+    ) -> Verdict | None:
+        """None when the object may be used; else the verdict that refuses it (`signatures`
+        as for verdict())."""
         if not self.signers_known:
             return None  # nobody signs here and nothing is pinned: no signature to read
-        verdict = self.verdict(key, data)
+        verdict = self.verdict(key, data, signatures)
         if self.trust.accepts(verdict, self.signers_known):
             if verdict.status == "unsigned" and self.trust.pinned and not self._warned_unsigned:
                 self._warned_unsigned = True
@@ -319,7 +338,9 @@ class Repository:
             ) from exc
         return self._parse(backup_id, raw), raw
 
-    def _parse(self, backup_id: str, raw: bytes) -> Manifest:
+    def _parse(
+        self, backup_id: str, raw: bytes, signatures: Mapping[str, bytes] | None = None
+    ) -> Manifest:
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -342,7 +363,7 @@ class Repository:
                 " hand, and this repository's key may not open it; use it from the repository"
                 " it came from",
             )
-        refused = self.trusted(self.artifact_key(backup_id, MANIFEST), raw)
+        refused = self.trusted(self.artifact_key(backup_id, MANIFEST), raw, signatures)
         if refused is not None:
             raise UntrustedBackup(backup_id, refused.reason("its manifest"))
         return manifest
@@ -362,26 +383,39 @@ class Repository:
         is used only for manifests listed exactly as it holds them. Without, backups/ is
         listed by folder (or `folders` are its folders, listed by the caller), which skips the
         artifacts: a folder's manifest is read unless the index holds it, and an entry whose
-        folder is gone is dropped."""
+        folder is gone is dropped.
+
+        Where signatures are checked, each manifest's signature object comes the same way (a
+        year of backups would otherwise be thousands of requests), and is verified as always:
+        the index holds bytes, never a verdict."""
+        signed = self.signers_known
         raws: dict[str, bytes]
         if listing is None:
             names = self.storage.folders(BACKUPS) if folders is None else folders
             keys = [self.artifact_key(name, MANIFEST) for name in names]
+            if signed:
+                keys += [signature_key(key) for key in keys]
             raws = read_by_folder(self.storage, MANIFEST_INDEX, keys)
         else:
-            listed = [info for info in listing if _manifest_id(info.key) is not None]
+            listed = [
+                info
+                for info in listing
+                if _manifest_id(info.key) is not None
+                or (signed and _manifest_id(info.key.removesuffix(SIG_SUFFIX)) is not None)
+            ]
             raws = read_records(self.storage, MANIFEST_INDEX, listed)
         manifests: list[Manifest] = []
         damaged: list[DamagedBackup] = []
-        for key in sorted(raws):
-            backup_id = _manifest_id(key)
-            if backup_id is None:
-                continue
-            self._manifest_sizes[backup_id] = len(raws[key])
-            try:
-                manifests.append(self._parse(backup_id, raws[key]))
-            except UnusableBackup as exc:
-                damaged.append(DamagedBackup(backup_id, exc.reason))
+        with building_many():
+            for key in sorted(raws):
+                backup_id = _manifest_id(key)
+                if backup_id is None:
+                    continue  # a signature
+                self._manifest_sizes[backup_id] = len(raws[key])
+                try:
+                    manifests.append(self._parse(backup_id, raws[key], raws if signed else None))
+                except UnusableBackup as exc:
+                    damaged.append(DamagedBackup(backup_id, exc.reason))
         return sorted(manifests, key=lambda m: (_started(m), m.id)), damaged
 
     def manifest_size(self, backup_id: str) -> int | None:
@@ -391,7 +425,8 @@ class Repository:
     def forget(self, backup_ids: Iterable[str]) -> None:
         """Take these backups out of the index before their manifests are deleted (prune), so
         that no reader by folder sees them while their artifacts go."""
-        forget(self.storage, MANIFEST_INDEX, [self.artifact_key(i, MANIFEST) for i in backup_ids])
+        keys = [self.artifact_key(i, MANIFEST) for i in backup_ids]
+        forget(self.storage, MANIFEST_INDEX, keys + [signature_key(key) for key in keys])
 
     def copy_sources(self) -> set[str]:
         """Ids of the repositories whose backups `bika copy` has brought here."""
@@ -482,6 +517,20 @@ class Repository:
                 f" {oldest.id}, started {_started(oldest):%Y-%m-%d %H:%M:%S} UTC"
             )
         return best[1]
+
+
+@contextlib.contextmanager
+def building_many() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of records become models: they hold
+    no cycles, and its passes over the growing heap took a third of the time of validating a
+    year of manifests (bench/scale.py)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from bika.errors import ConfigError
 
 DIRECT_PORT = 5432
@@ -41,6 +39,8 @@ def endpoint(params: Mapping[str, Any]) -> Endpoint | None:
 def with_supabase_defaults(url: str) -> str:
     """The URL as bika uses it: for a Supabase host `sslmode=require` unless one is given;
     the transaction pooler (port 6543) refused. Other hosts' URLs come back unchanged."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # slow to import: here
+
     params = conninfo_to_dict(url)
     where = endpoint(params)
     if where is None:
@@ -69,6 +69,8 @@ def _add_query(url: str) -> str:
 def session_pooler(url: str, host: str, project_ref: str, user: str | None = None) -> str:
     """The URL moved from the direct host to the session pooler: its host, port 5432 and the
     user `postgres.<ref>` (the pooler tells projects apart by the user name)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # slow to import: here
+
     params = conninfo_to_dict(url)
     name = user or f"{params.get('user') or 'postgres'}.{project_ref}"
     return make_conninfo(url, host=host, port=str(DIRECT_PORT), user=name)
