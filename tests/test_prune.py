@@ -508,14 +508,15 @@ def test_a_run_that_cannot_reach_its_repository_is_logged_by_the_next_run(
     gone = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "XDG_STATE_HOME": str(state)}
     result = run_bika("prune", "--repo", url, cwd=tmp_path, env=gone)
     assert result.returncode == 1
-    kept = list(state.rglob("*.json"))
+    pending = state / "bika" / "pending-events"
+    kept = list(pending.rglob("*.json"))
     assert len(kept) == 1
 
     result = run_bika(
         "prune", "--repo", url, cwd=tmp_path, env={**env, "XDG_STATE_HOME": str(state)}
     )
     assert result.returncode == 0, result.stderr
-    assert not list(state.rglob("*.json")), "the pending event was not uploaded"
+    assert not list(pending.rglob("*.json")), "the pending event was not uploaded"
     prefix = url.split("/", 3)[3] + "/events/"
     listed = moto_client(moto.endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
     bodies = [
