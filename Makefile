@@ -20,8 +20,13 @@ demo: $(BIN)/bika
 system-deps:
 	.ci/install-system-deps.sh
 
+# on pytest-xdist workers: the tests mostly wait on servers and subprocesses, so three beat two
+# on a 2-core machine; each worker starts its own servers, and a test file stays on one worker
+# (its module fixtures, its order). WORKERS=0 runs the suite serially.
+WORKERS ?= 3
+
 test: $(BIN)/bika system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 # the tests that need no server: seconds, for the edit-test loop (make test runs everything)
 test-fast: $(BIN)/bika
