@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,6 +45,10 @@ os.environ.clear()
 os.environ.update(_offline)
 # events of runs that could not reach their repository wait here, not in the user's home
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bika-test-state-")
+# A suite started in the background by a shell without job control (`make test &`) inherits
+# SIGINT ignored, and so would every bika it starts: the Ctrl-C tests would see no Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PASSWORD = "s3cret-pw"
 
