@@ -32,7 +32,6 @@ from storage.servers import (
     create_gcs_bucket,
     create_s3_bucket,
     fake_gcs_command,
-    free_port,
     gcs_env,
     s3_env,
     start_moto,
@@ -128,8 +127,7 @@ def moto_with_auth(server_logs: Path) -> Iterator[tuple[Server, AwsUser]]:
 
 @pytest.fixture(scope="session")
 def azurite(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("azurite", azurite_command(port), port, server_logs)
+    server = start_server("azurite", azurite_command, server_logs)
     try:
         create_azure_container(server.endpoint, BUCKET)
         yield server
@@ -139,8 +137,7 @@ def azurite(server_logs: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def fake_gcs(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("fake-gcs-server", fake_gcs_command(port), port, server_logs)
+    server = start_server("fake-gcs-server", fake_gcs_command, server_logs)
     try:
         create_gcs_bucket(server.endpoint, BUCKET)
         yield server
