@@ -20,10 +20,10 @@ demo: $(BIN)/bika
 system-deps:
 	.ci/install-system-deps.sh
 
-# on pytest-xdist workers: the tests mostly wait on servers and subprocesses, so three beat two
+# on pytest-xdist workers: the tests mostly wait on servers and subprocesses, so four beat two
 # on a 2-core machine; each worker starts its own servers, and a test file stays on one worker
 # (its module fixtures, its order). WORKERS=0 runs the suite serially.
-WORKERS ?= 3
+WORKERS ?= 4
 
 test: $(BIN)/bika system-deps
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
