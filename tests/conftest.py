@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +32,6 @@ from storage.servers import (
     create_gcs_bucket,
     create_s3_bucket,
     fake_gcs_command,
-    free_port,
     gcs_env,
     s3_env,
     start_moto,
@@ -44,6 +44,10 @@ os.environ.clear()
 os.environ.update(_offline)
 # events of runs that could not reach their repository wait here, not in the user's home
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bika-test-state-")
+# A suite started in the background by a shell without job control (`make test &`) inherits
+# SIGINT ignored, and so would every bika it starts: the Ctrl-C tests would see no Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PASSWORD = "s3cret-pw"
 
@@ -123,8 +127,7 @@ def moto_with_auth(server_logs: Path) -> Iterator[tuple[Server, AwsUser]]:
 
 @pytest.fixture(scope="session")
 def azurite(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("azurite", azurite_command(port), port, server_logs)
+    server = start_server("azurite", azurite_command, server_logs)
     try:
         create_azure_container(server.endpoint, BUCKET)
         yield server
@@ -134,8 +137,7 @@ def azurite(server_logs: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def fake_gcs(server_logs: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server("fake-gcs-server", fake_gcs_command(port), port, server_logs)
+    server = start_server("fake-gcs-server", fake_gcs_command, server_logs)
     try:
         create_gcs_bucket(server.endpoint, BUCKET)
         yield server

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
@@ -74,9 +76,31 @@ class Server:
 
 
 def start_server(
-    name: str, command: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None
+    name: str,
+    command: Callable[[int], list[str]],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
 ) -> Server:
-    """Start a server and wait until its port accepts connections; raise if it does not."""
+    """Start a server on a free port and wait until it listens there; raise if it does not.
+
+    A free port can be taken by another process (another pytest-xdist worker's server) before
+    ours binds it: then ours exits, and it is started again on another port.
+    """
+    for _ in range(_PORT_ATTEMPTS):
+        port = free_port()
+        server = _start_on(name, command(port), port, log_dir, env)
+        if server is not None:
+            return server
+    raise RuntimeError(f"{name} found no free port on 127.0.0.1 in {_PORT_ATTEMPTS} attempts")
+
+
+_PORT_ATTEMPTS = 5
+
+
+def _start_on(
+    name: str, command: list[str], port: int, log_dir: Path, env: dict[str, str] | None
+) -> Server | None:
+    """The server listening on port, or None when the port was taken by someone else."""
     log = log_dir / f"{name}-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -89,17 +113,30 @@ def start_server(
         )
     server = Server(name, process, port, log)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.1)
+    while time.monotonic() < deadline and process.poll() is None:
+        # its own listening socket: a connection could reach another process on that port
+        if _listens(process.pid, port):
+            return server
+        time.sleep(0.1)
     server.stop()
     tail = log.read_text(errors="replace")[-2000:]
+    if process.returncode and "address already in use" in tail.lower():
+        return None
     raise RuntimeError(f"{name} did not start on 127.0.0.1:{port}: {command}\n{tail}")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether the process (or one it started) has a listening socket on port."""
+    try:
+        process = psutil.Process(pid)
+        found = [
+            c
+            for p in [process, *process.children(recursive=True)]
+            for c in p.net_connections("tcp")
+        ]
+    except psutil.NoSuchProcess:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in found)
 
 
 def moto_command(port: int) -> list[str]:
@@ -116,8 +153,7 @@ MOTO_ENV = {"S3_UPLOAD_PART_MIN_SIZE": str(256 * 1024)}
 
 
 def start_moto(log_dir: Path, env: dict[str, str] | None = None) -> Server:
-    port = free_port()
-    return start_server("moto", moto_command(port), port, log_dir, {**MOTO_ENV, **(env or {})})
+    return start_server("moto", moto_command, log_dir, {**MOTO_ENV, **(env or {})})
 
 
 def boto3() -> Any:
