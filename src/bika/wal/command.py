@@ -12,38 +12,13 @@ import os
 import sys
 
 from bika.errors import BikaError
-from bika.wal import settings
+from bika.wal import argv, settings
 
 _USAGE = {"push": "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH"}
 
 
-class _Usage(Exception):
-    pass
-
-
-def _parse(command: str, args: list[str]) -> tuple[dict[str, str | bool], list[str]]:
-    options: dict[str, str | bool] = {}
-    positional: list[str] = []
-    valued = {"--repo", "--config"}
-    flags = {"--no-look-ahead", "--debug"}
-    items = iter(args)
-    for arg in items:
-        name, eq, value = arg.partition("=")
-        if name in valued:
-            if not eq:
-                value = next(items, "")
-            if not value:
-                raise _Usage(f"{name} needs a value")
-            options[name] = value
-        elif arg in flags:
-            options[arg] = True
-        elif arg in ("-h", "--help"):
-            raise _Usage("")
-        elif arg.startswith("--"):
-            raise _Usage(f"no such option: {arg}")
-        else:
-            positional.append(arg)
-    return options, positional
+_VALUED = ("--repo", "--config")
+_FLAGS = ("--no-look-ahead", "--debug")
 
 
 def main(args: list[str]) -> int:
@@ -56,10 +31,10 @@ def main(args: list[str]) -> int:
     failed = 1
     debug = "--debug" in rest or os.environ.get("BIKA_DEBUG") == "1"
     try:
-        options, positional = _parse(command, rest)
+        options, positional = argv.parse(rest, _VALUED, _FLAGS)
         if len(positional) != 1:
-            raise _Usage("wrong number of arguments")
-    except _Usage as exc:
+            raise argv.Usage("wrong number of arguments")
+    except argv.Usage as exc:
         if not str(exc):  # --help
             print(_USAGE[command])
             return 0

@@ -16,6 +16,7 @@ import sys
 import time
 
 from bika.errors import BikaError
+from bika.wal import argv
 from bika.wal import spool as spooling
 
 EXIT_NOT_ARCHIVED = 1
@@ -29,18 +30,14 @@ _VALUED = ("--repo", "--config", "--identity", "--spool")
 _FLAGS = ("--no-prefetch", "--debug")
 
 
-class _Usage(Exception):
-    pass
-
-
 def main(args: list[str]) -> int:
     """args: the arguments after `bika wal fetch`."""
     debug = "--debug" in args or os.environ.get("BIKA_DEBUG") == "1"
     try:
-        options, positional = _parse(args)
+        options, positional = argv.parse(args, _VALUED, _FLAGS)
         if len(positional) != 2:
-            raise _Usage("wrong number of arguments")
-    except _Usage as exc:
+            raise argv.Usage("wrong number of arguments")
+    except argv.Usage as exc:
         if not str(exc):  # --help
             print(USAGE)
             return 0
@@ -67,29 +64,6 @@ def main(args: list[str]) -> int:
             " for the traceback, and please report it)"
         )
     return EXIT_FETCH_FAILED
-
-
-def _parse(args: list[str]) -> tuple[dict[str, str | bool], list[str]]:
-    options: dict[str, str | bool] = {}
-    positional: list[str] = []
-    items = iter(args)
-    for arg in items:
-        name, eq, value = arg.partition("=")
-        if name in _VALUED:
-            if not eq:
-                value = next(items, "")
-            if not value:
-                raise _Usage(f"{name} needs a value")
-            options[name] = value
-        elif arg in _FLAGS:
-            options[arg] = True
-        elif arg in ("-h", "--help"):
-            raise _Usage("")
-        elif arg.startswith("--"):
-            raise _Usage(f"no such option: {arg}")
-        else:
-            positional.append(arg)
-    return options, positional
 
 
 def _fetch(options: dict[str, str | bool], name: str, dest: str) -> int:
