@@ -1,0 +1,250 @@
+"""Benchmark `bika drill --physical` against its two baselines (issue 15), in one run.
+
+Usage: PYTHONPATH=src .venv/bin/python bench/physical_drill.py [--repeat 3] [--scale 20]
+  [--segments 4] [--out bench/PITR.md]
+One PostgreSQL server (the wheel's 18; archive_mode = on, archive_command = bika wal push %p, as
+tests/archiving.py starts it) holding pgbench at --scale; one `bika backup --physical`, one
+logical `bika backup`, then --segments switched segments of WAL after the base backup. Each
+round times, in an order that alternates from round to round:
+
+  physical drill   `bika drill --physical`: restore + replay + pg_amcheck + exact counts
+  restore+replay   `bika restore --physical --latest --to-dir D --start` (no checks)
+  pg_restore -j2   the logical backup's dump (decrypted once by `bika restore --to-file`)
+                   into an empty database of a throwaway server: the "logical drill" baseline
+  logical drill    `bika drill --jobs 2` of the logical backup
+
+Issue 15's targets: physical drill ≤ (restore + replay) + 0.5 × it for the checks, i.e.
+≤ 1.5 × restore+replay; and ≤ 0.5 × pg_restore -j2 of the same data. A section dated at the top
+of --out holds the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
+
+import pytest  # noqa: E402
+from archiving import ArchivingServer, archiving_server, server_user  # noqa: E402
+
+from bika.postgres import binaries  # noqa: E402
+from bika.postgres.cluster import Cluster, start_cluster  # noqa: E402
+
+from helpers import run_bika  # noqa: E402
+
+SCRATCH = "bench_physical_drill"
+DRILL = "physical drill (s)"
+RESTORE = "restore+replay (s)"
+PG_RESTORE = "pg_restore -j2 (s)"
+LOGICAL = "logical drill --jobs 2 (s)"
+PHASES = ("restore_seconds", "recovery_seconds", "check_seconds", "rto_seconds")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=20, help="pgbench scale of the server")
+    parser.add_argument("--segments", type=int, default=4, help="WAL after the base backup")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "PITR.md")
+    args = parser.parse_args()
+    bin_dir = binaries.embedded_bin_dir()
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        archiving_server(None, monkeypatch) as server,
+    ):
+        url = server.cluster.url()
+        began = time.monotonic()
+        subprocess.run(
+            [str(bin_dir / "pgbench"), "-i", "-q", "-s", str(args.scale), url],
+            check=True,
+            capture_output=True,
+        )
+        size = int(server.cluster.query("SELECT pg_database_size(current_database())")[0][0])
+        print(f"pgbench -s {args.scale}: {size / 1e6:.0f} MB in {time.monotonic() - began:.0f} s")
+        env = server.env(BIKA_IDENTITY=str(_fetch_key(server)))
+        _bika("backup", "--physical", "--db", url, env=env)
+        _bika("backup", "--db", url, env=env)
+        _write_wal(server, args.segments)
+        dump = server.home / "logical.dump"
+        _bika("restore", "--latest", "--to-file", str(dump), env=env)
+        server.hand_back()
+        target = start_cluster(bin_dir, parent=server.home)
+        try:
+            results, phases = _rounds(args, server, env, dump, target)
+        finally:
+            target.remove()
+        section = _section(args, size, server.cluster.version, results, phases)
+    print(section)
+    _prepend(args.out, section)
+
+
+def _rounds(
+    args: argparse.Namespace,
+    server: ArchivingServer,
+    env: dict[str, str],
+    dump: Path,
+    target: Cluster,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    repeat, scale = args.repeat, args.scale
+    results: dict[str, list[float]] = {}
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
+
+    def physical_drill() -> float:
+        seconds, done = _timed("drill", "--physical", "--latest", "--json", env=env)
+        record = json.loads(done.stdout)
+        if not record["passed"]:
+            raise SystemExit(f"the physical drill failed: {record['problems']}")
+        for name in PHASES:
+            phases[name].append(float(record[name]))
+        print(f"    record: {', '.join(f'{n} {record[n]}' for n in PHASES)}", flush=True)
+        return seconds
+
+    def restore_replay() -> float:
+        data_dir = server.home / "restored"
+        seconds, _ = _timed(
+            "restore", "--physical", "--latest", "--to-dir", str(data_dir), "--start", env=env
+        )
+        shutil.rmtree(data_dir)
+        return seconds
+
+    def pg_restore() -> float:
+        target.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
+        target.execute(f"CREATE DATABASE {SCRATCH}")
+        tool = binaries.tool("pg_restore", binaries.embedded_bin_dir())
+        began = time.monotonic()
+        done = subprocess.run(
+            [str(tool), "-j2", f"--dbname={target.url(SCRATCH)}", str(dump)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.monotonic() - began
+        if done.returncode != 0:
+            raise SystemExit(f"pg_restore failed: {done.stderr[-2000:]}")
+        rows = target.query("SELECT count(*) FROM pgbench_accounts", dbname=SCRATCH)[0][0]
+        if rows != 100000 * scale:
+            raise SystemExit(f"pg_restore brought back {rows} pgbench_accounts rows")
+        target.execute(f"DROP DATABASE {SCRATCH}")
+        return seconds
+
+    def logical_drill() -> float:
+        seconds, done = _timed("drill", "--latest", "--jobs", "2", "--json", env=env)
+        record = json.loads(done.stdout)
+        if not record["passed"]:
+            raise SystemExit(f"the logical drill failed: {record['problems']}")
+        return seconds
+
+    steps: list[tuple[str, Callable[[], float]]] = [
+        (DRILL, physical_drill),
+        (RESTORE, restore_replay),
+        (PG_RESTORE, pg_restore),
+        (LOGICAL, logical_drill),
+    ]
+    for round_number in range(1, repeat + 1):
+        print(f"round {round_number}", flush=True)
+        order = steps if round_number % 2 else list(reversed(steps))
+        for name, step in order:
+            value = step()
+            results.setdefault(name, []).append(value)
+            print(f"  {name}: {value:.2f}", flush=True)
+    return results, phases
+
+
+def _write_wal(server: ArchivingServer, segments: int) -> None:
+    """`segments` segments of pgbench-like updates after the base backup, all archived."""
+    server.cluster.execute("CREATE TABLE IF NOT EXISTS wal_after (t text)")
+    for _ in range(segments):
+        server.cluster.execute(
+            "INSERT INTO wal_after SELECT md5(random()::text) || md5(random()::text)"
+            " FROM generate_series(1, 110000)"
+        )
+        server.cluster.execute(
+            "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 50 = 0"
+        )
+        server.switch_and_wait()
+
+
+def _fetch_key(server: ArchivingServer) -> Path:
+    """The identity where the server's OS user (which runs restore_command) can read it."""
+    key = server.home / "fetch-key.txt"
+    shutil.copy(server.key, key)
+    user = server_user()
+    if user is not None:
+        os.chown(key, user.pw_uid, user.pw_gid)
+    return key
+
+
+def _bika(*args: str, env: dict[str, str]) -> Any:
+    done = run_bika(*args, env=env, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"bika {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done
+
+
+def _timed(*args: str, env: dict[str, str]) -> tuple[float, Any]:
+    began = time.monotonic()
+    done = _bika(*args, env=env)
+    return time.monotonic() - began, done
+
+
+def _section(
+    args: argparse.Namespace,
+    size: int,
+    version: str,
+    results: dict[str, list[float]],
+    phases: dict[str, list[float]],
+) -> str:
+    median = {name: statistics.median(values) for name, values in results.items()}
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    lines = [
+        f"## Physical drill (issue 15), {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC",
+        "",
+        f"Generated by `bench/physical_drill.py --repeat {args.repeat} --scale {args.scale}"
+        f" --segments {args.segments}`: PostgreSQL {version} (the wheel's), pgbench"
+        f" {size / 1e6:.0f} MB, {args.segments} segments of WAL after the base backup;"
+        f" {os.cpu_count()} cores shared with other work (load average at the end"
+        f" {' '.join(load)}). Order alternated per round; medians.",
+        "",
+        "| measurement | median s | runs |",
+        "|---|---:|---|",
+    ]
+    for name, values in results.items():
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| {name} | {median[name]:.2f} | {runs} |")
+    for name, values in phases.items():
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| … drill record {name} | {statistics.median(values):.2f} | {runs} |")
+    per_round = {
+        "physical drill / (restore+replay)": (RESTORE, 1.5),
+        "physical drill / pg_restore -j2": (PG_RESTORE, 0.5),
+    }
+    lines += ["", "| ratio | per round | median | target | verdict |", "|---|---|---:|---:|---|"]
+    for label, (baseline, target) in per_round.items():
+        ratios = [d / b for d, b in zip(results[DRILL], results[baseline], strict=True)]
+        ratio = statistics.median(ratios)
+        shown = ", ".join(f"{r:.2f}" for r in ratios)
+        verdict = "met" if ratio <= target else "missed"
+        lines.append(f"| {label} | {shown} | {ratio:.2f} | ≤ {target} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def _prepend(out: Path, section: str) -> None:
+    """The new section right after the file's title line."""
+    text = out.read_text() if out.exists() else "# PITR benchmark\n"
+    title, _, rest = text.partition("\n")
+    out.write_text(f"{title}\n\n{section}\n{rest.lstrip()}")
+
+
+if __name__ == "__main__":
+    main()
