@@ -1,6 +1,7 @@
 """Benchmark bika's WAL archiving and physical backups against pgBackRest, in one run.
 
-Usage: python bench/pitr.py [--repeat 3] [--segments 48] [--scale 20] [--out bench/PITR.md]
+Usage: python bench/pitr.py [--repeat 3] [--segments 48] [--scale 20] [--skip MODE | --only MODE]
+                            [--out bench/PITR.md]
 Starts its own PostgreSQL 15 (Debian's) with archive_mode = on. Needs Debian's pgbackrest
 (`apt-get install -y --no-install-recommends pgbackrest`), set up with zst level 1 and
 aes-256-cbc so that both tools compress and encrypt. Every round runs each tool once, in
@@ -15,6 +16,13 @@ turn, so a busy machine slows them alike; the table shows medians and every run.
             fetch, pgBackRest archive-get; start to promotion
   base      bika backup --physical vs pgbackrest backup --type=full --process-max=2
   restore   bika restore --physical (files only) vs pgbackrest restore --process-max=2
+  load      a bulk load (pgbench -f: INSERT of 50 000 md5 rows per transaction, 1 client) for
+            --load-seconds alongside `pgbench -S -c 2` for as long, under each archive_command
+            (cp, bika look-ahead, pgBackRest async process-max 2): the .ready backlog sampled
+            every 0.2 s (max, mean) and the select-only tps (what archiving takes of the CPU)
+  rpo       one row committed per second for --rpo-seconds with archive_timeout =
+            --archive-timeout: from each commit to its segment archived (pg_stat_archiver's
+            last_archived_wal reaching it, polled every 0.1 s), same three commands
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from bika.postgres.recovery import recover
 SRC = Path(__file__).resolve().parent.parent / "src"
 PG15 = Path("/usr/lib/postgresql/15/bin")
 CIPHER_PASS = "bench-only-passphrase-0123456789"
+MODES = ("startup", "base", "restore", "drain", "replay", "load", "rpo")
 
 
 def main() -> None:
@@ -47,9 +56,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--segments", type=int, default=48)
     parser.add_argument("--scale", type=int, default=20, help="pgbench scale of the cluster")
-    parser.add_argument("--skip", action="append", default=[], help="startup, drain, …")
+    parser.add_argument("--skip", action="append", default=[], help=", ".join(MODES))
+    parser.add_argument("--only", action="append", default=[], help="skip the other modes")
+    parser.add_argument("--load-seconds", type=int, default=20)
+    parser.add_argument("--rpo-seconds", type=int, default=40)
+    parser.add_argument("--archive-timeout", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "PITR.md")
     args = parser.parse_args()
+    if args.only:
+        args.skip = [mode for mode in MODES if mode not in args.only]
     if shutil.which("pgbackrest") is None:
         sys.exit(
             "pgbackrest is not installed: apt-get install -y --no-install-recommends pgbackrest"
@@ -146,6 +161,25 @@ def main() -> None:
                     ),
                 )
                 shutil.rmtree(target, ignore_errors=True)
+            if "load" not in args.skip or "rpo" not in args.skip:
+                archivers = _archivers(home, round_number, recipient, bika, pgbr)
+                if round_number % 2 == 0:
+                    archivers.reverse()
+                for name, command in archivers if "load" not in args.skip else []:
+                    backlog_max, backlog_mean, tps, wal_mb = _load(
+                        cluster, command, args.load_seconds, home
+                    )
+                    record(f"load {name} backlog max (segments)", backlog_max)
+                    record(f"load {name} backlog mean (segments)", backlog_mean)
+                    record(f"load {name} pgbench -S tps", tps)
+                    record(f"load {name} WAL written (MB/s)", wal_mb / args.load_seconds)
+                for name, command in archivers if "rpo" not in args.skip else []:
+                    rpos = _rpo(cluster, command, args.rpo_seconds, args.archive_timeout)
+                    record(f"rpo {name} max (s)", max(rpos))
+                    record(f"rpo {name} median (s)", statistics.median(rpos))
+                _set_archive(cluster, f"{bika} wal push --repo {repo} %p")
+                for folder in home.glob(f"*-load-{round_number}"):
+                    shutil.rmtree(folder, ignore_errors=True)
             if "drain" in args.skip and "replay" in args.skip:
                 continue
             # the replay's WAL: a base backup, then one backlog, archived by cp into plain/
@@ -392,6 +426,96 @@ def _drain(cluster: Cluster, command: str, last: str) -> float:
         time.sleep(0.05)
 
 
+def _archivers(
+    home: Path, round_number: int, recipient: str, bika: str, pgbr: PgBackRest
+) -> list[tuple[str, str]]:
+    """cp, bika with look-ahead and pgBackRest async into fresh places of this round."""
+    plain = home / f"plain-load-{round_number}"
+    plain.mkdir()
+    _own(plain)
+    repo = _bika_repo(home, f"bika-load-{round_number}", recipient)
+    async_push = pgbr.command("archive-push", "--archive-async", "--process-max=2", "%p")
+    return [
+        ("cp", f"test ! -f {plain}/%f && cp %p {plain}/%f"),
+        ("bika look-ahead", f"{bika} wal push --repo {repo} %p"),
+        ("pgbackrest async", " ".join(async_push)),
+    ]
+
+
+def _ready(cluster: Cluster) -> int:
+    return len(list((cluster.data_dir / "pg_wal" / "archive_status").glob("*.ready")))
+
+
+def _settle(cluster: Cluster, command: str) -> None:
+    """Switch to `command` and wait until it has archived everything (no .ready left)."""
+    _set_archive(cluster, command)
+    _switch(cluster)
+    began = time.monotonic()
+    while _ready(cluster) > 0:
+        if time.monotonic() - began > 600:
+            raise SystemExit(f"{command} left .ready segments for 10 minutes")
+        time.sleep(0.1)
+
+
+def _load(
+    cluster: Cluster, command: str, seconds: int, home: Path
+) -> tuple[int, float, float, float]:
+    """Max and mean .ready backlog during a bulk load beside pgbench -S, its tps, WAL MB."""
+    _settle(cluster, command)
+    cluster.execute("DROP TABLE IF EXISTS bulk; CREATE TABLE bulk (t text)")
+    script = home / "bulk.sql"
+    script.write_text(
+        "INSERT INTO bulk SELECT md5(random()::text) || md5(random()::text)"
+        " FROM generate_series(1, 50000);\n"
+    )
+    pgbench = str(binaries.tool("pgbench", binaries.embedded_bin_dir()))
+    start_lsn = cluster.query("SELECT pg_current_wal_lsn()")[0][0]
+    common = ["-n", "-T", str(seconds), cluster.url()]
+    bulk = subprocess.Popen(
+        [pgbench, "-c", "1", "-f", str(script), *common], stdout=subprocess.DEVNULL
+    )
+    reads = subprocess.Popen(
+        [pgbench, "-S", "-c", "2", "-j", "2", *common], stdout=subprocess.PIPE, text=True
+    )
+    samples = []
+    while reads.poll() is None or bulk.poll() is None:
+        samples.append(_ready(cluster))
+        time.sleep(0.2)
+    out = reads.communicate()[0]
+    if reads.returncode != 0 or bulk.returncode != 0:
+        raise SystemExit(f"pgbench failed during the load under {command}: {out}")
+    tps = float(out.split("tps = ")[1].split()[0])
+    wal = cluster.query(f"SELECT pg_current_wal_lsn() - '{start_lsn}'::pg_lsn")[0][0]
+    cluster.execute("DROP TABLE bulk")
+    return max(samples), statistics.mean(samples), tps, float(wal) / 1e6
+
+
+def _rpo(cluster: Cluster, command: str, seconds: int, archive_timeout: int) -> list[float]:
+    """Seconds from each commit (one a second) to its segment archived."""
+    cluster.execute(f"ALTER SYSTEM SET archive_timeout = {archive_timeout}")
+    _settle(cluster, command)
+    cluster.execute("CREATE TABLE IF NOT EXISTS steady (at timestamptz)")
+    commits: list[tuple[float, str]] = []  # (when, its segment)
+    polls: list[tuple[float, str]] = []  # (when, last_archived_wal)
+    began = time.monotonic()
+    deadline = began + seconds + 3 * archive_timeout + 60
+    while not commits or not polls or polls[-1][1] < commits[-1][1]:
+        now = time.monotonic()
+        if now > deadline:
+            raise SystemExit(f"{command} did not archive the last commit's segment in time")
+        if now - began < seconds and (not commits or now - commits[-1][0] >= 1.0):
+            cluster.execute("INSERT INTO steady VALUES (now())")
+            at = time.monotonic()
+            segment = cluster.query("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")[0][0]
+            commits.append((at, str(segment)))
+        done = cluster.query("SELECT last_archived_wal FROM pg_stat_archiver")[0][0]
+        polls.append((time.monotonic(), str(done or "")))
+        time.sleep(0.1)
+    cluster.execute("ALTER SYSTEM RESET archive_timeout")
+    cluster.execute("SELECT pg_reload_conf()")
+    return [next(t for t, done in polls if done >= segment) - at for at, segment in commits]
+
+
 def _basebackup(cluster: Cluster, target: Path) -> None:
     tool = binaries.tool("pg_basebackup", binaries.embedded_bin_dir())
     subprocess.run(
@@ -437,7 +561,10 @@ def _write(args: argparse.Namespace, results: dict[str, list[float]], notes: lis
         "# PITR benchmark: bika vs pgBackRest",
         "",
         f"Generated by `bench/pitr.py --repeat {args.repeat} --segments {args.segments}"
-        f" --scale {args.scale}` at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())};"
+        f" --scale {args.scale} --load-seconds {args.load_seconds} --rpo-seconds"
+        f" {args.rpo_seconds} --archive-timeout {args.archive_timeout}"
+        f"{''.join(f' --skip {m}' for m in args.skip)}` at"
+        f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())};"
         " PostgreSQL 15 (Debian), pgBackRest"
         f" {_version()} (zst level 1, aes-256-cbc); 2 shared cores.",
         "",
@@ -455,6 +582,14 @@ def _write(args: argparse.Namespace, results: dict[str, list[float]], notes: lis
                 ratios = [v / cp for v, cp in zip(values, results["replay cp (s)"], strict=False)]
                 shown = ", ".join(f"{r:.2f}" for r in ratios)
                 lines.append(f"| {name[7:-4]} | {shown} | {statistics.median(ratios):.2f} |")
+    if "load cp pgbench -S tps" in results:
+        lines += ["", "| load tps, per round / cp | ratios | median |", "|---|---|---:|"]
+        cp_tps = results["load cp pgbench -S tps"]
+        for name, values in results.items():
+            if name.endswith(" pgbench -S tps") and name != "load cp pgbench -S tps":
+                ratios = [v / cp for v, cp in zip(values, cp_tps, strict=False)]
+                shown = ", ".join(f"{r:.2f}" for r in ratios)
+                lines.append(f"| {name[5:-15]} | {shown} | {statistics.median(ratios):.2f} |")
     lines += ["", *notes] if notes else []
     args.out.write_text("\n".join(lines) + "\n")
     print(json.dumps({k: statistics.median(v) for k, v in results.items()}, indent=2))
