@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from bika.errors import BikaError
 from bika.wal import argv, settings
 
-_USAGE = {"push": "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH"}
+_USAGE = "usage: bika wal push [--repo REPO] [--config FILE] [--no-look-ahead] WALPATH"
 
 
 _VALUED = ("--repo", "--config")
@@ -28,7 +27,6 @@ def main(args: list[str]) -> int:
         from bika.wal.fetch import main as fetch
 
         return fetch(rest)
-    failed = 1
     debug = "--debug" in rest or os.environ.get("BIKA_DEBUG") == "1"
     try:
         options, positional = argv.parse(rest, _VALUED, _FLAGS)
@@ -36,33 +34,12 @@ def main(args: list[str]) -> int:
             raise argv.Usage("wrong number of arguments")
     except argv.Usage as exc:
         if not str(exc):  # --help
-            print(_USAGE[command])
+            print(_USAGE)
             return 0
-        _say(f"error: {exc}")
-        print(_USAGE[command], file=sys.stderr)
+        argv.say(f"error: {exc}")
+        print(_USAGE, file=sys.stderr)
         return 2
-    try:
-        return _push(options, positional[0])
-    except BikaError as exc:
-        if debug:
-            raise
-        _say(f"error: wal {command}: {exc}")
-        return failed
-    except OSError as exc:
-        if debug:
-            raise
-        _say(f"error: wal {command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        return failed
-    except KeyboardInterrupt:
-        return failed
-    except Exception as exc:
-        if debug:
-            raise
-        _say(
-            f"internal error: wal {command}: {type(exc).__name__}: {exc} (run with BIKA_DEBUG=1"
-            " for the traceback, and please report it)"
-        )
-        return failed
+    return argv.guarded(command, lambda: _push(options, positional[0]), 1, debug)
 
 
 def _push(options: dict[str, str | bool], path: str) -> int:
@@ -81,8 +58,3 @@ def _push(options: dict[str, str | bool], path: str) -> int:
     else:
         archive.push_with_look_ahead(path)
     return 0
-
-
-def _say(line: str) -> None:
-    text = " ".join(line.split())
-    print(f"bika: {text.encode('ascii', 'backslashreplace').decode()}", file=sys.stderr)

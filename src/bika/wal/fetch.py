@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-from bika.errors import BikaError
 from bika.wal import argv
 from bika.wal import spool as spooling
 
@@ -41,29 +40,12 @@ def main(args: list[str]) -> int:
         if not str(exc):  # --help
             print(USAGE)
             return 0
-        _say(f"error: {exc}")
+        argv.say(f"error: {exc}")
         print(USAGE, file=sys.stderr)
         return EXIT_FETCH_FAILED
-    try:
-        return _fetch(options, positional[0], positional[1])
-    except BikaError as exc:
-        if debug:
-            raise
-        _say(f"error: wal fetch: {exc}")
-    except OSError as exc:
-        if debug:
-            raise
-        _say(f"error: wal fetch: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:
-        if debug:
-            raise
-        _say(
-            f"internal error: wal fetch: {type(exc).__name__}: {exc} (run with BIKA_DEBUG=1"
-            " for the traceback, and please report it)"
-        )
-    return EXIT_FETCH_FAILED
+    return argv.guarded(
+        "fetch", lambda: _fetch(options, positional[0], positional[1]), EXIT_FETCH_FAILED, debug
+    )
 
 
 def _fetch(options: dict[str, str | bool], name: str, dest: str) -> int:
@@ -72,12 +54,12 @@ def _fetch(options: dict[str, str | bool], name: str, dest: str) -> int:
         try:
             outcome = _from_spool(spool, options, name, dest)
         except OSError as exc:  # the spool only saves time: the repository still answers
-            _say(f"warning: prefetch spool {spool.path}: {exc.strerror or exc}")
+            argv.say(f"warning: prefetch spool {spool.path}: {exc.strerror or exc}")
             outcome = "absent"
         if outcome == "taken":
             return 0
         if outcome == "damaged":
-            _say(f"warning: the spooled copy of {name} was damaged; fetching it again")
+            argv.say(f"warning: the spooled copy of {name} was damaged; fetching it again")
     return _from_repository(options, name, dest)
 
 
@@ -153,8 +135,3 @@ def _from_repository(options: dict[str, str | bool], name: str, dest: str) -> in
             os.unlink(tmp)
         raise
     return 0
-
-
-def _say(line: str) -> None:
-    text = " ".join(line.split())
-    print(f"bika: {text.encode('ascii', 'backslashreplace').decode()}", file=sys.stderr)
