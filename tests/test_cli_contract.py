@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -116,9 +115,13 @@ def test_interrupt_and_terminate_exit_quietly_with_one_message(tmp_path: Path) -
             text=True,
             env=env,
         )
-        time.sleep(2.5)
+        # signalled once it is at work (a fixed sleep let a fast machine finish the demo first)
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        assert "starting a throwaway PostgreSQL server" in first, first
         child.send_signal(signum)
-        _, err = child.communicate(timeout=60)
+        _, rest = child.communicate(timeout=60)
+        err = first + rest
         assert child.returncode == code, err
         assert "Traceback" not in err
         assert err.strip().splitlines()[-1] == f"bika: {word}", err
